@@ -1,0 +1,65 @@
+"""The ``secstream`` command: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streams.logging import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+
+def _cmd_dev_kafka(args: argparse.Namespace) -> int:
+    from streams.devkafka import KafkaLauncherError, LocalKafka, default_kafka_home
+
+    home = default_kafka_home()
+    broker = LocalKafka(home=home, state_dir=Path(args.state_dir or home / "run"), port=args.port)
+    try:
+        if args.action == "start":
+            sys.stdout.write(broker.start() + "\n")
+        elif args.action == "stop":
+            sys.stdout.write("stopped\n" if broker.stop() else "not running\n")
+        else:
+            sys.stdout.write(broker.status() + "\n")
+    except KafkaLauncherError as exc:
+        sys.stderr.write(f"secstream dev-kafka: {exc}\n")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="secstream",
+        description="Streaming worker for Linux security telemetry (auditd and syslog).",
+    )
+    parser.add_argument("--log-level", default="INFO", help="minimum log level (default: INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = sub.add_parser(
+        "dev-kafka",
+        help="start, stop or query a local single-node Kafka for development",
+        description="Run a real Apache Kafka 4 broker (KRaft) on 127.0.0.1, resolved from Maven Central.",
+    )
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default: 9092)")
+    kafka.add_argument("--state-dir", help="broker state directory (default: docker/kafka/run)")
+    kafka.set_defaults(handler=_cmd_dev_kafka)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``secstream`` command and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    handler = args.handler
+    code: int = handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
