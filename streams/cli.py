@@ -30,6 +30,12 @@ def _cmd_dev_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streams.run_command import run_command
+
+    return run_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -38,6 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="minimum log level (default: INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline in process on files or stdin (no broker needed)",
+        description=(
+            "Run the whole stage graph in this process: raw auditd and syslog lines in, enriched events, "
+            "detections and dead letters out. With no input arguments, the bundled sample logs are used."
+        ),
+    )
+    run.add_argument("--audit", action="append", metavar="FILE|-", help="raw auditd log (plain or gzip; - = stdin)")
+    run.add_argument("--syslog", action="append", metavar="FILE|-", help="syslog lines (plain or gzip; - = stdin)")
+    run.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write events.jsonl, detections.jsonl and deadletter.jsonl here (default: all documents to stdout)",
+    )
+    run.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
+    run.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    run.set_defaults(handler=_cmd_run)
 
     kafka = sub.add_parser(
         "dev-kafka",
@@ -48,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("--port", type=int, default=9092, help="client port on 127.0.0.1 (default: 9092)")
     kafka.add_argument("--state-dir", help="broker state directory (default: docker/kafka/run)")
     kafka.set_defaults(handler=_cmd_dev_kafka)
+
+    from streams.kafka_cli import register_kafka_commands
+
+    register_kafka_commands(sub)
     return parser
 
 

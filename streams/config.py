@@ -1,0 +1,358 @@
+"""secstream configuration: a TOML file, ``SECSTREAM_...`` environment overrides, validation at start.
+
+Every key has a documented default (see ``config/secstream.toml``). An unknown key or a value of the
+wrong type is a :class:`~processors.errors.ConfigError` naming the key. Environment variables override
+the file: ``SECSTREAM_<SECTION>__<KEY>`` (double underscore between levels), e.g.
+``SECSTREAM_KAFKA__BROKER=kafka://broker:9092`` or
+``SECSTREAM_ENRICHMENT__VIRUSTOTAL__API_KEY=...``. Secrets belong in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from processors.errors import ConfigError
+
+__all__ = [
+    "CoalescerConfig",
+    "DetectionConfig",
+    "EnrichmentConfig",
+    "InputConfig",
+    "KafkaConfig",
+    "ProcessTreeConfig",
+    "ProviderConfig",
+    "SecstreamConfig",
+    "SessionsConfig",
+    "TopicsConfig",
+    "WorkerConfig",
+    "bundled_config_dir",
+    "load_config",
+]
+
+ENV_PREFIX = "SECSTREAM_"
+
+
+def bundled_config_dir() -> Path:
+    """The ``config/`` directory: the checkout's, or the copy bundled in the wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "config", here / "_bundled_config"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError("the bundled config/ directory is missing from this installation")
+
+
+@dataclass(frozen=True, slots=True)
+class InputConfig:
+    """How raw input is read."""
+
+    default_host: str = "unknown"
+    """Host name for records that carry none (no ``node=``, no host field, no key)."""
+    max_line_bytes: int = 65536
+    """Longer lines go to the dead letters instead of being parsed."""
+    syslog_year: int = 0
+    """Year for RFC 3164 timestamps, which have none; 0 means the current UTC year."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """Connection to the Kafka cluster (worker, produce and consume)."""
+
+    broker: str = "kafka://127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsConfig:
+    """Topic names and the partition count used when secstream creates them."""
+
+    raw_auditd: str = "secstream.raw.auditd"
+    raw_syslog: str = "secstream.raw.syslog"
+    events: str = "secstream.events"
+    detections: str = "secstream.detections"
+    deadletter: str = "secstream.deadletter"
+    partitions: int = 4
+    message_field: str = "message"
+    """For JSON-object values: the field holding the raw line(s)."""
+    host_field: str = "host"
+    """For JSON-object values: the optional field holding the host name."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """The Faust worker."""
+
+    app_id: str = "secstream"
+    processing_guarantee: str = "at_least_once"
+    """``at_least_once`` or ``exactly_once`` (Kafka transactions)."""
+    batch_size: int = 500
+    batch_within_s: float = 0.5
+    store: str = "memory://"
+    web_port: int = 6066
+    """Health endpoint and Prometheus metrics (``/healthz``, ``/metrics``)."""
+    session_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 1.0
+    data_dir: str = ""
+    """Faust's data directory; empty means a per-app directory under the system temp dir."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoalescerConfig:
+    """Audit record coalescing."""
+
+    event_timeout_s: float = 2.0
+    """An event without EOE completes when its host's event time has moved this far past it."""
+    idle_flush_s: float = 5.0
+    """Wall-clock seconds after a host's last record when its in-flight events are flushed."""
+    max_in_flight: int = 10000
+    """In-flight events per host; on overflow the oldest is flushed as partial."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTreeConfig:
+    """The rolling process tree."""
+
+    ancestor_depth: int = 4
+    exited_grace_s: float = 60.0
+    idle_ttl_s: float = 86400.0
+    max_per_host: int = 50000
+    backfill_window_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsConfig:
+    """Logon and sudo session tracking."""
+
+    max_per_host: int = 10000
+    session_ttl_s: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionConfig:
+    """Rules and stateful detectors."""
+
+    rule_files: tuple[str, ...] = ()
+    """Extra rule files (TOML or msticpy's JSON format); the bundled default set is always loaded."""
+    use_default_rules: bool = True
+    speed_events: int = 10
+    """Command-speed detector: this many commands ..."""
+    speed_window_s: float = 5.0
+    """... within this many seconds by one user on one host."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One threat-intel provider."""
+
+    enabled: bool = False
+    api_key: str = field(default="", repr=False)
+    api_id: str = field(default="", repr=False)
+    base_url: str = ""
+    """Override of the provider's API base URL (empty: the provider's documented one)."""
+    rate_per_minute: float = 60.0
+    daily_quota: int = 0
+    """0 means no daily quota."""
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichmentConfig:
+    """GeoIP and threat-intel enrichment."""
+
+    enabled: bool = True
+    max_wait_s: float = 2.0
+    """Longest a batch waits for lookups; slower ones are recorded as pending and finish in the background."""
+    cache_ttl_s: float = 3600.0
+    negative_cache_ttl_s: float = 600.0
+    geoip_db_folder: str = ""
+    """Folder with GeoLite2-City.mmdb (and GeoLite2-ASN.mmdb); empty disables GeoIP."""
+    geoip_licence_key: str = field(default="", repr=False)
+    """MaxMind licence key: only when set are databases downloaded and refreshed."""
+    blocklists: tuple[str, ...] = ("ti/sample_blocklist.csv",)
+    """Local blocklist files (relative paths are relative to the config directory)."""
+    virustotal: ProviderConfig = field(default_factory=lambda: ProviderConfig(rate_per_minute=4, daily_quota=500))
+    otx: ProviderConfig = field(default_factory=ProviderConfig)
+    xforce: ProviderConfig = field(default_factory=ProviderConfig)
+    greynoise: ProviderConfig = field(default_factory=ProviderConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class SecstreamConfig:
+    """The whole configuration."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    coalescer: CoalescerConfig = field(default_factory=CoalescerConfig)
+    proctree: ProcessTreeConfig = field(default_factory=ProcessTreeConfig)
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    enrichment: EnrichmentConfig = field(default_factory=EnrichmentConfig)
+    config_dir: Path = field(default_factory=bundled_config_dir)
+    """Directory of the configuration file; relative paths are resolved against it first."""
+
+    def resolve_path(self, value: str) -> Path:
+        """Resolve a configured path: absolute as given, else beside the configuration file, else bundled."""
+        path = Path(value)
+        if path.is_absolute():
+            return path
+        local = self.config_dir / path
+        return local if local.exists() else bundled_config_dir() / path
+
+
+_T = TypeVar("_T")
+
+
+def _coerce(value: Any, hint: Any, key: str, default: Any = None) -> Any:
+    """Check (and for env strings, convert) one value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    if is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected a table, got {type(value).__name__}", key=key)
+        return _build(default, value, key)
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {value!r}", key=key)
+        return value
+    if hint is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"expected an integer, got {value!r}", key=key) from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"expected an integer, got {value!r}", key=key)
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"expected a number, got {value!r}", key=key) from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"expected a number, got {value!r}", key=key)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected a string, got {value!r}", key=key)
+        return value
+    if hint is Path:
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"expected a path, got {value!r}", key=key)
+        return Path(value)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"expected a list, got {value!r}", key=key)
+        (item_hint, _ellipsis) = typing.get_args(hint)
+        return tuple(_coerce(item, item_hint, f"{key}[{i}]") for i, item in enumerate(value))
+    if origin is types.UnionType:  # pragma: no cover - no optional fields today
+        raise ConfigError("optional values are not supported", key=key)
+    raise ConfigError(f"unsupported setting type {hint!r}", key=key)  # pragma: no cover - a bug in this module
+
+
+def _build(base: _T, data: Mapping[str, Any], prefix: str) -> _T:
+    """Return ``base`` (a settings dataclass instance) with the values in ``data`` applied and checked."""
+    hints = typing.get_type_hints(type(base))
+    known = {f.name for f in fields(base)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            name = f"{prefix}.{key}" if prefix else key
+            raise ConfigError(f"unknown key (known: {', '.join(sorted(known))})", key=name)
+    kwargs = {
+        name: _coerce(value, hints[name], f"{prefix}.{name}" if prefix else name, getattr(base, name))
+        for name, value in data.items()
+    }
+    return replace(base, **kwargs)  # type: ignore[type-var]
+
+
+def _validate(config: SecstreamConfig) -> None:
+    checks: list[tuple[bool, str, str]] = [
+        (
+            config.worker.processing_guarantee in {"at_least_once", "exactly_once"},
+            "worker.processing_guarantee",
+            "must be at_least_once or exactly_once",
+        ),
+        (config.worker.batch_size >= 1, "worker.batch_size", "must be at least 1"),
+        (config.topics.partitions >= 1, "topics.partitions", "must be at least 1"),
+        (config.coalescer.event_timeout_s > 0, "coalescer.event_timeout_s", "must be positive"),
+        (config.coalescer.idle_flush_s > 0, "coalescer.idle_flush_s", "must be positive"),
+        (config.coalescer.max_in_flight >= 1, "coalescer.max_in_flight", "must be at least 1"),
+        (config.proctree.ancestor_depth >= 0, "proctree.ancestor_depth", "must not be negative"),
+        (config.proctree.max_per_host >= 1, "proctree.max_per_host", "must be at least 1"),
+        (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),
+        (config.enrichment.max_wait_s >= 0, "enrichment.max_wait_s", "must not be negative"),
+        (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
+        (
+            config.kafka.broker.startswith(("kafka://", "aiokafka://")),
+            "kafka.broker",
+            "must look like kafka://HOST:PORT",
+        ),
+    ]
+    for ok, key, message in checks:
+        if not ok:
+            raise ConfigError(message, key=key)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> SecstreamConfig:
+    """Load and validate the configuration.
+
+    Args:
+        path: a TOML file; None uses only the defaults (and the environment).
+        environ: environment variables (defaults to ``os.environ``).
+
+    Raises:
+        ConfigError: a key is unknown, a value has the wrong type or is out of range, or the file is unreadable.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        data.setdefault("config_dir", str(Path(path).resolve().parent))
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    config = _build(SecstreamConfig(), data, "")
+    _validate(config)
+    return config

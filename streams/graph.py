@@ -1,0 +1,360 @@
+"""The stage graph, declared once and executed by every driver (embedded runner, Faust worker, batch).
+
+::
+
+    auditd:  parse → (partition by host) → coalesce → decode → process tree → IoCs + base64
+             → enrichment (async) → sessions, command speed, risky sudo, rules → outputs
+    syslog:  parse → (partition by host) → IoCs → enrichment (async) → sessions, sudo, rules → outputs
+
+A driver feeds raw lines with :meth:`Pipeline.audit_lines` / :meth:`Pipeline.syslog_lines`, calls
+:meth:`Pipeline.tick` now and then (event-time expiry and the wall-clock idle flush), hands every
+:class:`Pending` batch to :meth:`Pipeline.complete` (enrichment and detection) and writes the
+:class:`Outputs`. All per-host state lives in :class:`HostState` objects that the driver owns and hands
+in through a :class:`HostStates` mapping; no rule lives in a driver.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.audit import (
+    AuditEvent,
+    Coalescer,
+    CoalescerSettings,
+    CoalescerState,
+    LateRecord,
+    decode_event,
+    decode_late,
+    parse_line,
+)
+from processors.detectors import (
+    CommandSpeedDetector,
+    CommandSpeedSettings,
+    CommandSpeedState,
+    RiskySudoDetector,
+    RiskySudoSettings,
+    RiskySudoState,
+)
+from processors.enrich import Enricher
+from processors.errors import SecstreamError
+from processors.iocextract import IoCExtract
+from processors.observables import annotate_event
+from processors.proctree import ProcessTracker, ProcessTrackerSettings, ProcessTrackerState
+from processors.rules import RuleEngine, default_rules_path, load_rules
+from processors.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
+from processors.syslog import parse_syslog_line
+from schemas.documents import dead_letter
+from streams.config import SecstreamConfig
+
+__all__ = [
+    "HostState",
+    "HostStates",
+    "Outputs",
+    "Pending",
+    "Pipeline",
+    "PipelineStats",
+    "RawLine",
+]
+
+
+@dataclass(slots=True)
+class RawLine:
+    """One raw input line and where it came from.
+
+    Args:
+        data: the line (text, or bytes as read from Kafka).
+        source: where it came from: ``{"file": ..., "line": n}`` or ``{"topic", "partition", "offset"}``.
+        host: a host name from the envelope or the message key, used when the line names none.
+        received: wall-clock epoch seconds when it was read (for dead letters).
+    """
+
+    data: str | bytes
+    source: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
+    received: float = 0.0
+
+
+@dataclass(slots=True)
+class HostState:
+    """Everything the stateful stages remember about one host."""
+
+    coalescer: CoalescerState = field(default_factory=CoalescerState)
+    tracker: ProcessTrackerState = field(default_factory=ProcessTrackerState)
+    sessions: LogonSessionState = field(default_factory=LogonSessionState)
+    speed: CommandSpeedState = field(default_factory=CommandSpeedState)
+    sudo: RiskySudoState = field(default_factory=RiskySudoState)
+
+    def durable_snapshot(self) -> dict[str, Any]:
+        """The long-lived part (process tree, sessions, detectors) as plain data for a changelog table.
+
+        Coalescer buffers are short-lived and protected by delayed acks instead (see ``streams.worker``).
+        """
+        return {
+            "tracker": self.tracker.snapshot(),
+            "sessions": self.sessions.snapshot(),
+            "speed": self.speed.snapshot(),
+            "sudo": self.sudo.snapshot(),
+        }
+
+    @classmethod
+    def from_durable_snapshot(cls, data: dict[str, Any]) -> HostState:
+        """Rebuild a host's state from :meth:`durable_snapshot` (with an empty coalescer)."""
+        return cls(
+            tracker=ProcessTrackerState.from_snapshot(data["tracker"]),
+            sessions=LogonSessionState.from_snapshot(data["sessions"]),
+            speed=CommandSpeedState.from_snapshot(data["speed"]),
+            sudo=RiskySudoState.from_snapshot(data["sudo"]),
+        )
+
+
+class HostStates(MutableMapping[str, HostState]):
+    """Host name → :class:`HostState`, creating a host's state on first use."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, HostState] = {}
+
+    def __getitem__(self, host: str) -> HostState:
+        state = self._states.get(host)
+        if state is None:
+            state = self._states[host] = HostState()
+        return state
+
+    def __setitem__(self, host: str, state: HostState) -> None:
+        self._states[host] = state
+
+    def __delitem__(self, host: str) -> None:
+        del self._states[host]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+@dataclass(slots=True)
+class Pending:
+    """Documents that have passed the synchronous stages and await enrichment and detection."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deadletters: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Pending) -> None:
+        self.events.extend(other.events)
+        self.deadletters.extend(other.deadletters)
+
+
+@dataclass(slots=True)
+class Outputs:
+    """What one batch produced, per output stream."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    detections: list[dict[str, Any]] = field(default_factory=list)
+    deadletters: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    """Counters for the run summary and the metrics endpoint."""
+
+    lines_in: Counter[str] = field(default_factory=Counter)
+    events_out: Counter[str] = field(default_factory=Counter)
+    detections: Counter[str] = field(default_factory=Counter)
+    bad_input: Counter[str] = field(default_factory=Counter)
+    audit: Counter[str] = field(default_factory=Counter)
+    """partial, late and duplicate records, overflow flushes."""
+    enrichment: Counter[str] = field(default_factory=Counter)
+
+
+def _text_of(data: str | bytes) -> str:
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", "surrogateescape")
+
+
+class Pipeline:
+    """The stage graph with its stateless stages built from one configuration.
+
+    Args:
+        config: the validated configuration.
+        enricher: the asynchronous enrichment stage, or None to skip enrichment.
+    """
+
+    def __init__(self, config: SecstreamConfig, enricher: Enricher | None = None) -> None:
+        self.config = config
+        self.enricher = enricher
+        self.stats = PipelineStats()
+        self.coalescer = Coalescer(
+            CoalescerSettings(
+                event_timeout_s=config.coalescer.event_timeout_s,
+                idle_flush_s=config.coalescer.idle_flush_s,
+                max_in_flight=config.coalescer.max_in_flight,
+            )
+        )
+        self.tracker = ProcessTracker(
+            ProcessTrackerSettings(
+                ancestor_depth=config.proctree.ancestor_depth,
+                exited_grace_s=config.proctree.exited_grace_s,
+                idle_ttl_s=config.proctree.idle_ttl_s,
+                max_per_host=config.proctree.max_per_host,
+                backfill_window_s=config.proctree.backfill_window_s,
+            )
+        )
+        self.sessions = LogonSessionTracker(
+            LogonSessionSettings(
+                max_per_host=config.sessions.max_per_host, session_ttl_s=config.sessions.session_ttl_s
+            )
+        )
+        self.speed = CommandSpeedDetector(
+            CommandSpeedSettings(events=config.detection.speed_events, window_s=config.detection.speed_window_s)
+        )
+        self.sudo = RiskySudoDetector(RiskySudoSettings())
+        rules = []
+        if config.detection.use_default_rules:
+            rules.extend(load_rules(default_rules_path()))
+        for rule_file in config.detection.rule_files:
+            rules.extend(load_rules(config.resolve_path(rule_file)))
+        self.rules = RuleEngine(rules)
+        self.ioc_extractor = IoCExtract()
+
+    # -- synchronous stages -------------------------------------------------------------------
+
+    def _too_long(self, line: RawLine, stream: str) -> dict[str, Any] | None:
+        if len(line.data) <= self.config.input.max_line_bytes:
+            return None
+        self.stats.bad_input[f"{stream}:too_long"] += 1
+        return dead_letter(
+            original=line.data,
+            reason=f"line longer than input.max_line_bytes ({self.config.input.max_line_bytes})",
+            error_type="LineTooLong",
+            stream=stream,
+            host=line.host,
+            timestamp=line.received,
+            source=line.source,
+        )
+
+    def _bad(self, line: RawLine, error: SecstreamError, stream: str) -> dict[str, Any]:
+        self.stats.bad_input[f"{stream}:{type(error).__name__}"] += 1
+        return dead_letter(
+            original=line.data,
+            reason=error.reason,
+            error_type=type(error).__name__,
+            stream=stream,
+            host=error.host or line.host,
+            timestamp=line.received,
+            source=line.source,
+        )
+
+    def audit_lines(self, lines: Iterable[RawLine], states: MutableMapping[str, HostState]) -> Pending:
+        """Parse and coalesce raw audit lines; decode, track and annotate every event they complete."""
+        pending = Pending()
+        touched: dict[str, float] = {}
+        for line in lines:
+            self.stats.lines_in["auditd"] += 1
+            oversized = self._too_long(line, "auditd")
+            if oversized is not None:
+                pending.deadletters.append(oversized)
+                continue
+            try:
+                record = parse_line(_text_of(line.data).rstrip("\r\n"))
+            except SecstreamError as error:
+                pending.deadletters.append(self._bad(line, error, "auditd"))
+                continue
+            host = record.node or line.host or self.config.input.default_host
+            state = states[host]
+            self._emit_audit(self.coalescer.push(record, state.coalescer), host, state, pending)
+            touched[host] = max(touched.get(host, 0.0), record.epoch)
+        for host, event_time in touched.items():
+            state = states[host]
+            self._emit_audit(self.coalescer.expire(state.coalescer, event_time=event_time), host, state, pending)
+        return pending
+
+    def _emit_audit(
+        self, outputs: Iterable[AuditEvent | LateRecord], host: str, state: HostState, pending: Pending
+    ) -> None:
+        for output in outputs:
+            if isinstance(output, LateRecord):
+                self.stats.audit["late"] += 1
+                doc = decode_late(output, default_host=host)
+            else:
+                if output.partial:
+                    self.stats.audit["partial"] += 1
+                doc = decode_event(output, default_host=host)
+                self.tracker.process(doc, state.tracker)
+            annotate_event(doc, extractor=self.ioc_extractor)
+            pending.events.append(doc)
+
+    def syslog_lines(self, lines: Iterable[RawLine], states: MutableMapping[str, HostState]) -> Pending:
+        """Parse and interpret raw syslog lines, and annotate them with IoCs."""
+        del states  # syslog has no synchronous state; sessions are tracked in complete()
+        pending = Pending()
+        for line in lines:
+            self.stats.lines_in["syslog"] += 1
+            oversized = self._too_long(line, "syslog")
+            if oversized is not None:
+                pending.deadletters.append(oversized)
+                continue
+            try:
+                doc = parse_syslog_line(
+                    _text_of(line.data).rstrip("\r\n"),
+                    default_host=line.host or self.config.input.default_host,
+                    year=self.config.input.syslog_year or None,
+                )
+            except SecstreamError as error:
+                pending.deadletters.append(self._bad(line, error, "syslog"))
+                continue
+            annotate_event(doc, extractor=self.ioc_extractor)
+            pending.events.append(doc)
+        return pending
+
+    def tick(self, states: MutableMapping[str, HostState], wall_time: float) -> Pending:
+        """Flush in-flight audit events of hosts that have been quiet (wall clock), and evict old processes."""
+        pending = Pending()
+        for host in list(states):
+            state = states[host]
+            self._emit_audit(self.coalescer.expire(state.coalescer, wall_time=wall_time), host, state, pending)
+        return pending
+
+    def shutdown(self, states: MutableMapping[str, HostState]) -> Pending:
+        """Flush every in-flight audit event (as partial where it never completed)."""
+        pending = Pending()
+        for host in list(states):
+            state = states[host]
+            self._emit_audit(self.coalescer.flush_all(state.coalescer), host, state, pending)
+        return pending
+
+    # -- asynchronous completion ---------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Release the enrichment clients (HTTP sessions, database readers)."""
+        if self.enricher is not None:
+            await self.enricher.close()
+
+    async def complete(self, pending: Pending, states: MutableMapping[str, HostState]) -> Outputs:
+        """Enrich the pending events and run the detectors on them."""
+        events = pending.events
+        if self.enricher is not None and events:
+            events = await self.enricher.enrich(events)
+        outputs = Outputs(events=events, deadletters=pending.deadletters)
+        for doc in events:
+            state = states[doc["host"]["name"]]
+            detections = self.sessions.process(doc, state.sessions)
+            detections += self.speed.process(doc, state.speed)
+            rule_hits = self.rules.match(doc)
+            detections += rule_hits
+            detections += self.sudo.process(doc, state.sudo, rule_hits)
+            outputs.detections.extend(detections)
+        self._count(outputs)
+        return outputs
+
+    def _count(self, outputs: Outputs) -> None:
+        for doc in outputs.events:
+            event = doc["event"]
+            self.stats.events_out[f"{event['module']}:{event.get('action', 'unknown')}"] += 1
+            for enrichment in doc.get("threat", {}).get("enrichments", ()):
+                self.stats.enrichment[f"{enrichment['provider']}:{enrichment['status']}"] += 1
+        for doc in outputs.detections:
+            self.stats.detections[doc["rule"]["id"]] += 1
