@@ -1,0 +1,394 @@
+"""Command-line rules: the rule model, the loader (secstream TOML/JSON and msticpy's ``{"Syslog": [...]}``), the engine.
+
+A rule is a regular expression searched (unanchored) in chosen fields of an event document and in the
+decoded base64 layers another stage puts under ``secstream.decoded``. Patterns are compiled with RE2
+(linear time, no ReDoS on attacker-controlled command lines); a pattern RE2 cannot compile (look-around,
+back-references) falls back to Python's ``re`` with a warning.
+
+Rule files:
+
+* secstream TOML (``config/rules/default.toml``)::
+
+      [[rules]]
+      id = "SS-LNX-001"
+      name = "Download piped to a shell"
+      severity = 73                     # ECS event.severity 0-100
+      technique = ["T1105", "T1059.004"]
+      pattern = '''\\b(?:curl|wget)\\b...'''
+      log_types = ["auditd", "syslog"]  # event.module values it applies to
+      fields = ["process.command_line"] # optional; default depends on the log type
+      description = "..."
+      version = "1"
+
+* the same as JSON: ``{"rules": [{...}, ...]}``;
+* msticpy's format: ``{"Syslog": ["regex", ...]}`` - each log type gets rules ``<logtype>-001``, ... with
+  severity 47 and technique T1059.004.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import re2
+import structlog
+
+from processors.errors import ConfigError
+from schemas.documents import detection
+
+__all__ = [
+    "DEFAULT_FIELDS",
+    "Rule",
+    "RuleEngine",
+    "decoded_texts",
+    "default_rules_path",
+    "load_rules",
+    "reference_rules_path",
+]
+
+_log = structlog.get_logger(module=__name__)
+
+DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "auditd": ("process.command_line",),
+    "syslog": ("syslog.command", "message"),
+}
+_TECHNIQUE = re.compile(r"T[0-9]{4}(?:\.[0-9]{3})?")
+_REFERENCE_SEVERITY = 47
+_REFERENCE_TECHNIQUE = ("T1059.004",)
+_MAX_EVIDENCE_TEXT = 1024
+
+
+class _Pattern(Protocol):
+    def search(self, text: str) -> Any: ...  # pragma: no cover - protocol
+
+
+def _compile(pattern: str, rule_id: str) -> _Pattern:
+    try:
+        compiled: _Pattern = re2.compile(pattern)
+        return compiled
+    except re2.error:
+        pass
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"invalid regular expression: {exc}", key=f"rules.{rule_id}.pattern") from exc
+    _log.warning("rule_pattern_not_re2", rule_id=rule_id, reason="compiled with Python re (backtracking)")
+    return compiled
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One detection rule.
+
+    Args:
+        id: stable identifier (``rule.id``).
+        name: human-readable name (``rule.name``).
+        severity: ECS ``event.severity``, 0-100.
+        technique: MITRE ATT&CK technique ids.
+        pattern: regular expression, searched unanchored.
+        log_types: ``event.module`` values the rule applies to.
+        fields: dotted document fields to search; empty means :data:`DEFAULT_FIELDS` of the log type.
+        description: what the rule looks for.
+        version: version of the rule definition (``rule.version``).
+        match_decoded: also search the decoded base64 layers (``secstream.decoded[*].text``).
+    """
+
+    id: str
+    name: str
+    severity: int
+    technique: tuple[str, ...]
+    pattern: str
+    log_types: tuple[str, ...] = ("auditd", "syslog")
+    fields: tuple[str, ...] = ()
+    description: str = ""
+    version: str = "1"
+    match_decoded: bool = True
+    regex: _Pattern = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = f"rules.{self.id or '?'}"
+        if not self.id:
+            raise ConfigError("a rule needs an id", key=key)
+        if not isinstance(self.severity, int) or isinstance(self.severity, bool) or not 0 <= self.severity <= 100:
+            raise ConfigError("severity must be an integer 0-100", key=f"{key}.severity")
+        for technique in self.technique:
+            if not _TECHNIQUE.fullmatch(technique):
+                raise ConfigError(f"{technique!r} is not an ATT&CK technique id", key=f"{key}.technique")
+        if not self.log_types:
+            raise ConfigError("log_types must not be empty", key=f"{key}.log_types")
+        object.__setattr__(self, "regex", _compile(self.pattern, self.id))
+
+    def fields_for(self, log_type: str) -> tuple[str, ...]:
+        """Return the fields searched in a document of ``log_type``.
+
+        Args:
+            log_type: the document's ``event.module``.
+
+        Returns:
+            The rule's own fields, else the default fields of the log type.
+        """
+        return self.fields or DEFAULT_FIELDS.get(log_type, ("message",))
+
+    def search(self, text: str) -> bool:
+        """Return whether the pattern occurs in ``text``.
+
+        Args:
+            text: the text to search.
+
+        Returns:
+            True when the pattern matches somewhere in the text.
+        """
+        return self.regex.search(text) is not None
+
+
+def default_rules_path() -> Path:
+    """Return the rules directory: ``config/rules`` of the checkout, else the one bundled with the wheel.
+
+    Returns:
+        ``<repo>/config/rules`` when it exists, else ``streams/_bundled_config/rules`` beside the installed
+        ``streams`` package (found without importing it).
+
+    Raises:
+        ConfigError: neither directory exists.
+    """
+    checkout = Path(__file__).resolve().parents[1] / "config" / "rules"
+    if checkout.is_dir():
+        return checkout
+    spec = importlib.util.find_spec("streams")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            bundled = Path(location) / "_bundled_config" / "rules"
+            if bundled.is_dir():
+                return bundled
+    raise ConfigError("no rules directory found (config/rules or streams/_bundled_config/rules)", key="rules.path")
+
+
+def reference_rules_path() -> Path:
+    """Return the path of msticpy's rule file shipped with secstream (``cmd_line_rules.json``).
+
+    Returns:
+        ``<rules dir>/cmd_line_rules.json``.
+    """
+    return default_rules_path() / "cmd_line_rules.json"
+
+
+def _as_strings(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ConfigError("must be a string or a list of strings", key=key)
+
+
+_RULE_KEYS = frozenset(
+    {"id", "name", "severity", "technique", "pattern", "log_types", "fields", "description", "version", "match_decoded"}
+)
+
+
+def _rule_from_mapping(raw: Any, index: int) -> Rule:
+    if not isinstance(raw, dict):
+        raise ConfigError("each rule must be a table/object", key=f"rules[{index}]")
+    rule_id = str(raw.get("id", ""))
+    key = f"rules.{rule_id or index}"
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", key=key)
+    for required in ("id", "name", "severity", "pattern"):
+        if required not in raw:
+            raise ConfigError(f"missing {required!r}", key=key)
+    if not isinstance(raw["pattern"], str):
+        raise ConfigError("pattern must be a string", key=f"{key}.pattern")
+    return Rule(
+        id=rule_id,
+        name=str(raw["name"]),
+        severity=raw["severity"],
+        technique=_as_strings(raw.get("technique", []), f"{key}.technique"),
+        pattern=raw["pattern"],
+        log_types=tuple(t.lower() for t in _as_strings(raw.get("log_types", ["auditd", "syslog"]), f"{key}.log_types")),
+        fields=_as_strings(raw.get("fields", []), f"{key}.fields"),
+        description=str(raw.get("description", "")),
+        version=str(raw.get("version", "1")),
+        match_decoded=bool(raw.get("match_decoded", True)),
+    )
+
+
+def _rules_from_data(data: Any, source: str) -> list[Rule]:
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        return [_rule_from_mapping(raw, i) for i, raw in enumerate(data["rules"])]
+    if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        rules: list[Rule] = []
+        for log_type, patterns in data.items():
+            for number, pattern in enumerate(patterns, start=1):
+                if not isinstance(pattern, str):
+                    raise ConfigError("patterns must be strings", key=f"{log_type}[{number - 1}]")
+                rules.append(
+                    Rule(
+                        id=f"{log_type.lower()}-{number:03d}",
+                        name=f"{log_type} risky command pattern {number}",
+                        severity=_REFERENCE_SEVERITY,
+                        technique=_REFERENCE_TECHNIQUE,
+                        pattern=pattern,
+                        log_types=(log_type.lower(),),
+                        description=f"msticpy-format rule {pattern!r} from {source}",
+                    )
+                )
+        return rules
+    raise ConfigError("not a rules file: expected {'rules': [...]} or {'<LogType>': [regex, ...]}", key=source)
+
+
+def load_rules(path: str | Path) -> list[Rule]:
+    """Load rules from a TOML or JSON file, or from every ``*.toml`` file of a directory.
+
+    Args:
+        path: a ``.toml`` file (``[[rules]]`` tables), a ``.json`` file (``{"rules": [...]}`` or msticpy's
+            ``{"Syslog": [regex, ...]}``), or a directory (its ``*.toml`` files, sorted by name; msticpy's
+            JSON file there is for the batch API and is not loaded).
+
+    Returns:
+        The rules in file order.
+
+    Raises:
+        ConfigError: the file is missing or malformed, a rule is invalid, or two rules share an id.
+    """
+    source = Path(path)
+    files = sorted(source.glob("*.toml")) if source.is_dir() else [source]
+    rules: list[Rule] = []
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except OSError as exc:
+            raise ConfigError(f"cannot read rules file: {exc}", key=str(file)) from exc
+        try:
+            data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot parse rules file: {exc}", key=str(file)) from exc
+        rules.extend(_rules_from_data(data, str(file)))
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise ConfigError("duplicate rule id", key=f"rules.{rule.id}")
+        seen.add(rule.id)
+    return rules
+
+
+def _field(doc: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = doc
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _epoch(doc: Mapping[str, Any]) -> float:
+    stamp = doc.get("@timestamp")
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp).timestamp()
+        except ValueError:
+            return 0.0
+    return 0.0
+
+
+def decoded_texts(doc: Mapping[str, Any]) -> list[str]:
+    """Return the text of the decoded base64 layers of a document (``secstream.decoded[*].text``).
+
+    Args:
+        doc: an event document.
+
+    Returns:
+        The string layers, outermost first.
+    """
+    layers = _field(doc, "secstream.decoded")
+    if not isinstance(layers, list):
+        return []
+    return [layer["text"] for layer in layers if isinstance(layer, Mapping) and isinstance(layer.get("text"), str)]
+
+
+class RuleEngine:
+    """Run rules over event documents and build one detection per matching rule.
+
+    Args:
+        rules: the rules to run.
+    """
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self._by_type: dict[str, tuple[Rule, ...]] = {}
+        for log_type in {t for rule in self.rules for t in rule.log_types}:
+            self._by_type[log_type] = tuple(r for r in self.rules if log_type in r.log_types)
+
+    def matching_rules(self, texts: Sequence[tuple[str, str]], log_type: str) -> list[tuple[Rule, str, str]]:
+        """Return ``(rule, where, text)`` for each rule of ``log_type`` matching one of ``texts``.
+
+        Args:
+            texts: ``(where, text)`` pairs, in priority order (first match per rule wins).
+            log_type: a log type (``auditd``, ``syslog``).
+
+        Returns:
+            One entry per matching rule.
+        """
+        hits: list[tuple[Rule, str, str]] = []
+        for rule in self._by_type.get(log_type.lower(), ()):
+            for where, text in texts:
+                if where.startswith("secstream.decoded") and not rule.match_decoded:
+                    continue
+                if rule.search(text):
+                    hits.append((rule, where, text))
+                    break
+        return hits
+
+    def match(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Return the detections the rules raise on one event document.
+
+        Args:
+            doc: an event document (auditd or syslog).
+
+        Returns:
+            Detection documents (``schemas.documents.detection``), one per matching rule, with the rule,
+            severity, techniques, the event id as evidence, the process lineage, user and IoCs of the
+            event, and ``secstream.rule_match`` (``field`` and ``value``) saying what matched.
+        """
+        event = doc.get("event") or {}
+        log_type = str(event.get("module", "")).lower()
+        rules = self._by_type.get(log_type)
+        if not rules:
+            return []
+        detections: list[dict[str, Any]] = []
+        for rule, where, text in self._match_doc(doc, log_type, rules):
+            detections.append(
+                detection(
+                    rule_id=rule.id,
+                    rule_name=rule.name,
+                    rule_version=rule.version,
+                    severity=rule.severity,
+                    technique_ids=rule.technique,
+                    host=str((doc.get("host") or {}).get("name", "unknown")),
+                    timestamp=_epoch(doc),
+                    evidence_event_ids=[str(event.get("id", ""))],
+                    message=f"{rule.name}: {text[:200]}",
+                    source_event=doc,
+                    extra={"rule_match": {"field": where, "value": text[:_MAX_EVIDENCE_TEXT]}},
+                )
+            )
+        return detections
+
+    def _match_doc(self, doc: Mapping[str, Any], log_type: str, rules: tuple[Rule, ...]) -> list[tuple[Rule, str, str]]:
+        hits: list[tuple[Rule, str, str]] = []
+        decoded = [(f"secstream.decoded[{i}]", text) for i, text in enumerate(decoded_texts(doc))]
+        for rule in rules:
+            texts = [(name, value) for name in rule.fields_for(log_type) if isinstance(value := _field(doc, name), str)]
+            if rule.match_decoded:
+                texts += decoded
+            for where, text in texts:
+                if text and rule.search(text):
+                    hits.append((rule, where, text))
+                    break
+        return hits
