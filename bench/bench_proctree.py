@@ -1,0 +1,152 @@
+"""Benchmark process trees: batch builder vs msticpy, and the stream tracker's throughput and state size.
+
+Run: /work/venv/bin/python bench/bench_proctree.py [--rows 100000] [--events 200000] [--no-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from processors.proc_tree_builder import build_process_tree
+from processors.process_tree_utils import get_summary_info
+from processors.proctree import ProcessTracker, ProcessTrackerSettings, ProcessTrackerState
+from schemas.documents import iso_timestamp
+
+_IMAGES = [
+    "C:\\Windows\\System32\\cmd.exe",
+    "C:\\Windows\\System32\\conhost.exe",
+    "C:\\Windows\\System32\\svchost.exe",
+    "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+    "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+    "C:\\Program Files\\App\\app.exe",
+]
+
+
+def windows_corpus(rows: int, seed: int = 1) -> pd.DataFrame:
+    """Generate 4688-style events: trees under a few services, with pid reuse."""
+    rng = random.Random(seed)
+    t0 = datetime(2024, 1, 1)
+    live: list[tuple[str, str]] = [(f"0x{p:x}", _IMAGES[2]) for p in range(0x200, 0x220)]
+    recs: list[dict[str, Any]] = []
+    for i in range(rows):
+        ppid, pname = rng.choice(live)
+        pid = f"0x{rng.randrange(0x100, 0x8000):x}"
+        image = rng.choice(_IMAGES)
+        live.append((pid, image))
+        if len(live) > 3000:  # processes exit at random: realistic depths (about 10-20 levels)
+            live.pop(rng.randrange(len(live)))
+        recs.append(
+            {
+                "TenantId": "t",
+                "Account": "WORKGROUP\\HOST$",
+                "EventID": 4688,
+                "TimeGenerated": t0 + timedelta(milliseconds=i * 37),
+                "Computer": "HOST",
+                "SubjectUserSid": "S-1-5-18",
+                "SubjectUserName": "HOST$",
+                "SubjectDomainName": "WORKGROUP",
+                "SubjectLogonId": "0x3e7",
+                "NewProcessId": pid,
+                "NewProcessName": image,
+                "TokenElevationType": "%%1936",
+                "ProcessId": ppid,
+                "CommandLine": f"{image} /c step {i}",
+                "ParentProcessName": pname,
+                "TargetLogonId": "0x0",
+            }
+        )
+    return pd.DataFrame(recs)
+
+
+def stream_corpus(events: int, seed: int = 2) -> list[dict[str, Any]]:
+    """Generate auditd documents: exec (60%), clone (20%), exit (20%) on one host, with pid reuse."""
+    rng = random.Random(seed)
+    docs: list[dict[str, Any]] = []
+    live = [1]
+    t = 1_700_000_000.0
+    for _ in range(events):
+        t += 0.001
+        roll = rng.random()
+        if roll < 0.6 or len(live) < 3:
+            pid = rng.randrange(2, 60_000)
+            ppid = rng.choice(live[-500:])
+            live.append(pid)
+            syscall, data, proc_pid, proc_ppid = "execve", {"syscall": "execve"}, pid, ppid
+        elif roll < 0.8:
+            proc_pid = rng.choice(live[-500:])
+            child = rng.randrange(2, 60_000)
+            live.append(child)
+            syscall, data, proc_ppid = "clone", {"syscall": "clone", "exit": str(child)}, 1
+        else:
+            proc_pid = live.pop(rng.randrange(len(live) - 1) + 1) if len(live) > 1 else 1
+            syscall, data, proc_ppid = "exit_group", {"syscall": "exit_group"}, 1
+        docs.append(
+            {
+                "@timestamp": iso_timestamp(t),
+                "host": {"name": "bench"},
+                "event": {"action": syscall, "outcome": "success"},
+                "process": {
+                    "pid": proc_pid,
+                    "ppid": proc_ppid,
+                    "executable": "/usr/bin/python3",
+                    "name": "python3",
+                    "command_line": "python3 -m worker --flag",
+                },
+                "auditd": {"session": "7", "data": data},
+                "user": {"audit": {"id": "1000"}},
+            }
+        )
+    return docs
+
+
+def main() -> None:
+    """Run the benchmark and print the numbers and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000, help="4688 events for the batch builder")
+    parser.add_argument("--events", type=int, default=200_000, help="auditd documents for the tracker")
+    parser.add_argument("--no-reference", action="store_true", help="skip msticpy")
+    args = parser.parse_args()
+
+    data = windows_corpus(args.rows)
+    start = time.perf_counter()
+    ours = build_process_tree(data)
+    ours_s = time.perf_counter() - start
+    print(f"secstream build_process_tree: {args.rows} rows in {ours_s:.2f}s  {get_summary_info(ours)}")
+    if not args.no_reference:
+        from msticpy.transform.proc_tree_builder import build_process_tree as ref_build
+        from msticpy.transform.process_tree_utils import get_summary_info as ref_summary
+
+        start = time.perf_counter()
+        theirs = ref_build(data.copy())
+        ref_s = time.perf_counter() - start
+        print(f"msticpy   build_process_tree: {args.rows} rows in {ref_s:.2f}s  {ref_summary(theirs)}")
+        print(f"speed-up: {ref_s / ours_s:.1f}x")
+
+    docs = stream_corpus(args.events)
+    tracker = ProcessTracker(ProcessTrackerSettings())
+    state = ProcessTrackerState()
+    start = time.perf_counter()
+    for i, doc in enumerate(docs):
+        tracker.process(doc, state)
+        if i % 10_000 == 9_999:
+            tracker.evict(state, 1_700_000_000.0 + i * 0.001)
+    took = time.perf_counter() - start
+    live = state.live
+    size = len(orjson.dumps(state.snapshot()))
+    print(f"tracker: {args.events} events in {took:.2f}s = {args.events / took:,.0f} events/s")
+    print(
+        f"tracker state: {len(state.nodes)} nodes, {live} live, snapshot {size:,} bytes = "
+        f"{size / max(live, 1):.0f} bytes per live process; evicted exited={state.evicted_exited} "
+        f"idle={state.evicted_idle} overflow={state.evicted_overflow} backfilled={state.backfilled}"
+    )
+
+
+if __name__ == "__main__":
+    main()

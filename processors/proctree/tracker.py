@@ -1,0 +1,765 @@
+"""Rolling process tracker: keeps the live process tree of one host and adds lineage to process events.
+
+Model
+-----
+* A process node is keyed by ``(host, pid, start)``; its ``entity_id`` is
+  ``stable_id("process", host, pid, "<start epoch, 3 decimals>")``. ``start`` is the event time of the
+  exec (``execve``/``execveat``) that created the image, or of the fork (``clone``/``fork``/``vfork``,
+  the child pid is the SYSCALL ``exit`` field) that created the process. Every exec is a new node (as in
+  msticpy's Linux builder); the node it replaces (the fork node or the previous image of the same pid)
+  is marked exited at the exec time. Threads (``clone`` with ``CLONE_THREAD`` in ``a0``) are not nodes.
+* Parent rule (the same in the batch builder): the parent of a process started at ``t`` whose ppid is
+  ``P`` is the **latest node with pid P on the same host that started at or before t**. PID reuse can
+  therefore never mix up parents. A candidate that is known to have exited *before* ``t`` is not a
+  parent (the kernel would have re-parented the child); the child then has an unknown parent.
+* Unknown parents: the child is kept as a root (``process.parent.pid`` only) and remembered for
+  ``backfill_window_s`` seconds of event time. When a node that is a better parent for it arrives within
+  that window (late or out-of-order exec/fork of the parent, or a PID-reuse parent that started later
+  than the one first linked), the child is re-linked and ``backfilled`` is counted. This changes the
+  state for **later** events only: a document already emitted is never re-emitted.
+* Exits (``exit``/``exit_group``) mark the latest node with that pid that started at or before the exit.
+  An exit that arrives before its exec is kept for ``backfill_window_s`` and applied when the exec
+  arrives, so out-of-order exec/exit gives the same tree as in-order delivery.
+* Sessions: from ``auditd.session`` (ses) the tracker remembers, per audit session, the
+  ``session_leader`` (the earliest process of the session whose parent is outside the session and that
+  is not itself a login service) and the ``entry_leader`` (the sshd/login/cron process that started the
+  session: the nearest such process among the leader's ancestors, else the earliest such process seen in
+  the session, else the leader itself). Leader summaries are copied into the session record, so leaders
+  survive the eviction of their nodes.
+
+Idempotency: all ids are derived from event content, so replaying an event (at-least-once delivery)
+finds the existing node and returns the same document; nothing is duplicated.
+
+Bounds: :meth:`ProcessTracker.evict` (called by the driver with the latest event time) drops exited
+processes after ``exited_grace_s`` (unless a live process still names them as parent), live processes
+idle for ``idle_ttl_s`` and, oldest first, anything beyond ``max_per_host`` (exited first, then the
+earliest created). ``process`` itself enforces ``max_per_host`` when a host overflows, evicting down to 99%
+of the limit so that the cost is amortised. All evictions are counted in the state.
+
+State is **per host**: the Faust worker keeps one :class:`ProcessTrackerState` snapshot per host key in a
+table. A state that receives a document of another host raises :class:`LineageError`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from processors.errors import ParseError
+from schemas.documents import iso_timestamp, stable_id
+
+__all__ = [
+    "ENTRY_PROCESS_NAMES",
+    "EXEC_SYSCALLS",
+    "EXIT_SYSCALLS",
+    "FORK_SYSCALLS",
+    "LineageError",
+    "ProcessNode",
+    "ProcessTracker",
+    "ProcessTrackerSettings",
+    "ProcessTrackerState",
+    "build_lineage",
+]
+
+EXEC_SYSCALLS = frozenset({"execve", "execveat"})
+FORK_SYSCALLS = frozenset({"clone", "clone3", "fork", "vfork"})
+EXIT_SYSCALLS = frozenset({"exit", "exit_group"})
+#: Names of processes that start an audit session (the ECS "entry" into the system).
+ENTRY_PROCESS_NAMES = frozenset(
+    {"sshd", "login", "in.telnetd", "telnetd", "gdm-session-worker", "lightdm", "sddm-helper", "cron", "crond", "atd"}
+)
+_CLONE_THREAD = 0x00010000
+_SNAPSHOT_VERSION = 1
+_MAX_ENTRY_WALK = 16
+
+
+class LineageError(ParseError):
+    """A document cannot be tracked: no usable event time, a non-integer pid, or the wrong host."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTrackerSettings:
+    """Settings of the process tracker.
+
+    Args:
+        ancestor_depth: how many ancestors (nearest first, the parent included) go into ``process.ancestors``.
+        exited_grace_s: seconds of event time an exited process is kept (late children can still find it).
+        idle_ttl_s: seconds of event time after which a live process not seen is evicted.
+        max_per_host: maximum number of process nodes kept per host.
+        backfill_window_s: seconds of event time a child with an unknown (or possibly wrong) parent, or an
+            exit without its exec, waits for the missing event.
+    """
+
+    ancestor_depth: int = 4
+    exited_grace_s: float = 60.0
+    idle_ttl_s: float = 86_400.0
+    max_per_host: int = 50_000
+    backfill_window_s: float = 300.0
+
+
+@dataclass(slots=True)
+class ProcessNode:
+    """One process image of a host.
+
+    Args:
+        entity_id: ``stable_id("process", host, pid, start)``.
+        pid: process id.
+        ppid: parent process id as reported by the event.
+        start: event time (epoch seconds) of the exec or fork that created it.
+        executable: path of the image.
+        name: base name of the image.
+        command_line: full command line.
+        parent_entity_id: entity id of the resolved parent, None while unknown.
+        exited_at: event time of its exit (or of the exec that replaced it), None while live.
+        last_seen: latest event time of an event of this process.
+        session: audit session id (``ses``), None when unset.
+        auid: audit user id.
+    """
+
+    entity_id: str
+    pid: int
+    ppid: int | None
+    start: float
+    executable: str | None = None
+    name: str | None = None
+    command_line: str | None = None
+    parent_entity_id: str | None = None
+    exited_at: float | None = None
+    last_seen: float = 0.0
+    session: str | None = None
+    auid: str | None = None
+    _summary: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> dict[str, Any]:
+        """Return the ECS lineage shape (``pid, entity_id, executable, name, command_line, start``), a new dict."""
+        cached = self._summary
+        if cached is None:
+            cached = {"pid": self.pid, "entity_id": self.entity_id}
+            if self.executable is not None:
+                cached["executable"] = self.executable
+            if self.name is not None:
+                cached["name"] = self.name
+            if self.command_line is not None:
+                cached["command_line"] = self.command_line
+            cached["start"] = iso_timestamp(self.start)
+            self._summary = cached
+        return dict(cached)
+
+    def to_row(self) -> list[Any]:
+        """Return the compact snapshot row of this node."""
+        return [
+            self.entity_id,
+            self.pid,
+            self.ppid,
+            self.start,
+            self.executable,
+            self.name,
+            self.command_line,
+            self.parent_entity_id,
+            self.exited_at,
+            self.last_seen,
+            self.session,
+            self.auid,
+        ]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> ProcessNode:
+        """Rebuild a node from :meth:`to_row` output."""
+        return cls(*row[:12])
+
+
+@dataclass(slots=True)
+class _Session:
+    start: float = 0.0
+    last_seen: float = 0.0
+    leader: dict[str, Any] | None = None
+    leader_start: float | None = None
+    entry: dict[str, Any] | None = None
+    entry_start: float | None = None
+    entry_from_ancestry: bool = False
+
+
+@dataclass
+class ProcessTrackerState:
+    """The process tree of one host (the driver keeps one per host).
+
+    Args:
+        host: the host this state belongs to (set by the first document when None).
+        nodes: entity id → node.
+        links: ppid → {child entity id: child start} for children created within the back-fill window.
+        exits: pid → exit times not yet matched to a process.
+        sessions: audit session id → leaders.
+        evicted_exited: exited processes evicted after the grace period.
+        evicted_idle: live processes evicted after the idle TTL.
+        evicted_overflow: processes evicted because the host exceeded ``max_per_host``.
+        backfilled: children whose parent was (re-)linked after they were first seen.
+    """
+
+    host: str | None = None
+    nodes: dict[str, ProcessNode] = field(default_factory=dict)
+    links: dict[int, dict[str, float]] = field(default_factory=dict)
+    exits: dict[int, list[float]] = field(default_factory=dict)
+    sessions: dict[str, _Session] = field(default_factory=dict)
+    evicted_exited: int = 0
+    evicted_idle: int = 0
+    evicted_overflow: int = 0
+    backfilled: int = 0
+    by_pid: dict[int, list[tuple[float, str]]] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.nodes and not self.by_pid:
+            self._reindex()
+
+    def _reindex(self) -> None:
+        self.by_pid = {}
+        for node in self.nodes.values():
+            self.by_pid.setdefault(node.pid, []).append((node.start, node.entity_id))
+        for entries in self.by_pid.values():
+            entries.sort()
+
+    @property
+    def live(self) -> int:
+        """Number of nodes that have not exited."""
+        return sum(1 for node in self.nodes.values() if node.exited_at is None)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return a plain, orjson-ready copy of the state."""
+        return {
+            "v": _SNAPSHOT_VERSION,
+            "host": self.host,
+            "nodes": [node.to_row() for node in self.nodes.values()],
+            "links": {str(ppid): [[eid, start] for eid, start in kids.items()] for ppid, kids in self.links.items()},
+            "exits": {str(pid): list(times) for pid, times in self.exits.items()},
+            "sessions": {
+                ses: [
+                    rec.start,
+                    rec.last_seen,
+                    rec.leader,
+                    rec.leader_start,
+                    rec.entry,
+                    rec.entry_start,
+                    rec.entry_from_ancestry,
+                ]
+                for ses, rec in self.sessions.items()
+            },
+            "counters": {
+                "evicted_exited": self.evicted_exited,
+                "evicted_idle": self.evicted_idle,
+                "evicted_overflow": self.evicted_overflow,
+                "backfilled": self.backfilled,
+            },
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> ProcessTrackerState:
+        """Rebuild a state from :meth:`snapshot` output (also after an orjson round trip).
+
+        Raises:
+            LineageError: if the snapshot has an unknown version.
+        """
+        if data.get("v") != _SNAPSHOT_VERSION:
+            raise LineageError(f"unknown process tracker snapshot version {data.get('v')!r}")
+        counters = data.get("counters", {})
+        state = cls(
+            host=data.get("host"),
+            nodes={row[0]: ProcessNode.from_row(list(row)) for row in data.get("nodes", [])},
+            links={int(ppid): {eid: start for eid, start in kids} for ppid, kids in data.get("links", {}).items()},
+            exits={int(pid): list(times) for pid, times in data.get("exits", {}).items()},
+            sessions={ses: _Session(*row) for ses, row in data.get("sessions", {}).items()},
+            evicted_exited=counters.get("evicted_exited", 0),
+            evicted_idle=counters.get("evicted_idle", 0),
+            evicted_overflow=counters.get("evicted_overflow", 0),
+            backfilled=counters.get("backfilled", 0),
+        )
+        state._reindex()
+        return state
+
+
+def _event_time(doc: Mapping[str, Any]) -> float:
+    stamp = doc.get("@timestamp")
+    if not isinstance(stamp, str):
+        raise LineageError("document has no @timestamp", raw=_raw(doc))
+    try:
+        return round(datetime.fromisoformat(stamp).timestamp(), 6)
+    except ValueError as exc:
+        raise LineageError(f"bad @timestamp {stamp!r}", raw=_raw(doc)) from exc
+
+
+def _raw(doc: Mapping[str, Any]) -> str:
+    return orjson.dumps(doc, default=str).decode()
+
+
+def _as_int(value: Any, what: str, doc: Mapping[str, Any]) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise LineageError(f"{what} is not an integer: {value!r}", raw=_raw(doc))
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 10)
+    except ValueError as exc:
+        raise LineageError(f"{what} is not an integer: {value!r}", raw=_raw(doc)) from exc
+
+
+def _is_thread_clone(syscall: str, data: Mapping[str, Any]) -> bool:
+    if syscall != "clone":
+        return False
+    flags = data.get("a0")
+    if not isinstance(flags, str):
+        return False
+    try:
+        return bool(int(flags, 16) & _CLONE_THREAD)
+    except ValueError:
+        return False
+
+
+def _name_of(proc: Mapping[str, Any]) -> str | None:
+    name = proc.get("name")
+    if isinstance(name, str):
+        return name
+    exe = proc.get("executable")
+    if isinstance(exe, str) and exe:
+        return exe.rsplit("/", 1)[-1]
+    return None
+
+
+class ProcessTracker:
+    """Keeps per-host process trees and adds ECS lineage to process documents.
+
+    Args:
+        settings: tracker settings.
+    """
+
+    def __init__(self, settings: ProcessTrackerSettings | None = None) -> None:
+        self.settings = settings or ProcessTrackerSettings()
+
+    # ------------------------------------------------------------------ public API
+
+    def process(self, doc: Mapping[str, Any], state: ProcessTrackerState) -> dict[str, Any]:
+        """Update the tree from one decoded auditd document and return it with lineage added.
+
+        Documents without ``process.pid`` are returned unchanged (as a shallow copy). Exec, fork and exit
+        syscalls that succeeded update the tree; every process document gets ``process.entity_id`` and
+        ``process.start`` (when its process is known), ``process.parent``, ``process.ancestors`` and the
+        session/entry leaders. The input is not modified.
+
+        Args:
+            doc: an auditd ECS document (see the ECS contract).
+            state: the state of the document's host.
+
+        Returns:
+            A new document with the lineage fields.
+
+        Raises:
+            LineageError: the document has no usable ``@timestamp``, a non-integer pid, or belongs to
+                another host than ``state``.
+        """
+        out = dict(doc)
+        proc_in = doc.get("process")
+        if not isinstance(proc_in, Mapping) or proc_in.get("pid") is None:
+            return out
+        host = self._host_of(doc, state)
+        now = _event_time(doc)
+        pid = _as_int(proc_in.get("pid"), "process.pid", doc)
+        ppid = _as_int(proc_in.get("ppid"), "process.ppid", doc)
+        assert pid is not None  # noqa: S101 - checked above
+        auditd = doc.get("auditd") if isinstance(doc.get("auditd"), Mapping) else {}
+        assert isinstance(auditd, Mapping)  # noqa: S101 - narrowing for mypy
+        data = auditd.get("data") if isinstance(auditd.get("data"), Mapping) else {}
+        assert isinstance(data, Mapping)  # noqa: S101 - narrowing for mypy
+        event = doc.get("event") if isinstance(doc.get("event"), Mapping) else {}
+        assert isinstance(event, Mapping)  # noqa: S101 - narrowing for mypy
+        syscall = str(data.get("syscall") or event.get("action") or "")
+        failed = event.get("outcome") == "failure" or data.get("success") == "no"
+        session = auditd.get("session")
+        session = str(session) if session is not None else None
+        user = doc.get("user") if isinstance(doc.get("user"), Mapping) else {}
+        assert isinstance(user, Mapping)  # noqa: S101 - narrowing for mypy
+        audit_user = user.get("audit") if isinstance(user.get("audit"), Mapping) else {}
+        assert isinstance(audit_user, Mapping)  # noqa: S101 - narrowing for mypy
+        auid = audit_user.get("id")
+        auid = str(auid) if auid is not None else None
+
+        node: ProcessNode | None
+        if syscall in EXEC_SYSCALLS and not failed:
+            node = self._add_node(
+                state,
+                host,
+                pid=pid,
+                ppid=ppid,
+                start=now,
+                executable=proc_in.get("executable"),
+                name=_name_of(proc_in),
+                command_line=proc_in.get("command_line"),
+                session=session,
+                auid=auid,
+            )
+        else:
+            node = self._find(state, pid, now, allow_exited=True)
+            if syscall in FORK_SYSCALLS and not failed and not _is_thread_clone(syscall, data):
+                child_pid = _as_int(data.get("exit"), "auditd.data.exit", doc)
+                if child_pid is not None and child_pid > 0:
+                    self._add_node(
+                        state,
+                        host,
+                        pid=child_pid,
+                        ppid=pid,
+                        start=now,
+                        executable=proc_in.get("executable"),
+                        name=_name_of(proc_in),
+                        command_line=proc_in.get("command_line"),
+                        session=session,
+                        auid=auid,
+                    )
+            elif syscall in EXIT_SYSCALLS:
+                self._on_exit(state, pid, now)
+                node = self._find(state, pid, now, allow_exited=True)
+        if node is not None and now > node.last_seen:
+            node.last_seen = now
+        if session is not None and session in state.sessions:
+            rec = state.sessions[session]
+            rec.last_seen = max(rec.last_seen, now)
+        out["process"] = self._annotate(dict(proc_in), node, ppid, now, session, state)
+        return out
+
+    def evict(self, state: ProcessTrackerState, now_event_time: float) -> int:
+        """Drop what is due at ``now_event_time`` and return the number of processes evicted.
+
+        Exited processes go after ``exited_grace_s`` unless a live process still has them as parent;
+        live processes go after ``idle_ttl_s`` without events; then, oldest first, whatever exceeds
+        ``max_per_host``. Back-fill candidates, unmatched exits and idle sessions older than their
+        windows are dropped too (not counted as processes).
+
+        Args:
+            state: the host state.
+            now_event_time: the current event time (epoch seconds), e.g. the latest event's.
+
+        Returns:
+            The number of process nodes evicted.
+        """
+        settings = self.settings
+        referenced: set[str] = set()
+        for node in state.nodes.values():
+            if node.exited_at is not None:
+                continue
+            current: ProcessNode | None = node
+            for _ in range(settings.ancestor_depth):
+                assert current is not None  # noqa: S101 - loop invariant
+                parent_id = current.parent_entity_id
+                if parent_id is None or parent_id in referenced:
+                    break
+                referenced.add(parent_id)
+                current = state.nodes.get(parent_id)
+                if current is None:
+                    break
+        exited_due = now_event_time - settings.exited_grace_s
+        idle_due = now_event_time - settings.idle_ttl_s
+        evicted = 0
+        for eid, node in list(state.nodes.items()):
+            if node.exited_at is not None:
+                if node.exited_at <= exited_due and eid not in referenced and node.last_seen <= exited_due:
+                    self._drop(state, node)
+                    state.evicted_exited += 1
+                    evicted += 1
+            elif max(node.last_seen, node.start) <= idle_due:
+                self._drop(state, node)
+                state.evicted_idle += 1
+                evicted += 1
+        evicted += self._evict_overflow(state, settings.max_per_host)
+        window_due = now_event_time - settings.backfill_window_s
+        for ppid in list(state.links):
+            kids = {eid: start for eid, start in state.links[ppid].items() if start > window_due and eid in state.nodes}
+            if kids:
+                state.links[ppid] = kids
+            else:
+                del state.links[ppid]
+        for pid in list(state.exits):
+            times = [t for t in state.exits[pid] if t > window_due]
+            if times:
+                state.exits[pid] = times
+            else:
+                del state.exits[pid]
+        for ses in [ses for ses, rec in state.sessions.items() if rec.last_seen <= idle_due]:
+            del state.sessions[ses]
+        return evicted
+
+    # ------------------------------------------------------------------ tree maintenance
+
+    def _host_of(self, doc: Mapping[str, Any], state: ProcessTrackerState) -> str:
+        host_doc = doc.get("host")
+        host = host_doc.get("name") if isinstance(host_doc, Mapping) else None
+        host = str(host) if host is not None else (state.host or "")
+        if state.host is None:
+            state.host = host
+        elif state.host != host:
+            raise LineageError(f"document of host {host!r} given to the state of {state.host!r}", raw=_raw(doc))
+        return host
+
+    @staticmethod
+    def _find(state: ProcessTrackerState, pid: int, at: float, *, allow_exited: bool) -> ProcessNode | None:
+        """Latest node with ``pid`` that started at or before ``at`` (not exited before ``at`` unless allowed)."""
+        entries = state.by_pid.get(pid)
+        if not entries:
+            return None
+        idx = bisect.bisect_right(entries, (at, "~"))
+        if idx == 0:
+            return None
+        node = state.nodes[entries[idx - 1][1]]
+        if not allow_exited and node.exited_at is not None and node.exited_at < at:
+            return None
+        return node
+
+    def _add_node(
+        self,
+        state: ProcessTrackerState,
+        host: str,
+        *,
+        pid: int,
+        ppid: int | None,
+        start: float,
+        executable: Any,
+        name: str | None,
+        command_line: Any,
+        session: str | None,
+        auid: str | None,
+    ) -> ProcessNode:
+        eid = stable_id("process", host, pid, f"{start:.3f}")
+        existing = state.nodes.get(eid)
+        if existing is not None:
+            return existing  # replay: same event, same node
+        node = ProcessNode(
+            entity_id=eid,
+            pid=pid,
+            ppid=ppid,
+            start=start,
+            executable=executable if isinstance(executable, str) else None,
+            name=name,
+            command_line=command_line if isinstance(command_line, str) else None,
+            last_seen=start,
+            session=session,
+            auid=auid,
+        )
+        entries = state.by_pid.setdefault(pid, [])
+        idx = bisect.bisect_right(entries, (start, eid))
+        entries.insert(idx, (start, eid))
+        state.nodes[eid] = node
+        prev = state.nodes[entries[idx - 1][1]] if idx > 0 else None
+        nxt = state.nodes[entries[idx + 1][1]] if idx + 1 < len(entries) else None
+        if prev is not None:
+            if prev.exited_at is None:
+                prev.exited_at = start  # replaced by this exec (or its exit was never seen)
+            elif prev.exited_at > start:
+                node.exited_at = prev.exited_at  # the exit seen earlier was this image's
+                prev.exited_at = start
+        if nxt is not None and (node.exited_at is None or node.exited_at > nxt.start):
+            node.exited_at = nxt.start
+        self._apply_pending_exit(state, node, nxt)
+        if ppid is not None:
+            parent = self._find(state, ppid, start, allow_exited=False)
+            if parent is not None and parent is not node:
+                node.parent_entity_id = parent.entity_id
+            state.links.setdefault(ppid, {})[eid] = start
+        self._relink_children(state, node)
+        self._update_session(state, node)
+        if len(state.nodes) > self.settings.max_per_host:
+            self._evict_overflow(state, self.settings.max_per_host)
+        return node
+
+    @staticmethod
+    def _apply_pending_exit(state: ProcessTrackerState, node: ProcessNode, nxt: ProcessNode | None) -> None:
+        times = state.exits.get(node.pid)
+        if not times:
+            return
+        for exit_time in sorted(times):
+            if exit_time < node.start or (nxt is not None and exit_time > nxt.start):
+                continue
+            if node.exited_at is None or exit_time < node.exited_at:
+                node.exited_at = exit_time
+            times.remove(exit_time)
+            if not times:
+                del state.exits[node.pid]
+            return
+
+    def _relink_children(self, state: ProcessTrackerState, node: ProcessNode) -> None:
+        """Give recent children of ``node.pid`` that started after it the parent the rule now selects."""
+        kids = state.links.get(node.pid)
+        if not kids:
+            return
+        for child_eid, child_start in kids.items():
+            if child_start < node.start:
+                continue
+            child = state.nodes.get(child_eid)
+            if child is None or child is node:
+                continue
+            parent = self._find(state, node.pid, child_start, allow_exited=False)
+            new_parent = parent.entity_id if parent is not None and parent is not child else None
+            if new_parent is not None and new_parent != child.parent_entity_id:
+                child.parent_entity_id = new_parent
+                state.backfilled += 1
+
+    @staticmethod
+    def _on_exit(state: ProcessTrackerState, pid: int, at: float) -> None:
+        node = ProcessTracker._find(state, pid, at, allow_exited=True)
+        if node is not None and (node.exited_at is None or node.exited_at >= at):
+            node.exited_at = at
+            return
+        times = state.exits.setdefault(pid, [])
+        if at not in times:
+            times.append(at)
+
+    def _drop(self, state: ProcessTrackerState, node: ProcessNode) -> None:
+        del state.nodes[node.entity_id]
+        entries = state.by_pid.get(node.pid)
+        if entries is not None:
+            with contextlib.suppress(ValueError):
+                entries.remove((node.start, node.entity_id))
+            if not entries:
+                del state.by_pid[node.pid]
+
+    def _evict_overflow(self, state: ProcessTrackerState, limit: int) -> int:
+        if len(state.nodes) <= limit:
+            return 0
+        target = max(0, limit - max(1, limit // 100))
+        count = len(state.nodes) - target
+        # exited processes first, then live ones; each group oldest (first created) first
+        victims = [node for node in state.nodes.values() if node.exited_at is not None][:count]
+        if len(victims) < count:
+            chosen = {node.entity_id for node in victims}
+            for node in state.nodes.values():
+                if len(victims) >= count:
+                    break
+                if node.entity_id not in chosen:
+                    victims.append(node)
+        for node in victims:
+            self._drop(state, node)
+        state.evicted_overflow += count
+        return count
+
+    # ------------------------------------------------------------------ sessions
+
+    def _update_session(self, state: ProcessTrackerState, node: ProcessNode) -> None:
+        ses = node.session
+        if ses is None:
+            return
+        parent = state.nodes.get(node.parent_entity_id) if node.parent_entity_id else None
+        if parent is not None and parent.session == ses:
+            return  # not the first process of the session
+        rec = state.sessions.get(ses)
+        if rec is None:
+            rec = _Session(start=node.start, last_seen=node.start)
+            state.sessions[ses] = rec
+        rec.start = min(rec.start, node.start)
+        rec.last_seen = max(rec.last_seen, node.start)
+        if node.name in ENTRY_PROCESS_NAMES:
+            if not rec.entry_from_ancestry and (rec.entry_start is None or node.start < rec.entry_start):
+                rec.entry, rec.entry_start = node.summary(), node.start
+            return
+        if rec.leader_start is not None and rec.leader_start <= node.start:
+            return
+        rec.leader, rec.leader_start = node.summary(), node.start
+        entry = self._entry_ancestor(state, node)
+        if entry is not None:
+            rec.entry, rec.entry_start, rec.entry_from_ancestry = entry.summary(), entry.start, True
+
+    @staticmethod
+    def _entry_ancestor(state: ProcessTrackerState, node: ProcessNode) -> ProcessNode | None:
+        current = node
+        for _ in range(_MAX_ENTRY_WALK):
+            if current.parent_entity_id is None:
+                return None
+            parent = state.nodes.get(current.parent_entity_id)
+            if parent is None:
+                return None
+            if parent.name in ENTRY_PROCESS_NAMES:
+                return parent
+            current = parent
+        return None
+
+    # ------------------------------------------------------------------ documents
+
+    def _annotate(
+        self,
+        proc: dict[str, Any],
+        node: ProcessNode | None,
+        ppid: int | None,
+        now: float,
+        session: str | None,
+        state: ProcessTrackerState,
+    ) -> dict[str, Any]:
+        parent: ProcessNode | None = None
+        if node is not None:
+            own = node.summary()
+            proc["entity_id"] = node.entity_id
+            proc["start"] = own["start"]
+            if node.parent_entity_id is not None:
+                parent = state.nodes.get(node.parent_entity_id)
+            if ppid is None:
+                ppid = node.ppid
+        elif ppid is not None:
+            parent = self._find(state, ppid, now, allow_exited=False)
+        if parent is not None:
+            proc["parent"] = parent.summary()
+            ancestors = [parent.summary()]
+            current = parent
+            while len(ancestors) < self.settings.ancestor_depth and current.parent_entity_id is not None:
+                nxt = state.nodes.get(current.parent_entity_id)
+                if nxt is None or nxt is current:
+                    break
+                ancestors.append(nxt.summary())
+                current = nxt
+            proc["ancestors"] = ancestors[: self.settings.ancestor_depth]
+        else:
+            if ppid is not None:
+                proc["parent"] = {"pid": ppid}
+            proc["ancestors"] = []
+        ses = node.session if node is not None and node.session is not None else session
+        rec = state.sessions.get(ses) if ses is not None else None
+        if rec is not None:
+            if rec.leader is not None:
+                proc["session_leader"] = dict(rec.leader)
+            if rec.entry is not None:
+                proc["entry_leader"] = dict(rec.entry)
+        return proc
+
+
+def _sort_key(doc: Mapping[str, Any]) -> tuple[float, int]:
+    event = doc.get("event")
+    seq = event.get("sequence") if isinstance(event, Mapping) else None
+    return _event_time(doc), seq if isinstance(seq, int) else 0
+
+
+def build_lineage(
+    docs: Iterable[Mapping[str, Any]], settings: ProcessTrackerSettings | None = None
+) -> list[dict[str, Any]]:
+    """Run a fresh tracker over a batch of documents in event-time order and return them with lineage.
+
+    This is the stream engine applied to a batch, for comparing with the batch builder ("one truth, two
+    engines"). Documents are sorted by ``(@timestamp, event.sequence)`` (stable) and processed with one
+    state per host; no eviction runs.
+
+    Args:
+        docs: auditd ECS documents of any hosts.
+        settings: tracker settings (defaults when None).
+
+    Returns:
+        The annotated documents, sorted by event time.
+
+    Raises:
+        LineageError: a document has no usable ``@timestamp`` or pid.
+    """
+    tracker = ProcessTracker(settings)
+    states: dict[str, ProcessTrackerState] = {}
+    out: list[dict[str, Any]] = []
+    for doc in sorted(docs, key=_sort_key):
+        host_doc = doc.get("host")
+        host = str(host_doc.get("name", "")) if isinstance(host_doc, Mapping) else ""
+        state = states.setdefault(host, ProcessTrackerState(host=host))
+        out.append(tracker.process(doc, state))
+    return out

@@ -1,0 +1,358 @@
+"""Rolling process tracker: lineage, PID reuse, out-of-order delivery, back-fill, bounds, snapshots, replay."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+
+import jsonschema
+import orjson
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processors.proc_tree_builder import build_process_tree
+from processors.proc_tree_schema import LX_EVENT_SCH
+from processors.proctree import (
+    LineageError,
+    ProcessTracker,
+    ProcessTrackerSettings,
+    ProcessTrackerState,
+    build_lineage,
+)
+from schemas import schema_for
+from schemas.documents import iso_timestamp, stable_id
+
+
+def doc(
+    t: float,
+    pid: int,
+    ppid: int | None = 1,
+    exe: str = "/bin/sh",
+    syscall: str = "execve",
+    *,
+    host: str = "h1",
+    ses: str | None = None,
+    child: int | None = None,
+    success: str = "yes",
+) -> dict[str, Any]:
+    """A minimal decoded auditd document as in the ECS contract."""
+    data: dict[str, Any] = {"syscall": syscall, "success": success}
+    if child is not None:
+        data["exit"] = str(child)
+    proc: dict[str, Any] = {"pid": pid, "executable": exe, "name": exe.rsplit("/", 1)[-1], "command_line": exe}
+    if ppid is not None:
+        proc["ppid"] = ppid
+    return {
+        "schema_version": "1.0",
+        "@timestamp": iso_timestamp(t),
+        "event": {
+            "id": stable_id("auditd", host, t, pid, syscall),
+            "kind": "event",
+            "module": "auditd",
+            "action": syscall,
+            "outcome": "success" if success == "yes" else "failure",
+        },
+        "host": {"name": host},
+        "process": proc,
+        "auditd": {"session": ses, "data": data},
+    }
+
+
+@pytest.fixture
+def tracker() -> ProcessTracker:
+    return ProcessTracker(ProcessTrackerSettings())
+
+
+class TestLineage:
+    def test_parent_and_ancestors(self, tracker: ProcessTracker) -> None:
+        """A chain of execs yields parent, nearest-first ancestors up to the depth, and valid ECS."""
+        state = ProcessTrackerState()
+        outs = [tracker.process(doc(100 + i, 10 + i, 9 + i, f"/bin/p{i}"), state) for i in range(6)]
+        last = outs[-1]["process"]
+        assert last["parent"]["pid"] == 14
+        assert last["parent"]["entity_id"] == outs[4]["process"]["entity_id"]
+        assert [a["pid"] for a in last["ancestors"]] == [14, 13, 12, 11]
+        assert outs[0]["process"]["parent"] == {"pid": 9}
+        validator = jsonschema.Draft202012Validator(schema_for("events"))
+        for out in outs:
+            validator.validate(out)
+
+    def test_input_not_modified(self, tracker: ProcessTracker) -> None:
+        """process returns a new document and leaves its input alone."""
+        src = doc(1, 10)
+        before = orjson.dumps(src)
+        tracker.process(src, ProcessTrackerState())
+        assert orjson.dumps(src) == before
+
+    def test_non_process_document_passes(self, tracker: ProcessTracker) -> None:
+        """A document without process.pid comes back unchanged."""
+        src = {"@timestamp": iso_timestamp(1), "host": {"name": "h1"}, "event": {"action": "login"}}
+        assert tracker.process(src, ProcessTrackerState()) == src
+
+    def test_bad_timestamp_raises(self, tracker: ProcessTracker) -> None:
+        """A process document without a usable @timestamp raises LineageError."""
+        bad = doc(1, 10)
+        bad["@timestamp"] = "yesterday"
+        with pytest.raises(LineageError):
+            tracker.process(bad, ProcessTrackerState())
+
+    def test_wrong_host_raises(self, tracker: ProcessTracker) -> None:
+        """A state is per host: another host's document is refused."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10, host="a"), state)
+        with pytest.raises(LineageError):
+            tracker.process(doc(2, 11, host="b"), state)
+
+    def test_fork_then_exec(self, tracker: ProcessTracker) -> None:
+        """A clone creates the child; the child's exec is parented to the forking process."""
+        state = ProcessTrackerState()
+        bash = tracker.process(doc(1, 100, 1, "/bin/bash"), state)
+        tracker.process(doc(2, 100, 1, "/bin/bash", "clone", child=200), state)
+        ls = tracker.process(doc(3, 200, 100, "/bin/ls"), state)
+        assert ls["process"]["parent"]["entity_id"] == bash["process"]["entity_id"]
+        fork_nodes = [n for n in state.nodes.values() if n.pid == 200 and n.name == "bash"]
+        assert len(fork_nodes) == 1 and fork_nodes[0].exited_at == 3
+
+    def test_thread_clone_not_a_process(self, tracker: ProcessTracker) -> None:
+        """A clone with CLONE_THREAD creates no node."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 100), state)
+        thread = doc(2, 100, syscall="clone", child=101)
+        thread["auditd"]["data"]["a0"] = "3d0f00"
+        tracker.process(thread, state)
+        assert all(n.pid != 101 for n in state.nodes.values())
+
+    def test_failed_exec_creates_nothing(self, tracker: ProcessTracker) -> None:
+        """A failed execve does not create a node."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10, success="no"), state)
+        assert not state.nodes
+
+    def test_session_and_entry_leaders(self, tracker: ProcessTracker) -> None:
+        """sshd starts session 5: bash is the session leader, sshd the entry leader, for every process in it."""
+        state = ProcessTrackerState()
+        sshd = tracker.process(doc(1, 50, 1, "/usr/sbin/sshd"), state)
+        bash = tracker.process(doc(2, 60, 50, "/bin/bash", ses="5"), state)
+        ls = tracker.process(doc(3, 70, 60, "/bin/ls", ses="5"), state)
+        assert ls["process"]["session_leader"]["entity_id"] == bash["process"]["entity_id"]
+        assert ls["process"]["entry_leader"]["entity_id"] == sshd["process"]["entity_id"]
+        assert "session_leader" not in sshd["process"]
+
+
+class TestPidReuse:
+    def test_parent_is_latest_started_before_child(self, tracker: ProcessTracker) -> None:
+        """With pid 10 reused, each child gets the pid-10 process that started at or before it."""
+        state = ProcessTrackerState()
+        old = tracker.process(doc(1, 10, 1, "/bin/old"), state)
+        c1 = tracker.process(doc(2, 20, 10, "/bin/c1"), state)
+        tracker.process(doc(3, 10, 1, "/bin/old", "exit_group"), state)
+        new = tracker.process(doc(4, 10, 1, "/bin/new"), state)
+        c2 = tracker.process(doc(5, 21, 10, "/bin/c2"), state)
+        assert c1["process"]["parent"]["entity_id"] == old["process"]["entity_id"]
+        assert c2["process"]["parent"]["entity_id"] == new["process"]["entity_id"]
+        assert old["process"]["entity_id"] != new["process"]["entity_id"]
+
+    def test_exited_candidate_is_not_parent(self, tracker: ProcessTracker) -> None:
+        """A child of a pid whose known process exited earlier gets an unknown parent, not the dead one."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 10, syscall="exit_group"), state)
+        child = tracker.process(doc(3, 20, 10), state)
+        assert child["process"]["parent"] == {"pid": 10}
+
+    def test_late_reused_parent_relinks(self, tracker: ProcessTracker) -> None:
+        """A later-started pid-10 process that arrives late takes over the children that started after it."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10, 1, "/bin/old"), state)
+        tracker.process(doc(5, 20, 10, "/bin/child"), state)
+        new = tracker.process(doc(3, 10, 1, "/bin/new"), state)
+        again = tracker.process(doc(6, 30, 20, "/bin/grandchild"), state)
+        assert again["process"]["ancestors"][1]["entity_id"] == new["process"]["entity_id"]
+        assert state.backfilled == 1
+
+
+class TestOutOfOrder:
+    def test_exit_before_exec(self, tracker: ProcessTracker) -> None:
+        """An exit that arrives before its exec is applied when the exec arrives."""
+        state = ProcessTrackerState()
+        tracker.process(doc(5, 10, syscall="exit_group"), state)
+        tracker.process(doc(1, 10), state)
+        (node,) = state.nodes.values()
+        assert node.exited_at == 5
+        assert not state.exits
+
+    def test_same_tree_any_order(self, tracker: ProcessTracker) -> None:
+        """Exec and exit events delivered shuffled give the same nodes as in time order."""
+        events = [
+            doc(1, 10),
+            doc(2, 20, 10),
+            doc(3, 20, 10, syscall="exit"),
+            doc(4, 30, 10),
+            doc(6, 10, syscall="exit_group"),
+        ]
+        ordered = ProcessTrackerState()
+        for e in events:
+            tracker.process(e, ordered)
+        rng = random.Random(7)
+        for _ in range(10):
+            shuffled = events[:]
+            rng.shuffle(shuffled)
+            state = ProcessTrackerState()
+            for e in shuffled:
+                tracker.process(e, state)
+            assert {k: (n.parent_entity_id, n.exited_at) for k, n in state.nodes.items()} == {
+                k: (n.parent_entity_id, n.exited_at) for k, n in ordered.nodes.items()
+            }
+
+
+class TestBackfill:
+    def test_unknown_parent_backfilled(self, tracker: ProcessTracker) -> None:
+        """A child seen before its parent is a root, then gets the parent for later events."""
+        state = ProcessTrackerState()
+        first = tracker.process(doc(2, 20, 10, "/bin/child"), state)
+        assert first["process"]["parent"] == {"pid": 10}
+        parent = tracker.process(doc(1, 10, 1, "/bin/parent"), state)
+        later = tracker.process(doc(3, 30, 20, "/bin/grandchild"), state)
+        assert later["process"]["ancestors"][1]["entity_id"] == parent["process"]["entity_id"]
+        assert state.backfilled == 1
+
+    def test_no_backfill_after_window(self) -> None:
+        """After the back-fill window (and an evict) a late parent no longer adopts the child."""
+        tracker = ProcessTracker(ProcessTrackerSettings(backfill_window_s=10))
+        state = ProcessTrackerState()
+        tracker.process(doc(100, 20, 10), state)
+        tracker.evict(state, 200)
+        tracker.process(doc(50, 10, 1), state)
+        assert state.backfilled == 0
+
+
+class TestEviction:
+    def test_exited_after_grace(self, tracker: ProcessTracker) -> None:
+        """Exited processes go after the grace period and are counted."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 10, syscall="exit_group"), state)
+        assert tracker.evict(state, 30) == 0
+        assert tracker.evict(state, 100) == 1
+        assert state.evicted_exited == 1 and not state.nodes and not state.by_pid
+
+    def test_exited_parent_of_live_child_kept(self, tracker: ProcessTracker) -> None:
+        """An exited parent stays while a live child still needs it for lineage."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 20, 10), state)
+        tracker.process(doc(3, 10, syscall="exit_group"), state)
+        tracker.evict(state, 1000)
+        assert len(state.nodes) == 2
+
+    def test_idle_ttl(self) -> None:
+        """Live processes idle beyond the TTL are evicted and counted."""
+        tracker = ProcessTracker(ProcessTrackerSettings(idle_ttl_s=100))
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(150, 11), state)
+        assert tracker.evict(state, 120) == 1
+        assert state.evicted_idle == 1 and len(state.nodes) == 1
+
+    @given(st.integers(min_value=1, max_value=60), st.integers(min_value=0, max_value=200))
+    def test_max_per_host_bound(self, limit: int, count: int) -> None:
+        """The number of nodes never exceeds max_per_host; overflow evictions are counted."""
+        tracker = ProcessTracker(ProcessTrackerSettings(max_per_host=limit))
+        state = ProcessTrackerState()
+        for i in range(count):
+            tracker.process(doc(i, 1000 + i, 1), state)
+            assert len(state.nodes) <= limit
+        assert len(state.nodes) + state.evicted_overflow == count
+
+
+class TestSnapshotAndReplay:
+    def _events(self) -> list[dict[str, Any]]:
+        return [
+            doc(1, 50, 1, "/usr/sbin/sshd"),
+            doc(2, 60, 50, "/bin/bash", ses="3"),
+            doc(3, 60, 50, "/bin/bash", "clone", ses="3", child=70),
+            doc(4, 70, 60, "/bin/ls", ses="3"),
+            doc(5, 70, 60, "/bin/ls", "exit_group", ses="3"),
+            doc(6, 90, 80, "/bin/orphan"),
+            doc(9, 99, 1, "/bin/x", "exit"),
+        ]
+
+    def test_snapshot_round_trip(self, tracker: ProcessTracker) -> None:
+        """from_snapshot(snapshot()) through orjson continues exactly like the original state."""
+        events = self._events()
+        state = ProcessTrackerState()
+        for e in events[:5]:
+            tracker.process(e, state)
+        restored = ProcessTrackerState.from_snapshot(orjson.loads(orjson.dumps(state.snapshot())))
+        assert restored.snapshot() == state.snapshot()
+        for e in events[5:]:
+            assert tracker.process(e, restored) == tracker.process(e, state)
+        assert restored.snapshot() == state.snapshot()
+
+    def test_replay_is_idempotent(self, tracker: ProcessTracker) -> None:
+        """Replaying every event (at-least-once) gives the same documents and no new nodes."""
+        state = ProcessTrackerState()
+        first = [tracker.process(e, state) for e in self._events()]
+        snap = state.snapshot()
+        second = [tracker.process(e, state) for e in self._events()]
+        assert first == second
+        assert state.snapshot() == snap
+
+    def test_bad_snapshot_version(self) -> None:
+        """An unknown snapshot version raises LineageError."""
+        with pytest.raises(LineageError):
+            ProcessTrackerState.from_snapshot({"v": 99})
+
+
+def _exec_corpus(rng: random.Random, n: int, hosts: int) -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    pids: dict[str, list[int]] = {}
+    for i in range(n):
+        host = f"h{rng.randrange(hosts)}"
+        known = pids.setdefault(host, [])
+        ppid = rng.choice(known) if known and rng.random() < 0.85 else rng.randrange(2, 40)
+        pid = rng.randrange(2, 60)  # small pid space: lots of reuse
+        known.append(pid)
+        docs.append(doc(1_700_000_000 + i * 0.5, pid, ppid, f"/bin/p{rng.randrange(8)}", host=host))
+    return docs
+
+
+class TestOneTruthTwoEngines:
+    @given(st.integers(min_value=0, max_value=10_000), st.integers(min_value=1, max_value=120))
+    def test_tracker_matches_batch_builder(self, seed: int, n: int) -> None:
+        """On the same exec events the tracker and the batch builder choose the same parent for every process."""
+        docs = _exec_corpus(random.Random(seed), n, hosts=2)
+        stream = build_lineage(docs)
+        frame = pl.DataFrame(
+            {
+                "Computer": [d["host"]["name"] for d in docs],
+                "pid": [d["process"]["pid"] for d in docs],
+                "ppid": [d["process"]["ppid"] for d in docs],
+                "exe": [d["process"]["executable"] for d in docs],
+                "TimeGenerated": [datetime.fromisoformat(d["@timestamp"]) for d in docs],
+                "EventType": ["SYSCALL_EXECVE"] * len(docs),
+            }
+        )
+        tree = build_process_tree(frame, schema=LX_EVENT_SCH)
+        by_key = {r["proc_key"]: r for r in tree.iter_rows(named=True)}
+        batch: dict[tuple[str, str, str], tuple[str, str] | None] = {}
+        for row in tree.iter_rows(named=True):
+            if row["ppid"] is None:
+                continue  # inferred parent
+            parent = by_key[row["parent_key"]]
+            own = (row["Computer"], row["pid"], row["TimeGenerated"].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3])
+            batch[own] = (
+                None
+                if parent["ppid"] is None
+                else (parent["pid"], parent["TimeGenerated"].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3])
+            )
+        ours: dict[tuple[str, str, str], tuple[str, str] | None] = {}
+        for out in stream:
+            proc = out["process"]
+            own = (out["host"]["name"], str(proc["pid"]), proc["start"].rstrip("Z").replace("+00:00", ""))
+            par = proc.get("parent", {})
+            ours[own] = (str(par["pid"]), par["start"].rstrip("Z")) if "entity_id" in par else None
+        assert ours == batch
