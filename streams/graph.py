@@ -38,8 +38,8 @@ from processors.detectors import (
     RiskySudoSettings,
     RiskySudoState,
 )
-from processors.enrich import Enricher
-from processors.errors import SecstreamError
+from processors.enrich.enricher import Enricher
+from processors.errors import ParseError, SecstreamError
 from processors.iocextract import IoCExtract
 from processors.observables import annotate_event
 from processors.proctree import ProcessTracker, ProcessTrackerSettings, ProcessTrackerState
@@ -169,10 +169,21 @@ class PipelineStats:
     enrichment: Counter[str] = field(default_factory=Counter)
 
 
-def _text_of(data: str | bytes) -> str:
+def _audit_text(data: str | bytes) -> str:
+    """Raw audit lines are ASCII (auditd hex-encodes anything else), so bytes that are not UTF-8 are bad input."""
     if isinstance(data, str):
         return data
-    return data.decode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ParseError(f"not valid UTF-8 at byte {error.start}", raw=data) from None
+
+
+def _syslog_text(data: str | bytes) -> str:
+    """Syslog from old devices is often Latin-1: undecodable bytes are kept as ``\\xNN`` escapes."""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", "backslashreplace")
 
 
 class Pipeline:
@@ -205,11 +216,11 @@ class Pipeline:
         )
         self.sessions = LogonSessionTracker(
             LogonSessionSettings(
-                max_per_host=config.sessions.max_per_host, session_ttl_s=config.sessions.session_ttl_s
+                max_sessions_per_host=config.sessions.max_per_host, ttl_s=config.sessions.session_ttl_s
             )
         )
         self.speed = CommandSpeedDetector(
-            CommandSpeedSettings(events=config.detection.speed_events, window_s=config.detection.speed_window_s)
+            CommandSpeedSettings(events=config.detection.speed_events, time_s=config.detection.speed_window_s)
         )
         self.sudo = RiskySudoDetector(RiskySudoSettings())
         rules = []
@@ -259,7 +270,7 @@ class Pipeline:
                 pending.deadletters.append(oversized)
                 continue
             try:
-                record = parse_line(_text_of(line.data).rstrip("\r\n"))
+                record = parse_line(_audit_text(line.data).rstrip("\r\n"))
             except SecstreamError as error:
                 pending.deadletters.append(self._bad(line, error, "auditd"))
                 continue
@@ -270,6 +281,7 @@ class Pipeline:
         for host, event_time in touched.items():
             state = states[host]
             self._emit_audit(self.coalescer.expire(state.coalescer, event_time=event_time), host, state, pending)
+            self.tracker.evict(state.tracker, event_time)
         return pending
 
     def _emit_audit(
@@ -282,8 +294,7 @@ class Pipeline:
             else:
                 if output.partial:
                     self.stats.audit["partial"] += 1
-                doc = decode_event(output, default_host=host)
-                self.tracker.process(doc, state.tracker)
+                doc = self.tracker.process(decode_event(output, default_host=host), state.tracker)
             annotate_event(doc, extractor=self.ioc_extractor)
             pending.events.append(doc)
 
@@ -299,7 +310,7 @@ class Pipeline:
                 continue
             try:
                 doc = parse_syslog_line(
-                    _text_of(line.data).rstrip("\r\n"),
+                    _syslog_text(line.data).rstrip("\r\n"),
                     default_host=line.host or self.config.input.default_host,
                     year=self.config.input.syslog_year or None,
                 )
@@ -338,15 +349,16 @@ class Pipeline:
         events = pending.events
         if self.enricher is not None and events:
             events = await self.enricher.enrich(events)
-        outputs = Outputs(events=events, deadletters=pending.deadletters)
+        outputs = Outputs(events=list(events), deadletters=pending.deadletters)
         for doc in events:
             state = states[doc["host"]["name"]]
-            detections = self.sessions.process(doc, state.sessions)
-            detections += self.speed.process(doc, state.speed)
-            rule_hits = self.rules.match(doc)
-            detections += rule_hits
-            detections += self.sudo.process(doc, state.sudo, rule_hits)
-            outputs.detections.extend(detections)
+            # The session tracker annotates the document (secstream.session) before the detectors read it,
+            # and returns a summary event when a session closes.
+            outputs.events.extend(self.sessions.process(doc, state.sessions))
+            hits = self.rules.match(doc)
+            hits += self.speed.process(doc, state.speed)
+            hits += self.sudo.process(doc, state.sudo, hits)
+            outputs.detections.extend(hits)
         self._count(outputs)
         return outputs
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import io
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,11 +41,11 @@ class InputSpec:
 def _open_binary(path: str) -> BinaryIO:
     if path == _STDIN:
         return sys.stdin.buffer
-    raw = Path(path).open("rb")  # noqa: SIM115 - closed by the reader task
-    magic = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    return raw
+    with Path(path).open("rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return Path(path).open("rb")
 
 
 class OutputSink:
@@ -117,8 +116,9 @@ async def _read_batches(
             for raw in chunk:
                 line_no += 1
                 progress(len(raw))
-                if raw.strip():
-                    batch.append(RawLine(raw, {"file": source_name, "line": line_no}, None, now))
+                line = raw.rstrip(b"\r\n")
+                if line.strip():
+                    batch.append(RawLine(line, {"file": source_name, "line": line_no}, None, now))
             yield batch
     finally:
         if not spec.live:
@@ -135,9 +135,7 @@ def _read_lines(handle: BinaryIO, count: int) -> list[bytes]:
     return lines
 
 
-async def _feed(
-    spec: InputSpec, queue: asyncio.Queue[Any], batch_lines: int, progress: Callable[[int], None]
-) -> None:
+async def _feed(spec: InputSpec, queue: asyncio.Queue[Any], batch_lines: int, progress: Callable[[int], None]) -> None:
     try:
         async for batch in _read_batches(spec, batch_lines, progress):
             await queue.put(batch)
