@@ -65,7 +65,9 @@ class TestEnvironmentOverrides:
         """SECSTREAM_<SECTION>__<KEY> overrides the file, with type conversion."""
         path = tmp_path / "c.toml"
         path.write_text("[worker]\nbatch_size = 10\n")
-        config = load_config(path, environ={"SECSTREAM_WORKER__BATCH_SIZE": "20", "SECSTREAM_ENRICHMENT__ENABLED": "no"})
+        config = load_config(
+            path, environ={"SECSTREAM_WORKER__BATCH_SIZE": "20", "SECSTREAM_ENRICHMENT__ENABLED": "no"}
+        )
         assert config.worker.batch_size == 20
         assert config.enrichment.enabled is False
 
