@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from processors.errors import ConfigError, MsticpyException
+from processors.ti_browser import TIResultsBrowser
 from processors.tiproviders import PROVIDERS
 from processors.tiproviders.local_blocklist import LocalBlocklist
 from processors.tiproviders.ti_provider_base import (
@@ -59,7 +60,9 @@ class TILookup:
     ) -> None:
         self._providers: dict[str, TIProvider] = {}
         self._secondary_providers: dict[str, TIProvider] = {}
-        if primary_providers or secondary_providers:
+        self._explicit = bool(primary_providers or secondary_providers)
+        self._builtin_names = providers
+        if self._explicit:
             for prov in primary_providers or []:
                 self.add_provider(prov, primary=True)
             for prov in secondary_providers or []:
@@ -315,6 +318,41 @@ class TILookup:
             result.provider = name
             rows.append(result)
         return results_frame(rows).drop("SafeIoc")
+
+    @staticmethod
+    def browse(data: Any, severities: list[str] | None = None, **kwargs: Any) -> TIResultsBrowser:
+        """Return a browser of TI results (HTML in notebooks, a rich table in terminals).
+
+        Args:
+            data: results from :meth:`lookup_iocs` (polars or pandas).
+            severities: severities to show, by default ``["warning", "high"]``.
+            kwargs: accepted for msticpy compatibility (its widget options).
+        """
+        del kwargs
+        return TIResultsBrowser(data, severities)
+
+    browse_results = browse
+
+    @classmethod
+    def reload_provider_settings(cls) -> dict[str, bool]:
+        """Re-read provider credentials from the environment.
+
+        secstream keeps no settings cache: providers read ``SECSTREAM_TI_<NAME>_AUTHKEY``/``_APIID`` when they
+        are built. This returns, per built-in provider, whether its credentials are present now.
+        """
+        status = {}
+        for name in PROVIDERS:
+            env = "LOCALBLOCKLIST_PATH" if name == "LocalBlocklist" else f"{name.upper()}_AUTHKEY"
+            status[name] = bool(os.environ.get(f"SECSTREAM_TI_{env}"))
+        return status
+
+    def reload_providers(self) -> None:
+        """Rebuild the built-in providers from the current environment (providers given as instances stay)."""
+        if self._explicit:
+            return
+        self._providers.clear()
+        self._secondary_providers.clear()
+        self._load_builtin(self._builtin_names)
 
     async def close(self) -> None:
         """Release every provider's network resources."""

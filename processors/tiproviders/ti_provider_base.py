@@ -45,6 +45,7 @@ __all__ = [
     "LookupResult",
     "SanitizedObservable",
     "TILookupStatus",
+    "TIPivotProvider",
     "TIProvider",
     "TISeverity",
     "entropy",
@@ -510,7 +511,32 @@ class QueryKey:
     query_type: str | None
 
 
-class TIProvider(abc.ABC):
+class TIPivotProvider(abc.ABC):
+    """A provider that can attach its lookups to entity classes (msticpy's pivot functions).
+
+    secstream has no pivot registry: ``register_pivots`` attaches methods directly to
+    :mod:`processors.entities` classes, so that ``IpAddress(Address="1.2.3.4").ti_<provider>()`` looks the
+    address up. ``pivot_reg`` and ``pivot`` are accepted for msticpy compatibility.
+    """
+
+    @abc.abstractmethod
+    def register_pivots(self, pivot_reg: Any = None, pivot: Any = None) -> None:
+        """Register this provider's lookups as pivot functions on the entity classes.
+
+        Args:
+            pivot_reg: msticpy's PivotRegistration (unused by secstream).
+            pivot: msticpy's Pivot object (unused by secstream).
+        """
+
+
+# Entity classes and the attribute holding their observable, by IoC type.
+_PIVOT_ENTITIES: dict[str, tuple[str, str]] = {
+    "ipv4": ("IpAddress", "Address"),
+    "ipv6": ("IpAddress", "Address"),
+}
+
+
+class TIProvider(TIPivotProvider):
     """Abstract base class for threat-intel providers (asynchronous, cached, with sync wrappers).
 
     Subclasses implement :meth:`_lookup` (one uncached lookup of a checked observable) and
@@ -687,6 +713,30 @@ class TIProvider(abc.ABC):
             response: the result holding ``raw_result``.
         """
 
+    def register_pivots(self, pivot_reg: Any = None, pivot: Any = None) -> None:
+        """Attach ``ti_<name>()`` to the entity classes whose observable this provider can look up.
+
+        For example, after ``VirusTotal(...).register_pivots()``, ``IpAddress(Address=ip).ti_virustotal()``
+        returns the provider's :class:`LookupResult` for that address.
+
+        Args:
+            pivot_reg: msticpy's PivotRegistration (unused by secstream).
+            pivot: msticpy's Pivot object (unused by secstream).
+        """
+        from processors import entities
+
+        provider = self
+        for ioc_type, (class_name, attribute) in _PIVOT_ENTITIES.items():
+            if ioc_type not in self._supported:
+                continue
+            entity_class = getattr(entities, class_name)
+
+            def lookup(entity: Any, _attribute: str = attribute) -> LookupResult:
+                return provider.lookup_ioc(getattr(entity, _attribute))
+
+            lookup.__doc__ = f"Look this {class_name}'s {attribute} up in {self.name}."
+            setattr(entity_class, f"ti_{self.name.lower()}", lookup)
+
     def lookup_ioc(
         self, ioc: str, ioc_type: str | None = None, query_type: str | None = None, **kwargs: Any
     ) -> LookupResult:
@@ -746,7 +796,7 @@ class TIProvider(abc.ABC):
         finally:
             await self.close()
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release network resources (the provider stays usable)."""
 
     def stats(self) -> dict[str, Any]:
