@@ -1,0 +1,87 @@
+"""secstream's domain logic: parsers, the coalescer, decoders, extractors, trackers, detectors, enrichment.
+
+Everything here is engine-agnostic (no Kafka, no Faust). The stream stages are re-exported below and
+imported lazily, so ``import processors.errors`` stays cheap; the msticpy-compatible batch API keeps
+msticpy's module names (``processors.auditdextract``, ``processors.iocextract``, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public name → the module that defines it.
+_EXPORTS: dict[str, str] = {
+    # errors
+    "SecstreamError": "processors.errors",
+    "ParseError": "processors.errors",
+    "CoalesceError": "processors.errors",
+    "DuplicateRecordError": "processors.errors",
+    "OrphanEndOfEventError": "processors.errors",
+    "DecodeError": "processors.errors",
+    "EnrichmentError": "processors.errors",
+    "ProviderTimeoutError": "processors.errors",
+    "RateLimitedError": "processors.errors",
+    "ProviderUnavailableError": "processors.errors",
+    "ConfigError": "processors.errors",
+    "MsticpyException": "processors.errors",
+    # auditd
+    "AuditRecord": "processors.audit",
+    "AuditEvent": "processors.audit",
+    "LateRecord": "processors.audit",
+    "Coalescer": "processors.audit",
+    "CoalescerSettings": "processors.audit",
+    "CoalescerState": "processors.audit",
+    "parse_line": "processors.audit",
+    "decode_event": "processors.audit",
+    "decode_late": "processors.audit",
+    # syslog
+    "parse_syslog_line": "processors.syslog",
+    "syslog_row_to_event": "processors.syslog",
+    # process trees
+    "ProcessTracker": "processors.proctree",
+    "ProcessTrackerSettings": "processors.proctree",
+    "ProcessTrackerState": "processors.proctree",
+    # IoCs and payloads
+    "IoCExtract": "processors.iocextract",
+    "IoCType": "processors.iocextract",
+    "analyze_text": "processors.observables",
+    "annotate_event": "processors.observables",
+    # sessions, rules, detectors
+    "LogonSessionTracker": "processors.sessions",
+    "LogonSessionSettings": "processors.sessions",
+    "LogonSessionState": "processors.sessions",
+    "Rule": "processors.rules",
+    "RuleEngine": "processors.rules",
+    "load_rules": "processors.rules",
+    "CommandSpeedDetector": "processors.detectors",
+    "CommandSpeedSettings": "processors.detectors",
+    "CommandSpeedState": "processors.detectors",
+    "RiskySudoDetector": "processors.detectors",
+    "RiskySudoSettings": "processors.detectors",
+    "RiskySudoState": "processors.detectors",
+    # enrichment
+    "Enricher": "processors.enrich.enricher",
+    "EnricherSettings": "processors.enrich.enricher",
+    "GeoLiteLookup": "processors.geoip",
+    "TILookup": "processors.tilookup",
+    # entities
+    "GeoLocation": "processors.entities",
+    "Host": "processors.entities",
+    "IpAddress": "processors.entities",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'processors' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
