@@ -1,0 +1,172 @@
+"""Benchmark: auditd parse + coalesce throughput (multi-host) and read_from_file side by side with msticpy.
+
+Corpus: msticpy's ``auditd_log.txt`` replayed with varying ``node=`` prefixes, shifted event times and serials,
+hosts interleaved line by line. Writes the corpora under ``--out`` (default ``bench/out``).
+
+Run: ``/work/venv/bin/python bench/bench_auditd.py [--lines 1000000] [--hosts 8] [--msticpy-lines 20000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import orjson
+
+from processors.audit import Coalescer, CoalescerSettings, CoalescerState, decode_event, parse_line
+from processors.audit.coalesce import AuditEvent
+from processors.auditdextract import read_from_file
+
+HEADER = re.compile(r"msg=audit\((\d+)\.(\d+):(\d+)\)")
+DEFAULT_LOG = Path(__file__).resolve().parents[1].parent / "shared/testdata/msticpy/tests/testdata/auditd_log.txt"
+
+
+def load_template(path: Path) -> tuple[list[tuple[str, int, str, int, str]], int]:
+    """Split each template line into (before, seconds, millis, serial, after); return the time span."""
+    out = []
+    seconds = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        match = HEADER.search(line)
+        if not match:
+            continue
+        sec, ms, serial = int(match.group(1)), match.group(2), int(match.group(3))
+        seconds.append(sec)
+        out.append((line[: match.start()], sec, ms, serial, line[match.end() :]))
+    return out, max(seconds) - min(seconds) + 10
+
+
+def generate(path: Path, template: Path, lines: int, hosts: int) -> int:
+    """Write ``lines`` lines: rounds of the template, each template line once per host (interleaved)."""
+    records, span = load_template(template)
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        round_no = 0
+        while written < lines:
+            shift = round_no * span
+            serial_shift = round_no * 1_000_000
+            chunk = []
+            for before, sec, ms, serial, after in records:
+                header = f"msg=audit({sec + shift}.{ms}:{serial + serial_shift})"
+                for host in range(hosts):
+                    prefix = f"node=host{host:02d} " if hosts > 1 else ""
+                    chunk.append(f"{prefix}{before}{header}{after}\n")
+            take = chunk[: lines - written]
+            out.writelines(take)
+            written += len(take)
+            round_no += 1
+    return written
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_stream(path: Path, decode: bool) -> tuple[int, int, float, dict[str, int]]:
+    """Stream a file through parse + coalesce (+ decode + orjson); return lines, events, CPU seconds, counters.
+
+    CPU time of this process is used (``time.process_time``) so that other load on the machine does not
+    distort the single-core figure; wall time is printed beside it.
+    """
+    coalescer = Coalescer(CoalescerSettings())
+    state = CoalescerState()
+    lines = events = 0
+    start = time.process_time()
+    wall = time.perf_counter()
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            lines += 1
+            out = coalescer.push(parse_line(line), state)
+            if lines % 1000 == 0:
+                out += coalescer.expire(state)
+            if out:
+                events += len(out)
+                if decode:
+                    for item in out:
+                        if isinstance(item, AuditEvent):
+                            orjson.dumps(decode_event(item))
+        final = coalescer.flush_all(state)
+        events += len(final)
+        if decode:
+            for item in final:
+                if isinstance(item, AuditEvent):
+                    orjson.dumps(decode_event(item))
+    cpu = time.process_time() - start
+    print(f"  ({path.name}: wall {time.perf_counter() - wall:.2f}s, cpu {cpu:.2f}s)")
+    return lines, events, cpu, dict(state.counters)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print a report."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--template", type=Path, default=DEFAULT_LOG, help="auditd_log.txt to replay")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines in the multi-host corpus")
+    parser.add_argument("--hosts", type=int, default=8, help="number of node= hosts")
+    parser.add_argument("--msticpy-lines", type=int, default=20_000, help="lines of the single-host corpus")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument("--skip-msticpy", action="store_true", help="do not run the msticpy side")
+    parser.add_argument("--decode", action="store_true", help="also time decode_event + orjson on the big corpus")
+    args = parser.parse_args(argv)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    multi = args.out / f"auditd_multi_{args.lines}_{args.hosts}.log"
+    single = args.out / f"auditd_single_{args.msticpy_lines}.log"
+    if not multi.exists():
+        generate(multi, args.template, args.lines, args.hosts)
+    if not single.exists():
+        generate(single, args.template, args.msticpy_lines, 1)
+    print(f"python {sys.version.split()[0]} on {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
+    start = time.process_time()
+    for _ in range(10_000_000):
+        pass
+    print(f"calibration: empty python loop of 1e7 iterations = {time.process_time() - start:.2f}s CPU")
+    print(f"corpus: {multi} ({multi.stat().st_size / 2**20:.1f} MiB), {args.hosts} hosts")
+
+    lines, events, seconds, counters = run_stream(multi, decode=False)
+    rate = lines / seconds
+    print(f"secstream parse+coalesce: {lines} lines, {events} events in {seconds:.2f}s CPU = {rate:,.0f} lines/s")
+    print(f"  counters: {counters}")
+    print(f"  peak RSS after streaming: {peak_rss_mb():.1f} MiB")
+    if args.decode:
+        lines_d, events_d, seconds_d, _ = run_stream(multi, decode=True)
+        print(
+            f"secstream parse+coalesce+decode+orjson: {lines_d / seconds_d:,.0f} lines/s, "
+            f"{events_d / seconds_d:,.0f} events/s"
+        )
+
+    start = time.process_time()
+    ours = read_from_file(str(single))
+    ours_s = time.process_time() - start
+    ours_rate = args.msticpy_lines / ours_s
+    print(f"secstream read_from_file (single host, {args.msticpy_lines} lines): {ours.height} events, "
+          f"{ours_s:.2f}s = {ours_rate:,.0f} lines/s")  # fmt: skip
+    lines_s, _, seconds_s, _ = run_stream(single, decode=False)
+    print(f"secstream parse+coalesce (single host): {lines_s / seconds_s:,.0f} lines/s")
+    if args.skip_msticpy:
+        return 0
+    try:
+        from msticpy.transform import auditdextract as reference
+    except ImportError:
+        print("msticpy not installed: reference side skipped")
+        return 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.process_time()
+        theirs = reference.read_from_file(str(single))
+        theirs_s = time.process_time() - start
+    theirs_rate = args.msticpy_lines / theirs_s
+    print(f"msticpy read_from_file (same file): {len(theirs)} events, {theirs_s:.2f}s = {theirs_rate:,.0f} lines/s")
+    print(f"ratio read_from_file secstream/msticpy: {ours_rate / theirs_rate:.1f}x")
+    print(f"ratio parse+coalesce (multi-host) / msticpy read_from_file: {rate / theirs_rate:.1f}x")
+    print(f"peak RSS (process, incl. msticpy): {peak_rss_mb():.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

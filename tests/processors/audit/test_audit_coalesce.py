@@ -1,0 +1,280 @@
+"""Tests for processors.audit.coalesce: records to events, late, duplicate, overflow, timeouts, snapshots."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processors.audit.coalesce import (
+    AuditEvent,
+    Coalescer,
+    CoalescerOutput,
+    CoalescerSettings,
+    CoalescerState,
+    LateRecord,
+    is_single_record_type,
+)
+from processors.audit.parse import parse_line
+from processors.errors import OrphanEndOfEventError
+from schemas.documents import stable_id
+
+
+def rec(rtype: str, time: str, serial: int, body: str = "x=1", node: str | None = "h1") -> str:
+    prefix = f"node={node} " if node else ""
+    return f"{prefix}type={rtype} msg=audit({time}:{serial}): {body}"
+
+
+def push_all(coalescer: Coalescer, state: CoalescerState, lines: list[str]) -> list[CoalescerOutput]:
+    out: list[CoalescerOutput] = []
+    for line in lines:
+        out.extend(coalescer.push(parse_line(line), state))
+    return out
+
+
+def exec_event(time: str, serial: int, node: str | None = "h1") -> list[str]:
+    return [
+        rec("SYSCALL", time, serial, "arch=c000003e syscall=59 success=yes pid=2 ppid=1", node),
+        rec("EXECVE", time, serial, 'argc=1 a0="ls"', node),
+        rec("CWD", time, serial, 'cwd="/"', node),
+        rec("PROCTITLE", time, serial, "proctitle=6C73", node),
+        rec("EOE", time, serial, "", node),
+    ]
+
+
+class TestCoalescer:
+    def test_complete_on_eoe(self) -> None:
+        """Records of one key form one event when its EOE arrives; EOE is not among the records."""
+        c, s = Coalescer(), CoalescerState()
+        out = push_all(c, s, exec_event("10.000", 5))
+        assert len(out) == 1
+        event = out[0]
+        assert isinstance(event, AuditEvent)
+        assert [r.rtype for r in event.records] == ["SYSCALL", "EXECVE", "CWD", "PROCTITLE"]
+        assert (event.node, event.time, event.serial, event.partial, event.reason) == ("h1", "10.000", 5, False, "eoe")
+        assert event.event_id == stable_id("auditd", "h1", "10.000", 5)
+        assert s.counters["completed"] == 1
+        assert not s.in_flight
+
+    def test_same_time_different_serial_are_distinct(self) -> None:
+        """Events sharing a timestamp but not a serial are never merged."""
+        c, s = Coalescer(), CoalescerState()
+        out = push_all(c, s, [rec("CONFIG_CHANGE", "5.619", n) for n in (18, 19, 20)])
+        assert [e.serial for e in out if isinstance(e, AuditEvent)] == [18, 19, 20]
+
+    def test_same_key_different_nodes_are_distinct(self) -> None:
+        """The node is part of the key."""
+        c, s = Coalescer(), CoalescerState()
+        out = push_all(c, s, exec_event("1.0", 1, "a") + exec_event("1.0", 1, "b"))
+        assert {e.event_id for e in out if isinstance(e, AuditEvent)} == {
+            stable_id("auditd", "a", "1.0", 1),
+            stable_id("auditd", "b", "1.0", 1),
+        }
+
+    @pytest.mark.parametrize(
+        "rtype",
+        [
+            "USER_AUTH",
+            "USER_ACCT",
+            "CRED_ACQ",
+            "USER_START",
+            "USER_CMD",
+            "LOGIN",
+            "SERVICE_START",
+            "DAEMON_START",
+            "CONFIG_CHANGE",
+            "ANOM_ABEND",
+        ],
+    )
+    def test_single_record_types_complete_at_once(self, rtype: str) -> None:
+        """Single-record types form a complete event at once."""
+        c, s = Coalescer(), CoalescerState()
+        out = push_all(c, s, [rec(rtype, "1.0", 1)])
+        assert len(out) == 1
+        assert isinstance(out[0], AuditEvent)
+        assert out[0].reason == "single"
+        assert not out[0].partial
+
+    @pytest.mark.parametrize("rtype", ["SYSCALL", "AVC", "NETFILTER_CFG", "ANOM_PROMISCUOUS", "PATH"])
+    def test_syscall_context_types_wait(self, rtype: str) -> None:
+        """Kernel records written in a syscall context wait for the rest of the event."""
+        assert not is_single_record_type(rtype)
+        c, s = Coalescer(), CoalescerState()
+        assert push_all(c, s, [rec(rtype, "1.0", 1)]) == []
+        assert len(s.in_flight) == 1
+
+    def test_single_type_joins_in_flight_event(self) -> None:
+        """A single-record type that arrives while its key is in flight joins that event."""
+        c, s = Coalescer(), CoalescerState()
+        out = push_all(c, s, [rec("SYSCALL", "1.0", 1), rec("CONFIG_CHANGE", "1.0", 1), rec("EOE", "1.0", 1, "")])
+        assert len(out) == 1
+        assert isinstance(out[0], AuditEvent)
+        assert [r.rtype for r in out[0].records] == ["SYSCALL", "CONFIG_CHANGE"]
+
+    def test_late_record_emitted_and_linked(self) -> None:
+        """A record for an event that completed comes out as a LateRecord linked to the event id, counted."""
+        c, s = Coalescer(), CoalescerState()
+        lines = exec_event("1.0", 1)
+        push_all(c, s, lines)
+        out = push_all(c, s, [rec("PATH", "1.0", 1, 'item=0 name="/bin/ls"')])
+        assert len(out) == 1
+        late = out[0]
+        assert isinstance(late, LateRecord)
+        assert late.event_id == stable_id("auditd", "h1", "1.0", 1)
+        assert late.record.rtype == "PATH"
+        assert s.counters["late"] == 1
+
+    def test_duplicate_in_flight_dropped(self) -> None:
+        """A record identical to one already buffered is dropped and counted."""
+        c, s = Coalescer(), CoalescerState()
+        lines = exec_event("1.0", 1)
+        out = push_all(c, s, [lines[0], lines[0], *lines[1:]])
+        assert len(out) == 1
+        assert isinstance(out[0], AuditEvent)
+        assert len(out[0].records) == 4
+        assert s.counters["duplicate"] == 1
+
+    def test_duplicate_after_completion_dropped(self) -> None:
+        """Replaying a completed event yields nothing and counts duplicates (EOE included)."""
+        c, s = Coalescer(), CoalescerState()
+        lines = exec_event("1.0", 1)
+        push_all(c, s, lines)
+        assert push_all(c, s, lines) == []
+        assert s.counters["duplicate"] == len(lines)
+        assert s.counters["late"] == 0
+
+    def test_late_record_replayed_is_duplicate(self) -> None:
+        """A late record seen a second time is a duplicate."""
+        c, s = Coalescer(), CoalescerState()
+        push_all(c, s, exec_event("1.0", 1))
+        extra = rec("PATH", "1.0", 1, "item=1")
+        assert len(push_all(c, s, [extra])) == 1
+        assert push_all(c, s, [extra]) == []
+        assert s.counters["duplicate"] == 1
+
+    def test_orphan_eoe_raises(self) -> None:
+        """An EOE for an unknown event raises OrphanEndOfEventError carrying the raw line."""
+        c, s = Coalescer(), CoalescerState()
+        line = rec("EOE", "1.0", 9, "")
+        with pytest.raises(OrphanEndOfEventError) as caught:
+            c.push(parse_line(line), s)
+        assert caught.value.raw == line
+        assert s.counters["orphan_eoe"] == 1
+
+    def test_overflow_flushes_oldest_partial(self) -> None:
+        """Above max_in_flight the oldest in-flight event is flushed as partial."""
+        c, s = Coalescer(CoalescerSettings(max_in_flight=2)), CoalescerState()
+        out = push_all(c, s, [rec("SYSCALL", "1.0", n) for n in (1, 2, 3)])
+        assert len(out) == 1
+        event = out[0]
+        assert isinstance(event, AuditEvent)
+        assert (event.serial, event.partial, event.reason) == (1, True, "overflow")
+        assert len(s.in_flight) == 2
+        assert s.counters["overflow"] == 1
+
+    def test_no_eoe_event_time_timeout(self) -> None:
+        """Without EOE an event completes once its node's max event time passes it by event_timeout_s."""
+        c, s = Coalescer(CoalescerSettings(event_timeout_s=2.0)), CoalescerState()
+        push_all(c, s, [rec("SYSCALL", "10.0", 1), rec("PATH", "10.0", 1)])
+        push_all(c, s, [rec("SYSCALL", "11.5", 2)])
+        assert c.expire(s) == []
+        push_all(c, s, [rec("SYSCALL", "12.5", 3)])
+        out = c.expire(s)
+        assert [(e.serial, e.reason, e.partial) for e in out if isinstance(e, AuditEvent)] == [(1, "timeout", True)]
+
+    def test_timeout_is_per_node(self) -> None:
+        """Another node's later events do not time out this node's events."""
+        c, s = Coalescer(CoalescerSettings(event_timeout_s=2.0)), CoalescerState()
+        push_all(c, s, [rec("SYSCALL", "10.0", 1, node="quiet"), rec("SYSCALL", "99.0", 1, node="busy")])
+        assert c.expire(s) == []
+        out = c.expire(s, event_time=50.0)
+        assert [e.node for e in out if isinstance(e, AuditEvent)] == ["quiet"]
+
+    def test_idle_flush_by_wall_time(self) -> None:
+        """A quiet host's last event is flushed once no record arrived for idle_flush_s of wall time."""
+        c, s = Coalescer(CoalescerSettings(idle_flush_s=5.0)), CoalescerState()
+        c.push(parse_line(rec("SYSCALL", "10.0", 1)), s, wall_time=1000.0)
+        assert c.expire(s, wall_time=1004.0) == []
+        out = c.expire(s, wall_time=1005.5)
+        assert [(e.serial, e.reason) for e in out if isinstance(e, AuditEvent)] == [(1, "idle")]
+
+    def test_idle_clock_restarts_on_new_record(self) -> None:
+        """Each new record of an event restarts its idle clock."""
+        c, s = Coalescer(CoalescerSettings(idle_flush_s=5.0)), CoalescerState()
+        c.push(parse_line(rec("SYSCALL", "10.0", 1)), s, wall_time=1000.0)
+        c.push(parse_line(rec("PATH", "10.0", 1)), s, wall_time=1004.0)
+        assert c.expire(s, wall_time=1006.0) == []
+
+    def test_flush_all_on_shutdown(self) -> None:
+        """flush_all emits every in-flight event as partial, in event-time order."""
+        c, s = Coalescer(), CoalescerState()
+        push_all(c, s, [rec("SYSCALL", "3.0", 3), rec("SYSCALL", "1.0", 1), rec("SYSCALL", "2.0", 2)])
+        out = c.flush_all(s)
+        assert [(e.serial, e.reason, e.partial) for e in out if isinstance(e, AuditEvent)] == [
+            (1, "shutdown", True),
+            (2, "shutdown", True),
+            (3, "shutdown", True),
+        ]
+        assert not s.in_flight
+
+    def test_done_memory_is_bounded(self) -> None:
+        """Only the last done_memory completed keys per node are remembered."""
+        c, s = Coalescer(CoalescerSettings(done_memory=3)), CoalescerState()
+        push_all(c, s, [rec("USER_AUTH", "1.0", n) for n in range(10)])
+        assert list(s.done["h1"]) == [("1.0", 7), ("1.0", 8), ("1.0", 9)]
+
+    def test_snapshot_round_trip(self) -> None:
+        """from_snapshot(snapshot()) through orjson gives a state that behaves the same."""
+        c, s = Coalescer(), CoalescerState()
+        push_all(c, s, [*exec_event("1.0", 1)[:3], rec("USER_AUTH", "1.5", 7), *exec_event("2.0", 2)])
+        c.push(parse_line(rec("SYSCALL", "3.0", 3, node=None)), s, wall_time=50.0)
+        data = orjson.loads(orjson.dumps(s.snapshot()))
+        restored = CoalescerState.from_snapshot(data)
+        assert restored.snapshot() == s.snapshot()
+        tail = exec_event("1.0", 1)[3:]
+        out_a = push_all(c, s, tail) + c.flush_all(s)
+        out_b = push_all(c, restored, tail) + c.flush_all(restored)
+        assert out_a == out_b
+        assert restored.counters == s.counters
+
+
+@st.composite
+def host_streams(draw: st.DrawFn) -> dict[str, list[str]]:
+    """Per-host record streams: exec events with EOE and single-record user events."""
+    streams: dict[str, list[str]] = {}
+    for host in draw(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3, unique=True)):
+        lines: list[str] = []
+        kinds = draw(st.lists(st.sampled_from(["exec", "auth", "cmd"]), min_size=1, max_size=6))
+        for serial, kind in enumerate(kinds, 1):
+            time = f"100.{serial:03d}"
+            if kind == "exec":
+                lines.extend(exec_event(time, serial, host))
+            else:
+                rtype = "USER_AUTH" if kind == "auth" else "USER_CMD"
+                lines.append(rec(rtype, time, serial, "pid=1 msg='op=x res=success'", host))
+        streams[host] = lines
+    return streams
+
+
+class TestInterleaving:
+    @given(host_streams(), st.data())
+    def test_any_interleaving_gives_same_events(self, streams: dict[str, list[str]], data: st.DataObject) -> None:
+        """Any interleaving of per-host streams (per-host order kept) gives the same set of events."""
+        in_order = [line for lines in streams.values() for line in lines]
+        slots = [host for host, lines in streams.items() for _ in lines]
+        order = data.draw(st.permutations(slots))
+        cursors = dict.fromkeys(streams, 0)
+        mixed: list[str] = []
+        for host in order:
+            mixed.append(streams[host][cursors[host]])
+            cursors[host] += 1
+
+        def run(lines: list[str]) -> set[tuple[str, tuple[str, ...], bool]]:
+            c, s = Coalescer(), CoalescerState()
+            out = push_all(c, s, lines) + c.flush_all(s)
+            return {(e.event_id, tuple(r.raw for r in e.records), e.partial) for e in out if isinstance(e, AuditEvent)}
+
+        expected = run(in_order)
+        assert run(mixed) == expected
+        assert len(expected) == sum(1 for line in in_order if "type=EOE" in line or "type=USER_" in line)
