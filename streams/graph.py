@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from processors.audit import (
@@ -165,7 +165,9 @@ class PipelineStats:
     detections: Counter[str] = field(default_factory=Counter)
     bad_input: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
-    """partial, late and duplicate records, overflow flushes."""
+    """The coalescers' counters summed over hosts: completed, partial, late, duplicate, overflow, orphan_eoe."""
+    proctree: Counter[str] = field(default_factory=Counter)
+    """The process trackers' counters summed over hosts: evictions, back-fills, live processes."""
     enrichment: Counter[str] = field(default_factory=Counter)
 
 
@@ -271,12 +273,16 @@ class Pipeline:
                 continue
             try:
                 record = parse_line(_audit_text(line.data).rstrip("\r\n"))
+                if record.node is None and line.host is not None:
+                    # The envelope's host stands in for node=, so that event ids differ between hosts.
+                    record = replace(record, node=line.host)
+                host = record.node or self.config.input.default_host
+                state = states[host]
+                completed = self.coalescer.push(record, state.coalescer, wall_time=line.received)
             except SecstreamError as error:
                 pending.deadletters.append(self._bad(line, error, "auditd"))
                 continue
-            host = record.node or line.host or self.config.input.default_host
-            state = states[host]
-            self._emit_audit(self.coalescer.push(record, state.coalescer), host, state, pending)
+            self._emit_audit(completed, host, state, pending)
             touched[host] = max(touched.get(host, 0.0), record.epoch)
         for host, event_time in touched.items():
             state = states[host]
@@ -289,11 +295,8 @@ class Pipeline:
     ) -> None:
         for output in outputs:
             if isinstance(output, LateRecord):
-                self.stats.audit["late"] += 1
                 doc = decode_late(output, default_host=host)
             else:
-                if output.partial:
-                    self.stats.audit["partial"] += 1
                 doc = self.tracker.process(decode_event(output, default_host=host), state.tracker)
             annotate_event(doc, extractor=self.ioc_extractor)
             pending.events.append(doc)
@@ -361,6 +364,25 @@ class Pipeline:
             outputs.detections.extend(hits)
         self._count(outputs)
         return outputs
+
+    def collect_state_counters(self, states: MutableMapping[str, HostState]) -> None:
+        """Refresh the state-held counters in :attr:`stats` (coalescer and process tracker, all hosts)."""
+        audit: Counter[str] = Counter()
+        proctree: Counter[str] = Counter()
+        for state in states.values():
+            audit.update(state.coalescer.counters)
+            tracker = state.tracker
+            proctree.update(
+                {
+                    "evicted_exited": tracker.evicted_exited,
+                    "evicted_idle": tracker.evicted_idle,
+                    "evicted_overflow": tracker.evicted_overflow,
+                    "backfilled": tracker.backfilled,
+                    "live": tracker.live,
+                }
+            )
+        self.stats.audit = audit
+        self.stats.proctree = proctree
 
     def _count(self, outputs: Outputs) -> None:
         for doc in outputs.events:

@@ -50,7 +50,15 @@ def format_summary(result: RunResult) -> str:
     lines.append(f"  bad lines:    {sum(stats.bad_input.values())}")
     lines += [f"    {name:<40} {count}" for name, count in _top(stats.bad_input)]
     audit = stats.audit
-    lines.append(f"  audit:        partial {audit['partial']}, late {audit['late']}, duplicate {audit['duplicate']}")
+    lines.append(
+        f"  audit:        partial {audit['partial']}, late {audit['late']}, duplicate {audit['duplicate']}, "
+        f"overflow {audit['overflow']}, orphan EOE {audit['orphan_eoe']}"
+    )
+    tree = stats.proctree
+    lines.append(
+        f"  processes:    {tree['live']} live; evicted {tree['evicted_exited']} exited, {tree['evicted_idle']} idle,"
+        f" {tree['evicted_overflow']} over the limit; {tree['backfilled']} back-filled"
+    )
     hits = sum(v for k, v in stats.enrichment.items() if k.endswith(":hit"))
     lines.append(f"  enrichment:   {hits} hits")
     lines += [f"    {name:<40} {count}" for name, count in _top(stats.enrichment)]

@@ -198,6 +198,7 @@ async def run_pipeline(
                     last_tick = time.monotonic()
                 await _complete(pipeline, pending, states, sink)
         await _complete(pipeline, pipeline.shutdown(states), states, sink)
+        pipeline.collect_state_counters(states)
     finally:
         for reader in readers:
             reader.cancel()
