@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from streams.logging import configure_logging
 
@@ -36,9 +37,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: the reason and where to get help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="secstream",
         description="Streaming worker for Linux security telemetry (auditd and syslog).",
     )
