@@ -1,0 +1,215 @@
+"""Raw Kafka values in, :class:`~streams.graph.RawLine` out; and the framing of the internal by-host topic.
+
+A raw value is either
+
+* raw text: one or more newline-separated lines (``\\r\\n`` tolerated, blank lines skipped), or
+* a JSON object whose ``message_field`` holds the line(s) and whose optional ``host_field`` names the host.
+
+The message key, when there is one, is the host of last resort. A value that looks like a JSON object
+but is not one, or lacks a usable message field, becomes a dead letter carrying the original bytes and
+the source topic, partition and offset; nothing is dropped silently.
+
+The worker repartitions raw lines by host once. :func:`audit_host` picks the host of an audit line the
+same way the stage graph does (``node=`` of the line, else the envelope host or key, else the default),
+and :func:`audit_event_key` gives the (host, serial) an audit line belongs to, which the worker uses
+to hold back acks of records whose event is still being coalesced. Lines travel on the internal topic
+as their original bytes; their origin rides in headers (:func:`encode_internal` / :func:`decode_internal`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from schemas.documents import dead_letter
+from streams.graph import RawLine
+
+__all__ = [
+    "SOURCE_HEADER",
+    "Decoded",
+    "SerdeSettings",
+    "audit_event_key",
+    "audit_host",
+    "decode_internal",
+    "decode_value",
+    "encode_internal",
+]
+
+SOURCE_HEADER: Final = "secstream-source"
+"""Header of internal-topic messages: JSON ``{"topic", "partition", "offset"}`` of the raw record."""
+HOST_HEADER: Final = "secstream-host"
+"""Header of internal-topic messages: the envelope host or message key of the raw record, if any."""
+
+# Same header shape as processors.audit.parse (``[node=HOST ]type=TYPE msg=audit(TIME:SERIAL):``);
+# only the routing fields are read here, the record itself is parsed by the stage graph.
+_AUDIT_HEAD: Final = re.compile(rb"[ \t]*(?:node=(\S+) )?type=\S+ msg=audit\([0-9]{1,12}\.[0-9]{1,9}:([0-9]{1,20})\)")
+
+
+@dataclass(frozen=True, slots=True)
+class SerdeSettings:
+    """How raw values are read.
+
+    Args:
+        message_field: for JSON-object values, the field holding the raw line(s).
+        host_field: for JSON-object values, the optional field holding the host name.
+    """
+
+    message_field: str = "message"
+    host_field: str = "host"
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The lines of one raw value, or the dead letter it became."""
+
+    lines: list[RawLine] = field(default_factory=list)
+    deadletters: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+def _split(data: bytes) -> list[bytes]:
+    return [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
+
+
+def _lines(chunks: Sequence[bytes], host: str | None, source: Mapping[str, Any], received: float) -> list[RawLine]:
+    many = len(chunks) > 1
+    return [
+        RawLine(data=chunk, source={**source, "line": i} if many else dict(source), host=host, received=received)
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+def decode_value(
+    value: bytes | None,
+    *,
+    key: bytes | None,
+    stream: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    received: float,
+    settings: SerdeSettings = SerdeSettings(),
+) -> Decoded:
+    """Decode one raw Kafka value into lines (or a dead letter).
+
+    Args:
+        value: the record value (None for a tombstone, which carries no input).
+        key: the record key; its text is the host when the value names none.
+        stream: ``auditd`` or ``syslog`` (for dead letters).
+        topic: source topic.
+        partition: source partition.
+        offset: source offset.
+        received: wall-clock epoch seconds when it was consumed.
+        settings: the JSON envelope field names.
+
+    Returns:
+        The lines with their source, or one dead letter with the original bytes.
+    """
+    source = {"topic": topic, "partition": partition, "offset": offset}
+    key_host = _text(key) if key else None
+    if not value:
+        return Decoded()
+    if value.lstrip()[:1] != b"{":
+        return Decoded(lines=_lines(_split(value), key_host, source, received))
+
+    def bad(reason: str) -> Decoded:
+        doc = dead_letter(
+            original=value,
+            reason=reason,
+            error_type="DecodeError",
+            stream=stream,
+            host=key_host,
+            timestamp=received,
+            source=source,
+        )
+        return Decoded(deadletters=[doc])
+
+    try:
+        envelope = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return bad(f"value looks like a JSON object but is not valid JSON: {exc}")
+    if not isinstance(envelope, dict):  # pragma: no cover - a '{' value that parses is an object
+        return bad("value is JSON but not an object")
+    message = envelope.get(settings.message_field)
+    if not isinstance(message, str):
+        return bad(f"JSON object has no string field {settings.message_field!r}")
+    host = envelope.get(settings.host_field)
+    if host is not None and not isinstance(host, str):
+        return bad(f"JSON field {settings.host_field!r} is not a string")
+    chunks = _split(message.encode("utf-8", "surrogatepass"))
+    return Decoded(lines=_lines(chunks, host or key_host, source, received))
+
+
+def audit_host(line: RawLine, default_host: str) -> str:
+    """The host an audit line belongs to: its ``node=``, else the envelope host or key, else the default.
+
+    Args:
+        line: the raw audit line.
+        default_host: the configured host for lines that name none.
+    """
+    data = line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
+    match = _AUDIT_HEAD.match(data)
+    if match is not None and match.group(1) is not None:
+        return _text(match.group(1))
+    return line.host or default_host
+
+
+def audit_event_key(line: RawLine, default_host: str) -> tuple[str, int] | None:
+    """The (host, serial) of the audit event a line belongs to, or None when the line has no audit header.
+
+    Args:
+        line: the raw audit line.
+        default_host: the configured host for lines that name none.
+    """
+    data = line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
+    match = _AUDIT_HEAD.match(data)
+    if match is None:
+        return None
+    node = match.group(1)
+    host = _text(node) if node is not None else (line.host or default_host)
+    return host, int(match.group(2))
+
+
+def encode_internal(lines: Sequence[RawLine]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """Frame lines of one raw record (all of one host) for the internal by-host topic.
+
+    Args:
+        lines: lines decoded from the same raw record, all routed to the same host.
+
+    Returns:
+        The value (the lines' original bytes, newline-joined) and the headers (source, envelope host).
+    """
+    first = lines[0]
+    source = {k: first.source[k] for k in ("topic", "partition", "offset") if k in first.source}
+    parts = [
+        line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape") for line in lines
+    ]
+    headers = [(SOURCE_HEADER, orjson.dumps(source))]
+    if first.host is not None:
+        headers.append((HOST_HEADER, first.host.encode("utf-8", "surrogateescape")))
+    return b"\n".join(parts), headers
+
+
+def decode_internal(
+    value: bytes, headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None, received: float
+) -> list[RawLine]:
+    """Recover the lines of an internal-topic message with their original source.
+
+    Args:
+        value: the message value from :func:`encode_internal`.
+        headers: the message headers.
+        received: wall-clock epoch seconds when it was consumed.
+    """
+    header_map = dict(headers.items() if isinstance(headers, Mapping) else headers or ())
+    raw_source = header_map.get(SOURCE_HEADER)
+    source: dict[str, Any] = orjson.loads(raw_source) if raw_source else {}
+    raw_host = header_map.get(HOST_HEADER)
+    host = raw_host.decode("utf-8", "surrogateescape") if raw_host is not None else None
+    return _lines(value.split(b"\n"), host, source, received)

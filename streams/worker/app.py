@@ -1,0 +1,227 @@
+"""The worker's only Faust app, built from the configuration by :func:`create_app`.
+
+Faust itself always runs at-least-once; ``worker.processing_guarantee = "exactly_once"`` switches the
+output path to our own per-partition Kafka transactions (see :mod:`streams.worker.publish`) and the
+consumer to ``read_committed``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+
+from streams.config import SecstreamConfig
+from streams.graph import Pipeline
+from streams.logging import get_logger
+from streams.worker.agents import register_agents
+from streams.worker.metrics import register_web
+from streams.worker.publish import AtLeastOncePublisher, Publisher, TransactionalPublisher
+from streams.worker.runtime import WorkerRuntime
+from streams.worker.tables import HostStateStore, build_host_table
+from streams.worker.topics import build_topics
+
+__all__ = ["SecstreamApp", "bootstrap_servers", "create_app", "kafka_client_options"]
+
+log = get_logger(__name__)
+
+
+class SecstreamApp(faust.App):
+    """A Faust app that flushes in-flight events before Faust stops its consumer and commits."""
+
+    runtime: WorkerRuntime | None = None
+
+    async def on_start(self) -> None:
+        """Build the stage graph (enrichment clients need the running loop) before agents start."""
+        if self.runtime is not None:
+            await self.runtime.start()
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        """Flush every in-flight event, send it and ack, then let Faust commit and stop."""
+        if self.runtime is not None:
+            await self.runtime.shutdown()
+        await super().on_stop()
+
+
+def bootstrap_servers(broker: str) -> str:
+    """``kafka://h1:9092;h2:9092`` → ``h1:9092,h2:9092`` for the plain Kafka clients."""
+    hosts = broker.split("://", 1)[-1]
+    return ",".join(part for part in hosts.replace(";", ",").split(",") if part)
+
+
+def kafka_client_options(config: SecstreamConfig) -> dict[str, Any]:
+    """Security settings for aiokafka clients (producer, consumer, admin) from ``[kafka]``."""
+    kafka = config.kafka
+    options: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    if kafka.security_protocol in {"SSL", "SASL_SSL"}:
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(
+            cafile=kafka.ssl_cafile or None, certfile=kafka.ssl_certfile or None, keyfile=kafka.ssl_keyfile or None
+        )
+    if kafka.security_protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=kafka.sasl_mechanism or "PLAIN",
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=kafka.sasl_password,
+        )
+    return options
+
+
+def _faust_credentials(config: SecstreamConfig) -> Any:
+    kafka = config.kafka
+    ssl_context = kafka_client_options(config).get("ssl_context")
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context,
+        )
+    if ssl_context is not None:
+        return faust.SSLCredentials(ssl_context)
+    return None
+
+
+def _read_committed_consumers() -> None:
+    """Make Faust's worker consumer read committed data only (our transactions write its inputs).
+
+    Faust chooses ``read_committed`` only under its own exactly-once mode, which we cannot use (see
+    :mod:`streams.worker.publish`). aiokafka reads the isolation level when the consumer starts, so
+    setting it on the freshly built consumer is enough.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    if getattr(thread, "_secstream_read_committed", False):
+        return
+    original = thread._create_worker_consumer
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._isolation_level = "read_committed"
+        return consumer
+
+    setattr(thread, "_create_worker_consumer", create)  # noqa: B010 - a deliberate, documented patch
+    setattr(thread, "_secstream_read_committed", True)  # noqa: B010
+
+
+async def _default_pipeline(config: SecstreamConfig) -> Pipeline:
+    try:  # streams.build is the one place that wires enrichment from the configuration
+        build = importlib.import_module("streams.build")
+    except ImportError:  # pragma: no cover - only while streams.build is being written
+        return Pipeline(config)
+    pipeline: Pipeline = await build.build_pipeline(config)
+    return pipeline
+
+
+def create_app(
+    config: SecstreamConfig, *, pipeline_factory: Callable[[SecstreamConfig], Awaitable[Pipeline]] | None = None
+) -> SecstreamApp:
+    """Build the worker app: topics, the host-state table, the agents, the timer and the web pages.
+
+    Args:
+        config: the validated configuration (``[kafka]``, ``[topics]``, ``[worker]`` and the stages).
+        pipeline_factory: builds the stage graph at worker start (default: ``streams.build.build_pipeline``).
+
+    Returns:
+        The app; run it with :func:`streams.worker.run_worker` (or ``faust.Worker``).
+    """
+    worker = config.worker
+    exactly_once = worker.processing_guarantee == "exactly_once"
+    data_dir = Path(worker.data_dir) if worker.data_dir else Path(tempfile.gettempdir()) / f"secstream-{worker.app_id}"
+    session = worker.session_timeout_s
+    app = SecstreamApp(
+        worker.app_id,
+        broker=config.kafka.broker,
+        broker_credentials=_faust_credentials(config),
+        store=worker.store,
+        processing_guarantee="at_least_once",
+        topic_partitions=config.topics.partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=session,
+        broker_heartbeat_interval=worker.heartbeat_interval_s,
+        broker_request_timeout=max(40.0, session * 2),
+        broker_rebalance_timeout=max(20.0, session * 2),
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        web_port=worker.web_port,
+        web_bind="0.0.0.0",  # noqa: S104 - health checks and Prometheus scrape from outside the container
+        web_in_thread=False,
+        datadir=str(data_dir),
+        autodiscover=False,
+        producer_acks=-1,
+    )
+    if exactly_once:
+        _read_committed_consumers()
+    topics = build_topics(app, config)
+    table = build_host_table(app, config)
+    publisher: Publisher
+    if exactly_once:
+        servers = bootstrap_servers(config.kafka.broker)
+        options = kafka_client_options(config)
+
+        def factory(transactional_id: str) -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                bootstrap_servers=servers, transactional_id=transactional_id, linger_ms=5, **options
+            )
+
+        publisher = TransactionalPublisher(worker.app_id, factory)
+    else:
+        publisher = AtLeastOncePublisher(app)
+
+    def assigned() -> set[Any]:
+        return set(app.consumer.assignment())
+
+    def highwater(tp: Any) -> int | None:
+        try:
+            return int(app.consumer.highwater(tp))
+        except Exception:
+            return None
+
+    runtime = WorkerRuntime(
+        config,
+        pipeline_factory or _default_pipeline,
+        topics.names,
+        HostStateStore(table, table.changelog_topic.get_topic_name(), with_coalescer=exactly_once),
+        publisher,
+        assigned,
+        highwater,
+    )
+    app.runtime = runtime
+    register_agents(app, topics, runtime, config)
+    started = time.time()
+
+    def healthy() -> tuple[bool, dict[str, Any]]:
+        try:
+            partitions = len(app.consumer.assignment())
+        except Exception:
+            return False, {"uptime_s": round(time.time() - started, 1)}
+        ok = not runtime.stopping and not app.rebalancing
+        return ok, {
+            "partitions": partitions,
+            "held_acks": runtime.holds.count(),
+            "uptime_s": round(time.time() - started, 1),
+        }
+
+    register_web(app, runtime.metrics, healthy)
+
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        del sender, kwargs
+        await runtime.revoke(revoked)
+
+    app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]
+
+    log.info(
+        "worker.app", app_id=worker.app_id, guarantee=worker.processing_guarantee, partitions=config.topics.partitions
+    )
+    return app

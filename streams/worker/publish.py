@@ -1,0 +1,166 @@
+"""Output delivery for the worker: at-least-once through Faust's producer, or Kafka transactions.
+
+Both publishers take the outputs of one source partition's batch together with the Faust events to
+ack, and the offset that is safe to commit for that partition.
+
+* :class:`AtLeastOncePublisher` hands the records to Faust's producer and acks the events. Faust
+  flushes its producer before it commits offsets, and commits a partition only up to its lowest
+  unacked offset, so every acked record's outputs are on the broker before the offset moves.
+* :class:`TransactionalPublisher` keeps one transactional producer per source partition
+  (``transactional_id = <app id>-<topic>-<partition>``, which fences a zombie owner after a rebalance
+  and aborts a crashed owner's open transaction) and writes the outputs, the table changelog records
+  and the consumed offset in one transaction. Only after the commit are the events acked in Faust, so
+  Faust's own (redundant) commit never runs ahead of the transaction.
+
+Faust's built-in ``processing_guarantee="exactly_once"`` is not used: its transaction manager routes a
+send by the destination topic's partition group, which does not exist for sink topics the app never
+consumes (``secstream.events`` and friends), and its open transaction at shutdown loses table updates
+(see docs/worker.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from streams.logging import get_logger
+
+__all__ = ["AtLeastOncePublisher", "OutRecord", "Publisher", "TransactionalPublisher"]
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class OutRecord:
+    """One record to write.
+
+    Args:
+        topic: destination topic.
+        value: the serialised value.
+        key: the key (host name bytes), or None.
+        partition: an explicit partition (table changelogs), or None for the key's partition.
+        headers: record headers.
+    """
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+class Publisher(Protocol):
+    """Delivers one source partition's outputs and acks its finished source events."""
+
+    async def publish(
+        self, source: Any, records: Sequence[OutRecord], acks: Iterable[Any], commit_offset: int | None
+    ) -> None:
+        """Write ``records``, then ack ``acks``; ``commit_offset`` is the next offset safe to commit."""
+
+    async def revoke(self, sources: Iterable[Any]) -> None:
+        """Forget the given source partitions (rebalance)."""
+
+    async def close(self) -> None:
+        """Release producers."""
+
+
+class AtLeastOncePublisher:
+    """Sends through Faust's producer; Faust flushes it before committing the acked offsets.
+
+    Args:
+        app: the Faust app.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def publish(
+        self, source: Any, records: Sequence[OutRecord], acks: Iterable[Any], commit_offset: int | None
+    ) -> None:
+        """Enqueue every record in the producer, then ack the events (the commit flushes first)."""
+        del source, commit_offset
+        producer = self.app.producer
+        for record in records:
+            await producer.send(record.topic, record.key, record.value, record.partition, None, record.headers)
+        for event in acks:
+            event.ack()
+
+    async def revoke(self, sources: Iterable[Any]) -> None:
+        """Nothing to do: unacked events of revoked partitions are read again by their new owner."""
+        del sources
+
+    async def close(self) -> None:
+        """Flush the producer so that nothing enqueued is lost at shutdown."""
+        await self.app.producer.flush()
+
+
+class TransactionalPublisher:
+    """One Kafka transaction per source-partition batch: outputs, changelog records and the offset.
+
+    Args:
+        group_id: the consumer group whose offsets are committed (the app id).
+        producer_factory: builds an unstarted :class:`AIOKafkaProducer` for a transactional id.
+    """
+
+    def __init__(self, group_id: str, producer_factory: Any) -> None:
+        self.group_id = group_id
+        self._factory = producer_factory
+        self._producers: dict[tuple[str, int], AIOKafkaProducer] = {}
+        self._lock = asyncio.Lock()
+
+    async def _producer_for(self, topic: str, partition: int) -> AIOKafkaProducer:
+        key = (topic, partition)
+        producer = self._producers.get(key)
+        if producer is None:
+            producer = self._factory(f"{self.group_id}-{topic}-{partition}")
+            await producer.start()
+            self._producers[key] = producer
+        return producer
+
+    async def publish(
+        self, source: Any, records: Sequence[OutRecord], acks: Iterable[Any], commit_offset: int | None
+    ) -> None:
+        """Run one transaction with the records and ``commit_offset`` of ``source``, then ack."""
+        acks = list(acks)
+        if not records and commit_offset is None:
+            for event in acks:
+                event.ack()
+            return
+        producer = await self._producer_for(source.topic, source.partition)
+        async with producer.transaction():
+            futures = [
+                await producer.send(
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    partition=record.partition,
+                    headers=list(record.headers) or None,
+                )
+                for record in records
+            ]
+            if futures:
+                await asyncio.gather(*futures)
+            if commit_offset is not None:
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(source.topic, source.partition): commit_offset}, self.group_id
+                )
+        for event in acks:
+            event.ack()
+
+    async def revoke(self, sources: Iterable[Any]) -> None:
+        """Stop the producers of revoked partitions (their next owner fences the transactional id)."""
+        for source in sources:
+            producer = self._producers.pop((source.topic, source.partition), None)
+            if producer is not None:
+                await producer.stop()
+
+    async def close(self) -> None:
+        """Stop every producer."""
+        producers, self._producers = list(self._producers.values()), {}
+        for producer in producers:
+            await producer.stop()

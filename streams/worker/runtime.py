@@ -1,0 +1,401 @@
+"""The worker's driver core: the stage graph over Kafka partitions, with delayed acks and table state.
+
+Two stages, each an agent over batches (see :mod:`streams.worker.agents`):
+
+1. **route** (raw topics → internal by-host topics). Raw values are decoded (:mod:`streams.serde`);
+   audit lines are keyed by their host (``node=``, else envelope host or key, else the default) and
+   written to ``<app>-auditd-by-host`` as their original bytes; syslog lines are parsed by the graph
+   (stateless) and their documents keyed by ``host.name`` to ``<app>-syslog-by-host``. Undecodable values
+   and unparseable syslog lines go to the dead-letter topic. Every source record is acked once its
+   outputs are handed to the producer.
+2. **process** (internal topics → outputs). Per source partition: look up the hosts' state, call the
+   graph, send events, detections and dead letters, write changed host snapshots to the table's
+   changelog, and ack. An audit record is acked only when the event it belongs to has been emitted
+   (:class:`AckHolds`), so the committed offset never passes a record whose event is still being
+   coalesced in memory: after a crash those records are simply read again.
+
+Everything runs under one lock, so a rebalance, the timer and a batch never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.codecs import dumps, loads
+from streams.config import SecstreamConfig
+from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
+from streams.logging import get_logger
+from streams.serde import SerdeSettings, audit_event_key, audit_host, decode_internal, decode_value, encode_internal
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.publish import OutRecord, Publisher
+from streams.worker.tables import HostStateStore
+from streams.worker.topics import TopicNames
+
+__all__ = ["AckHolds", "PartitionView", "WorkerRuntime"]
+
+log = get_logger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    event: Any
+    keys: set[tuple[str, int]]
+    since: float
+
+
+@dataclass(slots=True)
+class AckHolds:
+    """Source events whose audit records belong to events still in flight in the coalescer.
+
+    An event is keyed by the (host, serial) of every audit line it carries; it is released (ready to
+    ack) when every one of those events has been emitted. A hold older than ``timeout_s`` is released
+    anyway and counted, so one record the graph never answers for cannot stall commits forever.
+    """
+
+    timeout_s: float
+    _waiting: dict[tuple[str, int], list[_Held]] = field(default_factory=lambda: defaultdict(list))
+    _by_tp: dict[Any, list[_Held]] = field(default_factory=lambda: defaultdict(list))
+
+    def hold(self, event: Any, keys: set[tuple[str, int]], now: float) -> None:
+        """Hold ``event`` until every key in ``keys`` has been released."""
+        held = _Held(event, set(keys), now)
+        for key in keys:
+            self._waiting[key].append(held)
+        self._by_tp[event.message.tp].append(held)
+
+    def release(self, keys: Iterable[tuple[str, int]]) -> list[Any]:
+        """Mark the events with these keys as emitted; return the source events now free to ack."""
+        free: list[Any] = []
+        for key in keys:
+            for held in self._waiting.pop(key, ()):
+                held.keys.discard(key)
+                if not held.keys:
+                    free.append(held.event)
+        self._forget(free)
+        return free
+
+    def expired(self, now: float) -> list[Any]:
+        """Force-release holds older than the timeout; return their events."""
+        stale = [h for hs in self._by_tp.values() for h in hs if now - h.since > self.timeout_s]
+        return self.release({key for held in stale for key in held.keys})
+
+    def release_all(self, tp: Any) -> list[Any]:
+        """Release every hold of a partition (after a shutdown flush emitted everything)."""
+        return self.release({key for held in self._by_tp.get(tp, ()) for key in held.keys})
+
+    def drop(self, tps: Iterable[Any]) -> None:
+        """Forget the holds of revoked partitions without acking (their new owner reads them again)."""
+        for tp in tps:
+            for held in self._by_tp.pop(tp, ()):
+                for key in held.keys:
+                    waiting = self._waiting.get(key)
+                    if waiting is not None:
+                        waiting[:] = [h for h in waiting if h is not held]
+                        if not waiting:
+                            del self._waiting[key]
+
+    def lowest_offset(self, tp: Any) -> int | None:
+        """The lowest source offset still held in ``tp``."""
+        held = self._by_tp.get(tp)
+        return min(h.event.message.offset for h in held) if held else None
+
+    def count(self) -> int:
+        """How many source events are held."""
+        return sum(len(hs) for hs in self._by_tp.values())
+
+    def _forget(self, events: list[Any]) -> None:
+        gone = {id(e) for e in events}
+        if not gone:
+            return
+        for tp in {e.message.tp for e in events}:
+            remaining = [h for h in self._by_tp.get(tp, ()) if id(h.event) not in gone]
+            if remaining:
+                self._by_tp[tp] = remaining
+            else:
+                self._by_tp.pop(tp, None)
+
+
+class PartitionView(MutableMapping[str, HostState]):
+    """The host states of one partition: lookups reach every host, iteration only this partition's."""
+
+    def __init__(self, store: HostStateStore, hosts: set[str], partition: int) -> None:
+        self._store = store
+        self._hosts = hosts
+        self._partition = partition
+
+    def __getitem__(self, host: str) -> HostState:
+        self._hosts.add(host)
+        return self._store.get(host, self._partition)
+
+    def __setitem__(self, host: str, state: HostState) -> None:
+        self._hosts.add(host)
+        self._store.put(host, self._partition, state)
+
+    def __delitem__(self, host: str) -> None:
+        self._hosts.discard(host)
+        self._store.forget([host])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._hosts))
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+
+def _by_partition(events: Sequence[Any]) -> dict[Any, list[Any]]:
+    grouped: dict[Any, list[Any]] = defaultdict(list)
+    for event in events:
+        grouped[event.message.tp].append(event)
+    return grouped
+
+
+def _parsed(docs: list[dict[str, Any]], view: PartitionView) -> Pending:
+    del view  # syslog documents were parsed by the route stage; state is used in complete()
+    return Pending(events=docs)
+
+
+def _host_key(host: str | None) -> bytes | None:
+    return host.encode("utf-8", "surrogateescape") if host else None
+
+
+class WorkerRuntime:
+    """Drives the stage graph for the agents, the timer, rebalances and shutdown.
+
+    Args:
+        config: the configuration.
+        pipeline_factory: builds the stage graph when the worker starts (:meth:`start`).
+        topics: topic names.
+        store: host state backed by the Faust table.
+        publisher: output delivery (at-least-once or transactional).
+        assigned: returns the set of currently assigned topic partitions.
+        highwater: returns a partition's high-water mark, or None when unknown (for the lag gauge).
+        clock: wall-clock time (injected for tests).
+    """
+
+    def __init__(
+        self,
+        config: SecstreamConfig,
+        pipeline_factory: Callable[[SecstreamConfig], Awaitable[Pipeline]],
+        topics: TopicNames,
+        store: HostStateStore,
+        publisher: Publisher,
+        assigned: Callable[[], set[Any]],
+        highwater: Callable[[Any], int | None] = lambda tp: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._pipeline_factory = pipeline_factory
+        self._pipeline: Pipeline | None = None
+        self.topics = topics
+        self.store = store
+        self.publisher = publisher
+        self.metrics = WorkerMetrics(lambda: self.pipeline.stats if self._pipeline is not None else PipelineStats())
+        self.assigned = assigned
+        self.highwater = highwater
+        self.clock = clock
+        self.serde = SerdeSettings(message_field=config.topics.message_field, host_field=config.topics.host_field)
+        timeout = max(60.0, 4 * (config.coalescer.idle_flush_s + config.coalescer.event_timeout_s))
+        self.holds = AckHolds(timeout_s=timeout)
+        self.hold_acks = not store.with_coalescer
+        """Delayed acks protect coalescer buffers, unless the table stores them (exactly-once mode)."""
+        self.lock = asyncio.Lock()
+        self._hosts: dict[Any, set[str]] = defaultdict(set)
+        """Internal auditd/syslog partition → hosts seen on it (tick and shutdown work per partition)."""
+        self._last_offset: dict[Any, int] = {}
+        self.stopping = False
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The stage graph (built by :meth:`start`)."""
+        if self._pipeline is None:
+            raise RuntimeError("the worker runtime has not been started")
+        return self._pipeline
+
+    async def start(self) -> None:
+        """Build the stage graph (its enrichment clients need the running event loop)."""
+        if self._pipeline is None:
+            self._pipeline = await self._pipeline_factory(self.config)
+
+    # -- stage 1: raw → by-host ------------------------------------------------------------------
+
+    async def route_batch(self, stream: str, events: Sequence[Any]) -> None:
+        """Decode raw records and repartition them by host (audit) or parse and key them (syslog)."""
+        async with self.lock:
+            started = time.perf_counter()
+            assigned = self.assigned()
+            for tp, tp_events in _by_partition(events).items():
+                if tp not in assigned:
+                    continue
+                records = self._route(stream, tp_events)
+                self._last_offset[tp] = tp_events[-1].message.offset
+                await self.publisher.publish(tp, records, tp_events, tp_events[-1].message.offset + 1)
+                self.metrics.observe_lag(tp, self._last_offset[tp], self.highwater(tp))
+            self.metrics.stage_seconds.labels(stage=f"route_{stream}").observe(time.perf_counter() - started)
+
+    def _route(self, stream: str, events: Sequence[Any]) -> list[OutRecord]:
+        now = self.clock()
+        default_host = self.config.input.default_host
+        records: list[OutRecord] = []
+        syslog_lines: list[RawLine] = []
+        for event in events:
+            message = event.message
+            decoded = decode_value(
+                message.value,
+                key=message.key,
+                stream=stream,
+                topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                received=now,
+                settings=self.serde,
+            )
+            for doc in decoded.deadletters:
+                self.metrics.bad_input.labels(reason=f"{stream}:DecodeError").inc()
+                records.append(self._doc_record(self.topics.deadletter, doc))
+            if stream == "syslog":
+                syslog_lines.extend(decoded.lines)
+                continue
+            by_host: dict[str, list[RawLine]] = defaultdict(list)
+            for line in decoded.lines:
+                by_host[audit_host(line, default_host)].append(line)
+            for host, lines in by_host.items():
+                value, headers = encode_internal(lines)
+                records.append(OutRecord(self.topics.auditd_by_host, value, _host_key(host), None, headers))
+        if syslog_lines:
+            pending = self.pipeline.syslog_lines(syslog_lines, {})
+            for doc in pending.events:
+                records.append(OutRecord(self.topics.syslog_by_host, dumps(doc), _host_key(doc["host"]["name"])))
+            records.extend(self._doc_record(self.topics.deadletter, doc) for doc in pending.deadletters)
+        return records
+
+    # -- stage 2: by-host → outputs -------------------------------------------------------------
+
+    async def audit_batch(self, events: Sequence[Any]) -> None:
+        """Coalesce, decode, track, enrich and detect; ack each record once its event is out."""
+        async with self.lock:
+            assigned = self.assigned()
+            now = self.clock()
+            default_host = self.config.input.default_host
+            for tp, tp_events in _by_partition(events).items():
+                if tp not in assigned:
+                    continue  # revoked while buffered: the new owner reads these again
+                lines: list[RawLine] = []
+                free: list[Any] = []
+                for event in tp_events:
+                    raw = decode_internal(event.message.value or b"", event.message.headers, now)
+                    keys = {key for key in (audit_event_key(line, default_host) for line in raw) if key}
+                    if keys and self.hold_acks:
+                        self.holds.hold(event, keys, now)
+                    else:
+                        free.append(event)
+                    lines.extend(raw)
+                self._last_offset[tp] = tp_events[-1].message.offset
+                await self._run(tp, functools.partial(self._audit_lines, lines), free)
+                self.metrics.observe_lag(tp, self._last_offset[tp], self.highwater(tp))
+
+    def _audit_lines(self, lines: list[RawLine], view: PartitionView) -> Pending:
+        return self.pipeline.audit_lines(lines, view)
+
+    async def syslog_batch(self, events: Sequence[Any]) -> None:
+        """Run sessions, detectors and rules over parsed syslog documents."""
+        async with self.lock:
+            assigned = self.assigned()
+            for tp, tp_events in _by_partition(events).items():
+                if tp not in assigned:
+                    continue
+                docs = [loads(event.message.value) for event in tp_events]
+                self._last_offset[tp] = tp_events[-1].message.offset
+                await self._run(tp, functools.partial(_parsed, docs), list(tp_events))
+                self.metrics.observe_lag(tp, self._last_offset[tp], self.highwater(tp))
+
+    async def tick(self) -> None:
+        """Wall-clock flush of quiet hosts and eviction, then release of holds that timed out."""
+        if self.stopping:
+            return
+        async with self.lock:
+            now = self.clock()
+            assigned = self.assigned()
+            expired = self.holds.expired(now)
+            if expired:
+                self.metrics.hold_expired.inc(len(expired))
+            expired_by_tp = _by_partition(expired)
+            for tp in set(self._hosts) | set(expired_by_tp):
+                if tp.topic != self.topics.auditd_by_host or tp not in assigned:
+                    continue
+                await self._run(tp, lambda view: self.pipeline.tick(view, now), expired_by_tp.get(tp, []))
+            self.metrics.held.set(self.holds.count())
+
+    async def shutdown(self) -> None:
+        """Flush every in-flight event (partial where incomplete), send it, ack everything and stop."""
+        async with self.lock:
+            self.stopping = True
+            for tp in list(self._hosts):
+                if tp.topic != self.topics.auditd_by_host:
+                    continue
+                await self._run(tp, self.pipeline.shutdown, [], flush=True)
+            await self.publisher.close()
+            close = getattr(self._pipeline, "close", None)
+            if close is not None:
+                await close()
+            log.info("worker.flushed", held=self.holds.count())
+
+    async def revoke(self, revoked: Iterable[Any]) -> None:
+        """Forget the state of revoked partitions without acking; their new owner reads them again."""
+        revoked = set(revoked)
+        async with self.lock:
+            self.holds.drop(revoked)
+            for tp in revoked:
+                self.store.forget(self._hosts.pop(tp, set()))
+                self._last_offset.pop(tp, None)
+            await self.publisher.revoke(revoked)
+
+    async def _run(
+        self, tp: Any, produce: Callable[[PartitionView], Pending], free: list[Any], *, flush: bool = False
+    ) -> None:
+        started = time.perf_counter()
+        view = PartitionView(self.store, self._hosts[tp], tp.partition)
+        pending = produce(view)
+        parsed = time.perf_counter()
+        outputs = await self.pipeline.complete(pending, view)
+        completed = time.perf_counter()
+        free.extend(self.holds.release_all(tp) if flush else self.holds.release(self._emitted(outputs)))
+        records = self._output_records(outputs)
+        records.extend(self.store.changed_records(self._hosts[tp], tp.partition))
+        last = self._last_offset.get(tp)
+        lowest_held = self.holds.lowest_offset(tp)
+        commit = lowest_held if lowest_held is not None else (last + 1 if last is not None else None)
+        await self.publisher.publish(tp, records, free, commit)
+        done = time.perf_counter()
+        self.metrics.count_outputs(outputs)
+        stage = tp.topic.rsplit("-", 1)[-1]
+        self.metrics.stage_seconds.labels(stage=f"graph_{stage}").observe(parsed - started)
+        self.metrics.stage_seconds.labels(stage="complete").observe(completed - parsed)
+        self.metrics.stage_seconds.labels(stage="publish").observe(done - completed)
+        self.metrics.held.set(self.holds.count())
+
+    @staticmethod
+    def _emitted(outputs: Outputs) -> set[tuple[str, int]]:
+        keys: set[tuple[str, int]] = set()
+        for doc in outputs.events:
+            event = doc.get("event", {})
+            if event.get("module") != "auditd":
+                continue
+            sequence = event.get("sequence", doc.get("auditd", {}).get("sequence"))
+            if sequence is not None:
+                keys.add((doc["host"]["name"], int(sequence)))
+        return keys
+
+    def _doc_record(self, topic: str, doc: dict[str, Any]) -> OutRecord:
+        return OutRecord(topic, dumps(doc), _host_key(doc.get("host", {}).get("name")))
+
+    def _output_records(self, outputs: Outputs) -> list[OutRecord]:
+        records = [self._doc_record(self.topics.events, doc) for doc in outputs.events]
+        records.extend(self._doc_record(self.topics.detections, doc) for doc in outputs.detections)
+        records.extend(self._doc_record(self.topics.deadletter, doc) for doc in outputs.deadletters)
+        return records

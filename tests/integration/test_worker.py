@@ -1,0 +1,223 @@
+"""The Faust worker on a real Kafka broker: same output as ``secstream run``, crashes, rebalances, poison, EOS."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from worker_harness import (
+    WorkerEnv,
+    collect,
+    create_topics,
+    hosts_spanning,
+    produce,
+    reference_events,
+    stable,
+    with_node,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def audit_lines(msticpy_testdata: Path) -> list[bytes]:
+    """msticpy's auditd log, one line per record."""
+    return [line for line in (msticpy_testdata / "auditd_log.txt").read_bytes().splitlines() if line.strip()]
+
+
+def _env(kafka_bootstrap: str, tmp_path: Path, **kwargs: Any) -> Iterator[WorkerEnv]:
+    env = WorkerEnv(kafka_bootstrap, tmp_path, **kwargs)
+    asyncio.run(create_topics(kafka_bootstrap, [env.raw_auditd, env.raw_syslog], env.partitions))
+    try:
+        yield env
+    finally:
+        env.stop_all()
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerEnv]:
+    """An isolated at-least-once deployment (own app id and topics); its workers are killed at the end."""
+    yield from _env(kafka_bootstrap, tmp_path)
+
+
+def _corpus(lines: list[bytes], hosts: list[str]) -> dict[str, list[bytes]]:
+    return {host: with_node(lines, host) for host in hosts}
+
+
+def _records(corpus: dict[str, list[bytes]], start: float = 0.0, stop: float = 1.0) -> list[tuple[bytes, bytes]]:
+    out = []
+    for host, lines in corpus.items():
+        lo, hi = int(len(lines) * start), int(len(lines) * stop)
+        out.extend((host.encode(), line) for line in lines[lo:hi])
+    return out
+
+
+def _reference(env: WorkerEnv, corpus: dict[str, list[bytes]]) -> dict[str, dict[str, Any]]:
+    expected: dict[str, dict[str, Any]] = {}
+    for lines in corpus.values():
+        expected.update(reference_events(env.config_path(), lines))
+    return expected
+
+
+def _events(env: WorkerEnv, want: set[str], timeout: float, **kwargs: Any) -> list[dict[str, Any]]:
+    def alive() -> None:
+        for proc in env.procs:
+            if proc.poll() is not None:
+                raise AssertionError(f"worker exited with {proc.returncode}:\n{env.logs()}")
+
+    return asyncio.run(
+        collect(
+            env.bootstrap,
+            env.events,
+            lambda docs: want <= {d["event"]["id"] for d in docs},
+            timeout,
+            alive=alive,
+            **kwargs,
+        )
+    )
+
+
+def _missing(docs: list[dict[str, Any]], want: set[str]) -> set[str]:
+    return want - {d["event"]["id"] for d in docs}
+
+
+class TestWorkerOutputs:
+    @pytest.fixture
+    def run_and_worker(
+        self, env: WorkerEnv, audit_lines: list[bytes]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The embedded runner's events and the worker's events for the same multi-host corpus."""
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus)))
+        env.start_worker()
+        docs = _events(env, set(expected), timeout=90)
+        return expected, {d["event"]["id"]: d for d in docs}
+
+    def test_same_event_ids_as_run(self, env: WorkerEnv, run_and_worker: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        """The worker emits exactly the event ids the embedded runner emits on the same lines."""
+        expected, got = run_and_worker
+        assert set(got) == set(expected), env.logs()
+
+    @pytest.mark.xfail(
+        reason="graph: process.session_leader of a few user_cmd events depends on batch boundaries "
+        "(Pipeline over the same lines in batches of 2000 vs 200 differs); the worker's batches differ from run's",
+        strict=True,
+    )
+    def test_same_documents_as_run(self, env: WorkerEnv, run_and_worker: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        """Every worker document equals the runner's, apart from processing timestamps."""
+        expected, got = run_and_worker
+        differing = [i for i in expected if i in got and stable(got[i]) != stable(expected[i])]
+        assert not differing, orjson.dumps([stable(got[differing[0]]), stable(expected[differing[0]])]).decode()
+
+    def test_poison_goes_to_dead_letters(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+        """Undecodable values become dead letters with original bytes and source; later input still flows."""
+        poison = [b'{"message": 5}', b'{"broken json', b"type=NOPE garbage without header"]
+        good = with_node(audit_lines[:60], "hostp")
+        records: list[tuple[bytes | None, bytes]] = [(None, value) for value in poison]
+        records += [(b"hostp", line) for line in good]
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, records))
+        env.start_worker()
+        expected = reference_events(env.config_path(), good)
+        dead = asyncio.run(collect(env.bootstrap, env.deadletter, lambda d: len(d) >= len(poison), 60))
+        originals = {base64.b64decode(d["secstream"]["original_base64"]) for d in dead}
+        assert set(poison) <= originals, env.logs()
+        for doc in dead:
+            assert {"topic", "partition", "offset"} <= set(doc["secstream"]["source"])
+            assert doc["secstream"]["source"]["topic"] == env.raw_auditd
+        docs = _events(env, set(expected), timeout=60)
+        assert not _missing(docs, set(expected)), env.logs()
+
+
+class TestWorkerFailures:
+    def test_kill_9_loses_nothing(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+        """kill -9 mid-stream then restart: every event is emitted, with the lineage of a clean run."""
+        env.idle_flush_s = 30.0  # in-flight events stay held (unacked) at the time of the kill
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.5)))
+        first = env.start_worker()
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= 50, 60))
+        env.kill(first)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.5, 1.0)))
+        env.idle_flush_s = 2.0
+        env.start_worker()
+        docs = _events(env, set(expected), timeout=120)
+        assert not _missing(docs, set(expected)), env.logs()
+        last = {d["event"]["id"]: d for d in docs}
+        wrong = [
+            i
+            for i, ref in expected.items()
+            if last[i].get("process", {}).get("parent") != ref.get("process", {}).get("parent")
+        ]
+        assert not wrong, (last[wrong[0]], expected[wrong[0]])
+
+    def test_sigterm_flushes_and_commits(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+        """SIGTERM flushes in-flight events, commits and exits 0; a restart does not start over."""
+        env.idle_flush_s = 30.0
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus)))
+        first = env.start_worker()
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= len(expected) * 0.5, 60))
+        assert env.terminate(first) == 0, env.logs()
+        env.idle_flush_s = 2.0
+        env.start_worker()
+        docs = _events(env, set(expected), timeout=90)
+        assert not _missing(docs, set(expected)), env.logs()
+        assert len(docs) < 1.1 * len(expected), "the restarted worker re-read input committed before SIGTERM"
+
+    def test_rebalance_two_workers(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+        """A second worker joins mid-stream; after the rebalance every event is still emitted."""
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions, per_partition=2))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.4)))
+        env.start_worker()
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= 50, 60))
+        env.start_worker()
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.4, 0.7)))
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: False, 8))
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.7, 1.0)))
+        docs = _events(env, set(expected), timeout=120)
+        assert not _missing(docs, set(expected)), env.logs()
+        assert all(p.poll() is None for p in env.procs), env.logs()
+
+
+class TestExactlyOnce:
+    @pytest.fixture
+    def eos_env(self, kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerEnv]:
+        """An exactly-once deployment."""
+        yield from _env(kafka_bootstrap, tmp_path, guarantee="exactly_once")
+
+    @pytest.mark.xfail(
+        run=False,
+        reason="known gap: after kill -9 the restarted EOS worker stalls in Faust's table recovery of the "
+        "transactional changelog (commit markers / the dead owner's open transaction); see docs/worker.md",
+    )
+    def test_no_duplicates_after_kill_9(self, eos_env: WorkerEnv, audit_lines: list[bytes]) -> None:
+        """In exactly-once mode a kill -9 mid-stream leaves no duplicate and no missing committed event."""
+        env = eos_env
+        env.idle_flush_s = 30.0
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.5)))
+        first = env.start_worker()
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= 50, 60, read_committed=True))
+        env.kill(first)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.5, 1.0)))
+        env.idle_flush_s = 2.0
+        env.start_worker()
+        docs = _events(env, set(expected), timeout=120, read_committed=True)
+        assert not _missing(docs, set(expected)), env.logs()
+        counts = Counter(d["event"]["id"] for d in docs)
+        dupes = [i for i, n in counts.items() if n > 1]
+        assert not dupes, f"{len(dupes)} duplicated ids, e.g. {dupes[:3]}"

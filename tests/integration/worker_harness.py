@@ -1,0 +1,239 @@
+"""Helpers for the worker integration tests: config, worker subprocesses, produce, collect, reference."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_PYTHON = Path(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for a key."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def hosts_spanning(partitions: int, per_partition: int = 1) -> list[str]:
+    """Host names that cover every partition ``per_partition`` times."""
+    chosen: dict[int, list[str]] = {p: [] for p in range(partitions)}
+    i = 0
+    while any(len(v) < per_partition for v in chosen.values()):
+        name = f"host{i:02d}"
+        bucket = chosen[partition_of(name, partitions)]
+        if len(bucket) < per_partition:
+            bucket.append(name)
+        i += 1
+    return sorted(h for v in chosen.values() for h in v)
+
+
+@dataclass
+class WorkerEnv:
+    """One isolated deployment: its own app id, topics and config file."""
+
+    bootstrap: str
+    tmp: Path
+    guarantee: str = "at_least_once"
+    partitions: int = 2
+    idle_flush_s: float = 2.0
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """Running workers (killed or terminated ones are removed)."""
+    started: int = 0
+
+    @property
+    def raw_auditd(self) -> str:
+        return f"raw.auditd.{self.tag}"
+
+    @property
+    def raw_syslog(self) -> str:
+        return f"raw.syslog.{self.tag}"
+
+    @property
+    def events(self) -> str:
+        return f"events.{self.tag}"
+
+    @property
+    def detections(self) -> str:
+        return f"detections.{self.tag}"
+
+    @property
+    def deadletter(self) -> str:
+        return f"deadletter.{self.tag}"
+
+    def config_text(self, web_port: int) -> str:
+        return f"""
+[kafka]
+broker = "kafka://{self.bootstrap}"
+[topics]
+raw_auditd = "{self.raw_auditd}"
+raw_syslog = "{self.raw_syslog}"
+events = "{self.events}"
+detections = "{self.detections}"
+deadletter = "{self.deadletter}"
+partitions = {self.partitions}
+[worker]
+app_id = "secstream-it-{self.tag}"
+processing_guarantee = "{self.guarantee}"
+batch_size = 200
+batch_within_s = 0.2
+web_port = {web_port}
+session_timeout_s = 6.0
+heartbeat_interval_s = 0.5
+data_dir = "{self.tmp / "faust"}"
+[coalescer]
+idle_flush_s = {self.idle_flush_s}
+[enrichment]
+enabled = false
+"""
+
+    def config_path(self, web_port: int = 0) -> Path:
+        path = self.tmp / f"worker-{web_port}.toml"
+        path.write_text(self.config_text(web_port))
+        return path
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        port = free_port()
+        config = self.config_path(port)
+        cmd = [str(VENV_PYTHON), "-m", "streams.cli", "--log-level", "INFO", "worker", "--config", str(config)]
+        self.started += 1
+        with (self.tmp / f"worker-{self.started}.log").open("wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        self.procs.remove(proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def terminate(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+        self.procs.remove(proc)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.tmp.glob("worker-*.log")))
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
+    await producer.start()
+    count = 0
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+        count = len(futures)
+    finally:
+        await producer.stop()
+    return count
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[dict[str, Any]]], bool],
+    within: float,
+    *,
+    read_committed: bool = False,
+    alive: Callable[[], None] = lambda: None,
+) -> list[dict[str, Any]]:
+    """Read a topic from the beginning until ``until(docs)`` holds or ``within`` seconds pass."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+        metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    docs: list[dict[str, Any]] = []
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline and not until(docs):
+            alive()
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                docs.extend(orjson.loads(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return docs
+
+
+def with_node(lines: list[bytes], host: str) -> list[bytes]:
+    return [b"node=" + host.encode() + b" " + line for line in lines]
+
+
+def reference_events(config_path: Path, lines: list[bytes]) -> dict[str, dict[str, Any]]:
+    """What ``secstream run`` makes of the same lines (event id → document), via the embedded runner."""
+    from streams.config import load_config
+    from streams.runner import InputSpec, OutputSink, run_pipeline
+
+    config = load_config(config_path)
+    src = config_path.parent / f"ref-{uuid.uuid4().hex[:6]}.log"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    out = config_path.parent / f"ref-out-{uuid.uuid4().hex[:6]}"
+
+    async def go() -> None:
+        from streams.build import build_pipeline
+
+        pipeline = await build_pipeline(config)
+        sink = OutputSink(out)
+        try:
+            await run_pipeline(pipeline, [InputSpec(str(src), "auditd")], sink)
+        finally:
+            sink.close()
+            close = getattr(pipeline, "close", None)
+            if close is not None:
+                await close()
+
+    asyncio.run(go())
+    docs = [orjson.loads(line) for line in (out / "events.jsonl").read_bytes().splitlines() if line]
+    return {doc["event"]["id"]: doc for doc in docs}
+
+
+VOLATILE = ("ingested", "created")
+
+
+def stable(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document without processing-time fields."""
+    copy = orjson.loads(orjson.dumps(doc))
+    for key in VOLATILE:
+        copy.get("event", {}).pop(key, None)
+    return copy
