@@ -136,6 +136,7 @@ _HEXCHARS = frozenset("0123456789abcdefABCDEF")
 _CONTAINERS = frozenset({"zip", "tar", "gz", "zlib", "bz2", "xz"})
 _COMPRESSED_NAMES = {"gz": "gzip_file", "zlib": "zlib_data", "bz2": "bzip2_file", "xz": "xz_file"}
 _PRINTABLE_EXTRA = frozenset("\t\r\n\x0b\x0c")
+_DROP_PRINTABLE_EXTRA = dict.fromkeys(map(ord, _PRINTABLE_EXTRA))
 _RECORD_FIELDS = BinaryRecord._fields
 _HASH_STRUCT = pl.Struct({"md5": pl.String, "sha1": pl.String, "sha256": pl.String})
 _SCHEMA: dict[str, Any] = {
@@ -393,7 +394,7 @@ def _printable_ratio(text: str) -> float:
     sample = text[:4096]
     if not sample:
         return 0.0
-    if sample.isprintable():
+    if sample.isprintable() or sample.translate(_DROP_PRINTABLE_EXTRA).isprintable():
         return 1.0
     good = sum(1 for ch in sample if ch.isprintable() or ch in _PRINTABLE_EXTRA)
     return good / len(sample)

@@ -219,20 +219,68 @@ _RX_WINPATH = _compile(WINPATH_REGEX)
 _RX_LXPATH = _compile(LXPATH_REGEX)
 _RX_DEFANG = _compile(_DEFANG_REGEX)
 
+# One RE2::Set pass over the text says which scanners can find anything: each member is a necessary
+# condition (a superset) of its type's candidate pattern, so a scanner whose member did not match is skipped.
+_PRE_DEFANG = 0
+_PRE_IPV4 = 1
+_PRE_DNS = 2
+_PRE_URL = 3
+_PRE_EMAIL = 4
+_PRE_HASH = 5
+_PRE_IPV6 = 6
+_PRE_WINPATH = 7
+_PRE_LXPATH = 8
+_PREFILTER_PATTERNS = (
+    _DEFANG_REGEX,
+    rb"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]",
+    rb"[a-z0-9]\.[a-z]",
+    rb"(?:https?|s?ftps?|telnet|ldaps?|file)://",
+    rb"[a-z0-9._%+-]@[a-z0-9]",
+    rb"[0-9a-f]{32}",
+    rb":[0-9a-f]{0,4}:",
+    rb"\\",
+    rb"/[a-z0-9._+@%=~,-]",
+)
+
+
+def _prefilter_set() -> Any:
+    options = _opts()
+    options.max_mem = 32 << 20
+    options.log_errors = False
+    prefilter = re2.Set.SearchSet(options)
+    for pattern in _PREFILTER_PATTERNS:
+        prefilter.Add(pattern)
+    prefilter.Compile()
+    return prefilter._set
+
+
+# A many-match DFA never gives up for being slow (only when its memory budget cannot hold a single
+# state), so with this budget the set answers for inputs of any size in linear time.
+_PREFILTER = _prefilter_set()
+
+
+def _candidates(data: bytes) -> list[int] | tuple[()]:
+    """Return the indices of the prefilter members found in ``data``."""
+    return _PREFILTER.Match(data) or ()
+
 
 _UNANCHORED = re2._Anchor.UNANCHORED
 
 
-def _spans(rx: Any, data: bytes) -> Iterator[tuple[int, int]]:
+def _spans(rx: Any, data: bytes, needle: bytes = b"", min_len: int = 0) -> Iterator[tuple[int, int]]:
     """Yield the (start, end) spans of successive matches of a compiled RE2 pattern in ``data``.
 
     Calls the RE2 matcher directly: the ``re2`` module's ``finditer`` builds a ``Match`` object and a
-    generator frame per match, which dominates the cost on short command lines.
+    generator frame per match, which dominates the cost on short command lines. ``needle`` (a byte
+    string every match contains) and ``min_len`` (the shortest match) let the search stop without
+    another regex pass when the rest of the text cannot hold a match.
     """
     raw = rx._regexp
     pos = 0
     size = len(data)
     while pos <= size:
+        if (needle and data.find(needle, pos) == -1) or size - pos < min_len:
+            return
         start, end = raw.Match(_UNANCHORED, data, pos, size)[0]
         if start == -1:
             return
@@ -272,6 +320,7 @@ _WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _IPV6_NEIGHBOUR = _WORD | frozenset(b":.")
 _LXPATH_BEFORE = _WORD | frozenset(b"./~-")
 _URL_TRAIL = b".,;:!?*"
+_CLOSERS = b")]}"
 _HOSTNAME_OK = re.compile(r"[A-Za-z0-9_.-]+\.?")  # linear: a single class run, no nesting
 _HASH_TYPES = {32: "md5_hash", 40: "sha1_hash", 64: "sha256_hash", 128: "sha512_hash"}
 
@@ -470,7 +519,7 @@ class _Scan:
         data = self.data
         if b"://" not in data:
             return
-        for start, end in _spans(_RX_URL, data):
+        for start, end in _spans(_RX_URL, data, b"://"):
             end = _trim_url_end(data, start, end)
             info = _split_url(data[start:end])
             if info is None:
@@ -504,7 +553,7 @@ class _Scan:
                 variants.append(decoded[scheme_end:] if decoded.find("://") + 3 == scheme_end else decoded)
         for variant in variants:
             vdata = variant.encode("utf-8", "surrogatepass")
-            for start, end in _spans(_RX_URL, vdata):
+            for start, end in _spans(_RX_URL, vdata, b"://"):
                 end = _trim_url_end(vdata, start, end)
                 info = _split_url(vdata[start:end])
                 if info is None:
@@ -542,21 +591,24 @@ class _Scan:
 
     def scan_ipv4(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_IPV4, data):
-            if end < len(data) - 1 and data[end] == 0x2E and data[end + 1] in _DIGITS:
+        last = len(data) - 1
+        plain = self.refanged is None or self.orig is self.data
+        for start, end in _spans(_RX_IPV4, data, b".", 7):
+            if end < last and data[end] == 0x2E and data[end + 1] in _DIGITS:
                 continue
             if start >= 2 and data[start - 1] == 0x2E and data[start - 2] in _DIGITS:
                 continue
             cand = data[start:end].decode("ascii")
-            if _is_ipv4(cand):
-                self.add(self.text(start, end), "ipv4")
+            if not _octets_ok(cand):  # the pattern guarantees four dot-separated runs of 1-3 ASCII digits
+                continue
+            self.add(cand if plain else self.text(start, end), "ipv4")
 
     def scan_ipv6(self) -> None:
         data = self.data
         if b"::" not in data and data.count(b":") < 7:
             return
         size = len(data)
-        for start, end in _spans(_RX_IPV6, data):
+        for start, end in _spans(_RX_IPV6, data, b":", 2):
             if start > 0 and data[start - 1] in _IPV6_NEIGHBOUR:
                 continue
             if end < size:
@@ -582,7 +634,9 @@ class _Scan:
     def scan_dns(self) -> None:
         data = self.data
         ambiguous = self.settings.ambiguous_tlds
-        for start, end in _spans(_RX_DNS, data):
+        check_tld = not self.ignore_tlds
+        plain = self.refanged is None or self.orig is self.data
+        for start, end in _spans(_RX_DNS, data, b".", 3):
             if start > 0 and data[start - 1] == 0x25:  # %2F... : a percent escape, not part of the name
                 start += 2
                 if start >= end or _RX_DNS_BODY.fullmatch(data[start:end]) is None:
@@ -594,17 +648,17 @@ class _Scan:
                 continue
             if data[start] in _DIGITS and _is_ipv4(data[start:end].decode("ascii")):
                 continue
-            name = data[start:end].decode("ascii")
-            if not self.tld_ok(name):
+            if check_tld and not _tld_ok(data[data.rfind(b".", start, end) + 1 : end]):
                 continue
+            name = data[start:end].decode("ascii")
             is_email_domain = start > 0 and data[start - 1] == 0x40
             if name.count(".") == 1 and name.rsplit(".", 1)[1].lower() in ambiguous and not is_email_domain:
                 continue
-            self.add(self.text(start, end), "dns")
+            self.add(name if plain else self.text(start, end), "dns")
 
     def scan_email(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_EMAIL, data):
+        for start, end in _spans(_RX_EMAIL, data, b"@", 5):
             at = data.index(b"@", start)
             local = data[start:at]
             if local.startswith(b".") or local.endswith(b"."):
@@ -620,7 +674,7 @@ class _Scan:
     def scan_hashes(self) -> None:
         data = self.data
         min_distinct = self.settings.min_hash_distinct
-        for start, end in _spans(_RX_HASH, data):
+        for start, end in _spans(_RX_HASH, data, b"", 32):
             ioc_type = _HASH_TYPES.get(end - start)
             if ioc_type is None or ioc_type not in self.types:
                 continue
@@ -631,7 +685,7 @@ class _Scan:
 
     def scan_windows_paths(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_WINPATH, data):
+        for start, end in _spans(_RX_WINPATH, data, b"\\"):
             if data[start] == 0x5C and data[start : start + 2] != b"\\\\":  # no root
                 if data.count(b"\\", start, end) < 2:
                     continue
@@ -644,7 +698,7 @@ class _Scan:
 
     def scan_linux_paths(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_LXPATH, data):
+        for start, end in _spans(_RX_LXPATH, data, b"/", 2):
             if data[start] == 0x2F:
                 if start > 0 and data[start - 1] in _LXPATH_BEFORE:
                     continue
@@ -659,6 +713,24 @@ class _Scan:
             self.add(self.text(start, end), "linux_path")
 
 
+_TLD_OK: dict[bytes, bool] = {}
+
+
+def _tld_ok(tld: bytes) -> bool:
+    """Return whether the last label of a host name (ASCII bytes) is a known TLD, remembered per label."""
+    known = _TLD_OK.get(tld)
+    if known is None:
+        known = has_known_tld("x." + tld.decode("ascii", "replace"))
+        if len(_TLD_OK) < 4096:
+            _TLD_OK[tld] = known
+    return known
+
+
+def _octets_ok(cand: str) -> bool:
+    """Octet range check of a candidate already known to be four dot-separated runs of 1-3 ASCII digits."""
+    return all(len(part) < 3 or part <= "255" for part in cand.split("."))
+
+
 def _is_ipv4(cand: str) -> bool:
     parts = cand.split(".")
     if len(parts) != 4:
@@ -668,6 +740,8 @@ def _is_ipv4(cand: str) -> bool:
 
 def _trim_url_end(data: bytes, start: int, end: int, trail: bytes = _URL_TRAIL) -> int:
     """Drop trailing punctuation (``trail``) and unbalanced closing brackets from a match."""
+    if end > start and data[end - 1] not in trail and data[end - 1] not in _CLOSERS:
+        return end
     opened = {
         0x29: data.count(b"(", start, end),
         0x5D: data.count(b"[", start, end),
@@ -762,6 +836,24 @@ class IoCExtract:
         self._custom: set[str] = set()
         self._type_cache: dict[str, frozenset[str]] = {}
         self._builtin_cache: dict[frozenset[str], frozenset[str]] = {}
+        self._names_cache: dict[tuple[Any, ...], frozenset[str]] = {}
+        self._memo: dict[str, object] = {}
+        self._memo_state: tuple[Any, ...] = ()
+
+    def analysis_memo(self) -> dict[str, object]:
+        """Return this extractor's memo of text analyses (used by :func:`processors.observables.annotate_event`).
+
+        The memo is emptied whenever the extractor's configuration (``defanged``, ``refang``, ``settings``,
+        custom types) changes, so cached results always reflect what this extractor would find.
+
+        Returns:
+            A mutable ``{text: analysis summary}`` dict owned by the caller's module.
+        """
+        state = (self.defanged, self.refang, self.settings)
+        if state != self._memo_state:
+            self._memo.clear()
+            self._memo_state = state
+        return self._memo
 
     # ------------------------------------------------------------------ msticpy API
     @property
@@ -799,6 +891,7 @@ class IoCExtract:
         self._custom.add(ioc_type)
         self._type_cache.clear()
         self._builtin_cache.clear()
+        self._memo.clear()
 
     def extract(
         self,
@@ -978,13 +1071,27 @@ class IoCExtract:
         Returns:
             :class:`IoCResult` with ``iocs`` and the truncation flag.
         """
+        if ioc_types is None:
+            types = self._type_cache.get("+paths" if include_paths else "-paths")
+            if types is not None:
+                return self._extract_types(text, types, ignore_tlds)
         return self._extract_types(text, self._select_types(ioc_types, include_paths), ignore_tlds)
 
     # ------------------------------------------------------------------ internals
     def _select_types(self, ioc_types: Iterable[str] | str | None, include_paths: bool) -> frozenset[str]:
         if ioc_types:
-            names = [ioc_types] if isinstance(ioc_types, str) else list(ioc_types)
-            return frozenset(str(getattr(name, "name", name)) for name in names)
+            if isinstance(ioc_types, str):
+                return frozenset((ioc_types,))
+            names = tuple(ioc_types)
+            try:
+                chosen = self._names_cache.get(names)
+            except TypeError:  # unhashable items: just convert them
+                return frozenset(str(getattr(name, "name", name)) for name in names)
+            if chosen is None:
+                chosen = frozenset(str(getattr(name, "name", name)) for name in names)
+                if len(self._names_cache) < 256:
+                    self._names_cache[names] = chosen
+            return chosen
         key = "+paths" if include_paths else "-paths"
         cached = self._type_cache.get(key)
         if cached is None:
@@ -1002,42 +1109,52 @@ class IoCExtract:
 
     def _extract_types(self, text: str, types: frozenset[str], ignore_tlds: bool) -> IoCResult:
         limit = self.settings.max_input_chars
-        truncated = len(text) > limit
-        scanned = text[:limit] if truncated else text
-        result = IoCResult(truncated=truncated, input_chars=len(text), scanned_chars=len(scanned))
+        size = len(text)
+        scanned = text[:limit] if size > limit else text
         if not scanned:
-            return result
+            return IoCResult({}, size > limit, size, 0)
         orig = scanned.encode("utf-8", "surrogatepass")
-        refanged = _refang_bytes(orig) if self.defanged and _may_be_defanged(orig) else None
-        data = refanged.data if refanged is not None else orig
+        found = _candidates(orig)
+        custom = types & self._custom if self._custom else None
+        if not found and not custom:
+            return IoCResult({}, size > limit, size, len(scanned))
+        refanged = None
+        data = orig
+        if _PRE_DEFANG in found and self.defanged:
+            refanged = _refang_bytes(orig)
+            if refanged is not None:
+                data = refanged.data
+                found = _candidates(data)
         scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig)
         builtin = self._builtin(types)
-        has_dot = b"." in data
-        if not builtin.isdisjoint(_URL_DEPENDENT):
+        if _PRE_URL in found and not builtin.isdisjoint(_URL_DEPENDENT):
             scan.scan_urls()
-        if "ipv4" in builtin and has_dot:
+        if _PRE_IPV4 in found and "ipv4" in builtin:
             scan.scan_ipv4()
-        if not builtin.isdisjoint(_IP_TYPES) and b":" in data:
+        if _PRE_IPV6 in found and not builtin.isdisjoint(_IP_TYPES):
             scan.scan_ipv6()
-        if "dns" in builtin and has_dot:
+        if _PRE_DNS in found and "dns" in builtin:
             scan.scan_dns()
-        if "email" in builtin and b"@" in data:
+        if _PRE_EMAIL in found and "email" in builtin:
             scan.scan_email()
-        if not builtin.isdisjoint(_HASH_TYPE_SET) and len(data) >= 32:
+        if _PRE_HASH in found and not builtin.isdisjoint(_HASH_TYPE_SET):
             scan.scan_hashes()
-        if "windows_path" in builtin and b"\\" in data:
+        if _PRE_WINPATH in found and "windows_path" in builtin:
             scan.scan_windows_paths()
-        if "linux_path" in builtin and b"/" in data:
+        if _PRE_LXPATH in found and "linux_path" in builtin:
             scan.scan_linux_paths()
-        for name in types & self._custom if self._custom else ():
-            if name in self._custom:
+        if custom:
+            for name in custom:
                 self._scan_custom(scanned if not refanged or not self.refang else _dec(data), name, scan)
         iocs: dict[str, set[str]] = {}
         for observable, (ioc_type, _prio) in scan.found.items():
             if ioc_type in types:
-                iocs.setdefault(ioc_type, set()).add(observable)
-        result.iocs = iocs
-        return result
+                bucket = iocs.get(ioc_type)
+                if bucket is None:
+                    iocs[ioc_type] = {observable}
+                else:
+                    bucket.add(observable)
+        return IoCResult(iocs, size > limit, size, len(scanned))
 
     def _scan_custom(self, text: str, name: str, scan: _Scan) -> None:
         pattern = self._patterns[name]

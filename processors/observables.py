@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import re2
 
@@ -38,10 +38,30 @@ __all__ = [
     "annotate_event",
 ]
 
-DEFAULT_ANALYSIS_FIELDS: tuple[str, ...] = ("process.command_line", "message", "process.parent.command_line")
+# The parent's command line is not analysed: the parent's own event carries its analysis, and copying it
+# into every child would make the rules fire again on each child of a process with a base64 payload.
+DEFAULT_ANALYSIS_FIELDS: tuple[str, ...] = ("process.command_line", "message")
 
 _HASH_TYPES = ("md5_hash", "sha1_hash", "sha256_hash", "sha512_hash")
-_B64_PREFILTER = re2.compile(r"[A-Za-z0-9+/]{30}")
+_CONTAINER_TYPES = frozenset({"zip", "tar", "gz", "zlib", "bz2", "xz"})
+
+
+def _b64_prefilter() -> Any:
+    options = re2.Options()
+    options.encoding = re2.Options.Encoding.LATIN1
+    return re2.compile(rb"[A-Za-z0-9+/]{30}", options=options)._regexp
+
+
+_B64_PREFILTER = _b64_prefilter()
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+
+def _may_hold_base64(text: str, min_length: int) -> bool:
+    """Return whether ``text`` is worth unpacking: ``min_length`` long with a run of 30 base64 characters."""
+    if len(text) < min_length or len(text) < 30:
+        return False
+    data = text.encode("utf-8", "surrogatepass")
+    return bool(_B64_PREFILTER.Match(_UNANCHORED, data, 0, len(data))[0][0] != -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +181,12 @@ def _default_extractor() -> IoCExtract:
 def _layer(record: BinaryRecord, cap: int) -> DecodedLayer:
     index = record.reference
     text = record.decoded_string
+    container = record.file_type in _CONTAINER_TYPES
     return DecodedLayer(
         depth=index.count(".") + 1,
         index=index,
-        encoding=record.file_type if record.file_type in {"zip", "tar", "gz", "zlib", "bz2", "xz"} else "base64",
-        file_type=None if record.file_type in {"zip", "tar", "gz", "zlib", "bz2", "xz"} else record.file_type,
+        encoding=record.file_type if container and record.file_type else "base64",
+        file_type=None if container else record.file_type,
         file_name=record.file_name,
         encoding_type=record.encoding_type,
         size=len(record.input_bytes),
@@ -173,6 +194,9 @@ def _layer(record: BinaryRecord, cap: int) -> DecodedLayer:
         sha256=record.sha256,
         text=None if text is None else text[:cap],
     )
+
+
+_DEFAULT_SETTINGS = ObservablesSettings()
 
 
 def analyze_text(
@@ -188,34 +212,46 @@ def analyze_text(
     Returns:
         :class:`TextAnalysis` with sorted IoCs, decoded layers and limit flags.
     """
-    cfg = settings or ObservablesSettings()
+    cfg = settings or _DEFAULT_SETTINGS
     ext = extractor or _default_extractor()
     analysis = TextAnalysis()
     if not text:
         return analysis
-    found: dict[str, set[str]] = {}
-
-    def collect(chunk: str) -> None:
-        result = ext.extract_text(chunk, cfg.ioc_types, cfg.include_paths, cfg.ignore_tlds)
-        analysis.truncated = analysis.truncated or result.truncated
-        for ioc_type, values in result.iocs.items():
-            found.setdefault(ioc_type, set()).update(values)
-
-    collect(text)
-    if cfg.decode_base64 and len(text) >= cfg.base64.min_length and _B64_PREFILTER.search(text) is not None:
+    result = ext.extract_text(text, cfg.ioc_types, cfg.include_paths, cfg.ignore_tlds)
+    truncated = result.truncated
+    found = result.iocs
+    if cfg.decode_base64 and _may_hold_base64(text, cfg.base64.min_length):
         unpacked = unpack_text(text, settings=cfg.base64)
         analysis.decode_limits = list(unpacked.limits_hit)
+        found = {ioc_type: set(values) for ioc_type, values in found.items()}
         for record in unpacked.records:
             analysis.layers.append(_layer(record, cfg.max_layer_text_chars))
             if record.decoded_string:
-                collect(record.decoded_string)
-    analysis.iocs = {ioc_type: sorted(values) for ioc_type, values in sorted(found.items())}
+                layer = ext.extract_text(record.decoded_string, cfg.ioc_types, cfg.include_paths, cfg.ignore_tlds)
+                truncated = truncated or layer.truncated
+                for ioc_type, values in layer.iocs.items():
+                    bucket = found.get(ioc_type)
+                    if bucket is None:
+                        found[ioc_type] = set(values)
+                    else:
+                        bucket.update(values)
+    analysis.truncated = truncated
+    if found:
+        analysis.iocs = {ioc_type: sorted(values) for ioc_type, values in sorted(found.items())}
     return analysis
 
 
+_PATHS: dict[str, tuple[str, ...]] = {}
+
+
 def _get_path(doc: dict[str, Any], path: str) -> Any:
+    parts = _PATHS.get(path)
+    if parts is None:
+        parts = tuple(path.split("."))
+        if len(_PATHS) < 1024:
+            _PATHS[path] = parts
     node: Any = doc
-    for part in path.split("."):
+    for part in parts:
         if not isinstance(node, dict):
             return None
         node = node.get(part)
@@ -232,6 +268,53 @@ def _merge(target: dict[str, Any], key: str, values: Iterable[str]) -> None:
     target[key] = sorted(set(existing) | new)
 
 
+class _Summary(NamedTuple):
+    """What :func:`annotate_event` takes from the analysis of one text (shared, never mutated)."""
+
+    iocs: tuple[tuple[str, tuple[str, ...]], ...]
+    layers: tuple[dict[str, Any], ...]
+    truncated: bool
+    limits: tuple[str, ...]
+
+
+_EMPTY = _Summary((), (), False, ())
+# Texts repeat a lot in a stream (audit messages are templated, cron and daemons run the same commands):
+# the analysis of short texts is remembered per extractor, for the default settings only.
+_MEMO_MAX_ENTRIES = 4096
+_MEMO_MAX_TEXT = 2048
+_MEMO_MAX_LAYER_TEXT = 8192
+
+
+def _summarize(analysis: TextAnalysis) -> _Summary:
+    if not analysis.iocs and not analysis.layers and not analysis.truncated and not analysis.decode_limits:
+        return _EMPTY
+    return _Summary(
+        tuple((ioc_type, tuple(values)) for ioc_type, values in analysis.iocs.items()),
+        tuple(layer.to_dict() for layer in analysis.layers),
+        analysis.truncated,
+        tuple(analysis.decode_limits),
+    )
+
+
+def _summary(text: str, extractor: IoCExtract | None, settings: ObservablesSettings | None) -> _Summary:
+    if settings is not None and settings != _DEFAULT_SETTINGS:
+        return _summarize(analyze_text(text, extractor=extractor, settings=settings))
+    ext = extractor or _default_extractor()
+    memo = ext.analysis_memo()
+    cached = memo.get(text)
+    if cached is not None:
+        return cast(_Summary, cached)
+    summary = _summarize(analyze_text(text, extractor=ext))
+    if (
+        len(text) <= _MEMO_MAX_TEXT
+        and sum(len(layer.get("text") or "") for layer in summary.layers) <= _MEMO_MAX_LAYER_TEXT
+    ):
+        if len(memo) >= _MEMO_MAX_ENTRIES:
+            memo.pop(next(iter(memo)))
+        memo[text] = summary
+    return summary
+
+
 def annotate_event(
     doc: dict[str, Any],
     analysis_fields: Iterable[str] = DEFAULT_ANALYSIS_FIELDS,
@@ -242,6 +325,8 @@ def annotate_event(
     """Analyse text fields of an ECS document and add ``secstream.iocs``/``decoded`` and ``related.*``.
 
     Nothing is added when no field yields anything. List-valued fields are joined with spaces.
+    With the default settings, the analysis of texts up to 2048 characters is remembered by the
+    extractor (4096 texts, oldest dropped first), so a repeated command line or message costs a look-up.
 
     Args:
         doc: the ECS event document (modified in place).
@@ -249,7 +334,7 @@ def annotate_event(
         extractor: the IoC extractor (a shared default instance when None).
         settings: analysis settings.
     """
-    iocs: dict[str, set[str]] = {}
+    iocs: dict[str, set[str]] | None = None
     layers: list[dict[str, Any]] = []
     truncated = False
     limits: list[str] = []
@@ -261,20 +346,30 @@ def annotate_event(
         if not isinstance(value, str) or not value or value in seen:
             continue
         seen.add(value)
-        analysis = analyze_text(value, extractor=extractor, settings=settings)
-        for ioc_type, values in analysis.iocs.items():
-            iocs.setdefault(ioc_type, set()).update(values)
-        for layer in analysis.layers:
-            entry = layer.to_dict()
+        summary = _summary(value, extractor, settings)
+        if summary is _EMPTY:
+            continue
+        if summary.iocs:
+            if iocs is None:
+                iocs = {}
+            for ioc_type, values in summary.iocs:
+                bucket = iocs.get(ioc_type)
+                if bucket is None:
+                    iocs[ioc_type] = set(values)
+                else:
+                    bucket.update(values)
+        for layer in summary.layers:
+            entry = dict(layer)
             entry["field"] = name
             layers.append(entry)
-        truncated = truncated or analysis.truncated
-        limits.extend(limit for limit in analysis.decode_limits if limit not in limits)
+        truncated = truncated or summary.truncated
+        limits.extend(limit for limit in summary.limits if limit not in limits)
     if not iocs and not layers and not truncated and not limits:
         return
+    found = iocs or {}
     sec = doc.setdefault("secstream", {})
-    if iocs:
-        sec["iocs"] = {ioc_type: sorted(values) for ioc_type, values in sorted(iocs.items())}
+    if found:
+        sec["iocs"] = {ioc_type: sorted(values) for ioc_type, values in sorted(found.items())}
     if layers:
         sec["decoded"] = layers
     if truncated or limits:
@@ -285,11 +380,11 @@ def annotate_event(
             flags["decode_limits"] = limits
         sec["analysis"] = flags
     related = doc.setdefault("related", {})
-    _merge(related, "ip", iocs.get("ipv4", set()) | iocs.get("ipv6", set()))
-    _merge(related, "hosts", iocs.get("dns", set()))
+    _merge(related, "ip", found.get("ipv4", set()) | found.get("ipv6", set()))
+    _merge(related, "hosts", found.get("dns", set()))
     hashes: set[str] = set()
     for hash_type in _HASH_TYPES:
-        hashes.update(value.lower() for value in iocs.get(hash_type, set()))
+        hashes.update(value.lower() for value in found.get(hash_type, set()))
     hashes.update(layer["sha256"] for layer in layers if layer["encoding_type"] == "binary")
     _merge(related, "hash", hashes)
     if not related:

@@ -279,11 +279,17 @@ def load_rules(path: str | Path) -> list[Rule]:
 
 
 def _field(doc: Mapping[str, Any], dotted: str) -> Any:
+    return _lookup(doc, dotted.split("."))
+
+
+def _lookup(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
     value: Any = doc
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping):
+    for part in path:
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(part)
+        if value is None:
+            return None
     return value
 
 
@@ -306,14 +312,109 @@ def decoded_texts(doc: Mapping[str, Any]) -> list[str]:
     Returns:
         The string layers, outermost first.
     """
-    layers = _field(doc, "secstream.decoded")
+    sec = doc.get("secstream")
+    if sec is None:
+        return []
+    layers = _lookup(sec, ("decoded",))
     if not isinstance(layers, list):
         return []
     return [layer["text"] for layer in layers if isinstance(layer, Mapping) and isinstance(layer.get("text"), str)]
 
 
+# A many-match DFA never gives up for being slow (RE2::Set reports "no match" only when its memory budget
+# cannot hold a single DFA state), so with this budget one pass answers for texts of any length.
+_SET_MAX_MEM = 64 << 20
+_DECODED_WHERE = tuple(f"secstream.decoded[{i}]" for i in range(64))
+
+
+class _Plan:
+    """The rules of one log type compiled for one-pass matching.
+
+    Every RE2 pattern of the log type goes into one ``RE2::Set``, so a text is scanned once for all
+    rules; the rules RE2 cannot compile (Python ``re`` fallbacks) are searched one by one.
+    """
+
+    __slots__ = ("any_decoded", "fallback", "fields", "paths", "rule_fields", "rules", "set", "set_rules")
+
+    def __init__(self, rules: tuple[Rule, ...], log_type: str) -> None:
+        self.rules = rules
+        names: list[str] = []
+        for rule in rules:
+            for name in rule.fields_for(log_type):
+                if name not in names:
+                    names.append(name)
+        self.fields: tuple[str, ...] = tuple(names)
+        self.paths: tuple[tuple[str, ...], ...] = tuple(tuple(name.split(".")) for name in names)
+        self.rule_fields: tuple[tuple[int, ...], ...] = tuple(
+            tuple(names.index(name) for name in rule.fields_for(log_type)) for rule in rules
+        )
+        self.any_decoded = any(rule.match_decoded for rule in rules)
+        options = re2.Options()
+        options.max_mem = _SET_MAX_MEM
+        options.log_errors = False
+        pattern_set = re2.Set.SearchSet(options)
+        set_rules: list[int] = []
+        fallback: list[int] = []
+        for pos, rule in enumerate(rules):
+            if isinstance(rule.regex, re2._Regexp):
+                try:
+                    pattern_set.Add(rule.pattern)
+                except re2.error:
+                    fallback.append(pos)
+                    continue
+                set_rules.append(pos)
+            else:
+                fallback.append(pos)
+        self.set_rules: tuple[int, ...] = tuple(set_rules)
+        self.fallback: tuple[int, ...] = tuple(fallback)
+        self.set: Any = None
+        if set_rules:
+            pattern_set.Compile()
+            self.set = pattern_set._set
+
+    def matched(self, text: str) -> frozenset[int] | set[int]:
+        """Return the positions (in :attr:`rules`) of the rules whose pattern occurs in ``text``."""
+        hits: set[int] = set()
+        if self.set is not None:
+            found = self.set.Match(text.encode("utf-8", "surrogatepass"))
+            if found:
+                set_rules = self.set_rules
+                hits.update(set_rules[i] for i in found)
+        for pos in self.fallback:
+            if self.rules[pos].search(text):
+                hits.add(pos)
+        return hits or _NONE
+
+    def match_texts(self, texts: Sequence[tuple[str, str]]) -> list[tuple[Rule, str, str]]:
+        """Return ``(rule, where, text)`` per rule matching one of ``texts`` (first match per rule wins)."""
+        memo: dict[str, frozenset[int] | set[int]] = {}
+        found: list[frozenset[int] | set[int]] = []
+        for _where, text in texts:
+            hit = memo.get(text)
+            if hit is None:
+                hit = memo[text] = self.matched(text)
+            found.append(hit)
+        if not any(found):
+            return []
+        hits: list[tuple[Rule, str, str]] = []
+        for pos, rule in enumerate(self.rules):
+            for (where, text), matched in zip(texts, found, strict=True):
+                if pos in matched:
+                    if not rule.match_decoded and where.startswith("secstream.decoded"):
+                        continue
+                    hits.append((rule, where, text))
+                    break
+        return hits
+
+
+_NONE: frozenset[int] = frozenset()
+
+
 class RuleEngine:
     """Run rules over event documents and build one detection per matching rule.
+
+    All RE2 patterns of a log type are compiled into one ``RE2::Set``: each field text and decoded layer
+    is scanned once, and only when something matched are the rules evaluated one by one.
 
     Args:
         rules: the rules to run.
@@ -324,6 +425,9 @@ class RuleEngine:
         self._by_type: dict[str, tuple[Rule, ...]] = {}
         for log_type in {t for rule in self.rules for t in rule.log_types}:
             self._by_type[log_type] = tuple(r for r in self.rules if log_type in r.log_types)
+        self._plans: dict[str, _Plan] = {
+            log_type: _Plan(rules_of_type, log_type) for log_type, rules_of_type in self._by_type.items()
+        }
 
     def matching_rules(self, texts: Sequence[tuple[str, str]], log_type: str) -> list[tuple[Rule, str, str]]:
         """Return ``(rule, where, text)`` for each rule of ``log_type`` matching one of ``texts``.
@@ -335,15 +439,10 @@ class RuleEngine:
         Returns:
             One entry per matching rule.
         """
-        hits: list[tuple[Rule, str, str]] = []
-        for rule in self._by_type.get(log_type.lower(), ()):
-            for where, text in texts:
-                if where.startswith("secstream.decoded") and not rule.match_decoded:
-                    continue
-                if rule.search(text):
-                    hits.append((rule, where, text))
-                    break
-        return hits
+        plan = self._plans.get(log_type.lower())
+        if plan is None or not texts:
+            return []
+        return plan.match_texts(texts)
 
     def match(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Return the detections the rules raise on one event document.
@@ -357,12 +456,15 @@ class RuleEngine:
             event, and ``secstream.rule_match`` (``field`` and ``value``) saying what matched.
         """
         event = doc.get("event") or {}
-        log_type = str(event.get("module", "")).lower()
-        rules = self._by_type.get(log_type)
-        if not rules:
+        module = event.get("module", "")
+        plan = self._plans.get(module if type(module) is str and module.islower() else str(module).lower())
+        if plan is None:
+            return []
+        hits = self._match_doc(doc, plan)
+        if not hits:
             return []
         detections: list[dict[str, Any]] = []
-        for rule, where, text in self._match_doc(doc, log_type, rules):
+        for rule, where, text in hits:
             detections.append(
                 detection(
                     rule_id=rule.id,
@@ -380,15 +482,51 @@ class RuleEngine:
             )
         return detections
 
-    def _match_doc(self, doc: Mapping[str, Any], log_type: str, rules: tuple[Rule, ...]) -> list[tuple[Rule, str, str]]:
+    @staticmethod
+    def _match_doc(doc: Mapping[str, Any], plan: _Plan) -> list[tuple[Rule, str, str]]:
+        memo: dict[str, frozenset[int] | set[int]] = {}
+        values: list[str] = []  # "" for a missing field, whose match set is always empty
+        found: list[frozenset[int] | set[int]] = []
+        anything = False
+        for path in plan.paths:
+            value = _lookup(doc, path)
+            if type(value) is not str or not value:
+                values.append("")
+                found.append(_NONE)
+                continue
+            hit = memo.get(value)
+            if hit is None:
+                hit = memo[value] = plan.matched(value)
+            values.append(value)
+            found.append(hit)
+            anything = anything or bool(hit)
+        decoded: list[tuple[int, str, frozenset[int] | set[int]]] = []
+        if plan.any_decoded and "secstream" in doc:
+            for layer, text in enumerate(decoded_texts(doc)):
+                if not text:
+                    continue
+                hit = memo.get(text)
+                if hit is None:
+                    hit = memo[text] = plan.matched(text)
+                if hit:
+                    decoded.append((layer, text, hit))
+                    anything = True
+        if not anything:
+            return []
         hits: list[tuple[Rule, str, str]] = []
-        decoded = [(f"secstream.decoded[{i}]", text) for i, text in enumerate(decoded_texts(doc))]
-        for rule in rules:
-            texts = [(name, value) for name in rule.fields_for(log_type) if isinstance(value := _field(doc, name), str)]
-            if rule.match_decoded:
-                texts += decoded
-            for where, text in texts:
-                if text and rule.search(text):
-                    hits.append((rule, where, text))
+        for pos, rule in enumerate(plan.rules):
+            for index in plan.rule_fields[pos]:
+                if pos in found[index]:
+                    hits.append((rule, plan.fields[index], values[index]))
                     break
+            else:
+                if rule.match_decoded:
+                    for layer, text, matched in decoded:
+                        if pos in matched:
+                            hits.append((rule, _decoded_where(layer), text))
+                            break
         return hits
+
+
+def _decoded_where(index: int) -> str:
+    return _DECODED_WHERE[index] if index < len(_DECODED_WHERE) else f"secstream.decoded[{index}]"

