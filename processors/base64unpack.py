@@ -56,6 +56,7 @@ import re2
 from processors.errors import DecodeError, MsticpyException
 
 __all__ = [
+    "B64ExtractAccessor",
     "Base64Settings",
     "BinaryRecord",
     "UnpackResult",
@@ -809,3 +810,7 @@ def unpack_items(
             raise MsticpyException("column must be supplied with data")
         return unpack_df(data, column, trace=trace, utf16=utf16)
     raise MsticpyException("input_string or data parameter must be supplied")
+
+
+# msticpy exposes its DataFrame accessor beside the unpacker (``df.mp_b64``).
+from processors.accessors import B64ExtractAccessor  # noqa: E402 - the accessor imports this module lazily

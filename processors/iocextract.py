@@ -60,7 +60,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import unquote
 
 import polars as pl
@@ -73,6 +73,7 @@ from processors.psl import has_known_tld
 __all__ = [
     "DEFAULT_AMBIGUOUS_TLDS",
     "IoCExtract",
+    "IoCExtractAccessor",
     "IoCExtractSettings",
     "IoCPattern",
     "IoCResult",
@@ -824,6 +825,20 @@ class IoCExtract:
         settings: limits and heuristics; see :class:`IoCExtractSettings`.
     """
 
+    # msticpy's pattern constants. These are the RE2 patterns secstream scans with (matched
+    # case-insensitively on UTF-8 bytes, then validated in Python: octet ranges, TLDs, hash lengths), so
+    # they differ from msticpy's Python patterns, which need look-arounds RE2 does not offer.
+    IPV4_REGEX: ClassVar[str] = IPV4_REGEX.decode()
+    IPV6_REGEX: ClassVar[str] = IPV6_REGEX.decode()
+    DNS_REGEX: ClassVar[str] = DNS_REGEX.decode()
+    URL_REGEX: ClassVar[str] = URL_REGEX.decode()
+    EMAIL_REGEX: ClassVar[str] = EMAIL_REGEX.decode()
+    MD5_REGEX: ClassVar[str] = r"\b[0-9a-f]{32}\b"
+    SHA1_REGEX: ClassVar[str] = r"\b[0-9a-f]{40}\b"
+    SHA256_REGEX: ClassVar[str] = r"\b[0-9a-f]{64}\b"
+    WINPATH_REGEX: ClassVar[str] = WINPATH_REGEX.decode()
+    LXPATH_REGEX: ClassVar[str] = LXPATH_REGEX.decode()
+
     def __init__(
         self, defanged: bool = True, *, refang: bool = True, settings: IoCExtractSettings | None = None
     ) -> None:
@@ -1174,3 +1189,7 @@ def _to_polars(data: Any) -> tuple[pl.DataFrame, list[Any]]:
     except (AttributeError, TypeError, ValueError) as exc:
         raise MsticpyException(f"data must be a polars or pandas DataFrame, not {type(data).__name__}") from exc
     return frame, index
+
+
+# msticpy exposes its DataFrame accessor beside the extractor (``df.mp_ioc``).
+from processors.accessors import IoCExtractAccessor  # noqa: E402 - the accessor imports this module lazily

@@ -91,3 +91,38 @@ class TestPandasRegistration:
         )
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
         assert done.stdout.strip() == "ok", done.stderr
+
+
+class TestIoCPatternConstants:
+    """msticpy's IoCExtract.*_REGEX constants exist and are the patterns secstream scans with."""
+
+    @pytest.mark.parametrize(
+        ("name", "sample"),
+        [
+            ("IPV4_REGEX", "10.1.2.3"),
+            ("IPV6_REGEX", "2001:db8::1"),
+            ("DNS_REGEX", "www.example.com"),
+            ("URL_REGEX", "https://example.com/x"),
+            ("MD5_REGEX", "d41d8cd98f00b204e9800998ecf8427e"),
+            ("SHA1_REGEX", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            ("SHA256_REGEX", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("WINPATH_REGEX", "c:\\windows\\system32\\cmd.exe"),
+            ("LXPATH_REGEX", "/usr/bin/curl"),
+        ],
+    )
+    def test_constant_matches_its_type(self, name: str, sample: str) -> None:
+        """Each constant compiles in RE2 and finds an indicator of its type."""
+        import re2
+
+        from processors.iocextract import IoCExtract
+
+        pattern = re2.compile(getattr(IoCExtract, name), options=_case_insensitive())
+        assert pattern.search(sample) is not None
+
+
+def _case_insensitive() -> object:
+    import re2
+
+    options = re2.Options()
+    options.case_sensitive = False
+    return options
