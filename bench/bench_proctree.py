@@ -115,10 +115,13 @@ def main() -> None:
     args = parser.parse_args()
 
     data = windows_corpus(args.rows)
-    start = time.perf_counter()
-    ours = build_process_tree(data)
-    ours_s = time.perf_counter() - start
-    print(f"secstream build_process_tree: {args.rows} rows in {ours_s:.2f}s  {get_summary_info(ours)}")
+    build_process_tree(data.head(100))  # warm up (imports, polars thread pool)
+    ours_s = float("inf")
+    for _ in range(2):  # best of two: the machine may be shared
+        start = time.perf_counter()
+        ours = build_process_tree(data)
+        ours_s = min(ours_s, time.perf_counter() - start)
+    print(f"secstream build_process_tree: {args.rows} rows in {ours_s:.2f}s (best of 2)  {get_summary_info(ours)}")
     if not args.no_reference:
         from msticpy.transform.proc_tree_builder import build_process_tree as ref_build
         from msticpy.transform.process_tree_utils import get_summary_info as ref_summary
@@ -133,14 +136,19 @@ def main() -> None:
     tracker = ProcessTracker(ProcessTrackerSettings())
     state = ProcessTrackerState()
     start = time.perf_counter()
+    cpu_start = time.process_time()
     for i, doc in enumerate(docs):
         tracker.process(doc, state)
         if i % 10_000 == 9_999:
             tracker.evict(state, 1_700_000_000.0 + i * 0.001)
     took = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     live = state.live
     size = len(orjson.dumps(state.snapshot()))
-    print(f"tracker: {args.events} events in {took:.2f}s = {args.events / took:,.0f} events/s")
+    print(
+        f"tracker: {args.events} events in {took:.2f}s wall = {args.events / took:,.0f} events/s; "
+        f"{cpu:.2f}s CPU = {args.events / cpu:,.0f} events/s"
+    )
     print(
         f"tracker state: {len(state.nodes)} nodes, {live} live, snapshot {size:,} bytes = "
         f"{size / max(live, 1):.0f} bytes per live process; evicted exited={state.evicted_exited} "

@@ -81,31 +81,56 @@ def build_proc_tree(input_tree: pl.DataFrame, max_depth: int = -1) -> pl.DataFra
     Returns:
         ``input_tree`` with ``path`` and ``parent_index``.
     """
-    keys = input_tree.get_column(Col.proc_key).to_list()
-    parents = input_tree.get_column(Col.parent_key).to_list()
-    sources = input_tree.get_column(Col.source_index).to_list()
-    roots = input_tree.get_column("IsRoot").to_list()
-    children: dict[str, list[int]] = {}
-    for row, parent in enumerate(parents):
-        if parent is not None and not roots[row]:
-            children.setdefault(parent, []).append(row)
-    paths: list[str] = list(sources)
-    parent_index: list[str | None] = [None] * len(keys)
-    level = [row for row, is_root in enumerate(roots) if is_root]
+    height = input_tree.height
+    sources = input_tree.get_column(Col.source_index).cast(pl.Utf8)
+    # Row of each row's parent (keys are unique), then the child rows sorted by parent row.
+    rows = input_tree.select(
+        pl.col(Col.proc_key).alias("_key"),
+        pl.col(Col.parent_key).alias("_parent"),
+        pl.col("IsRoot").fill_null(False).alias("_root"),
+    ).with_row_index("_row")
+    linked = rows.join(
+        # keys are unique after _add_tree_properties; for other input the first row of a key is the parent
+        rows.select(pl.col("_key"), pl.col("_row").alias("_parent_row")).unique("_key", keep="first"),
+        left_on="_parent",
+        right_on="_key",
+        how="left",
+        maintain_order="left",
+    )
+    edges = linked.filter(pl.col("_parent_row").is_not_null() & ~pl.col("_root")).sort(
+        "_parent_row", maintain_order=True
+    )
+    child_rows = edges.get_column("_row")
+    child_parents = edges.get_column("_parent_row")
+    paths = sources.clone()
+    parent_index = pl.Series(Col.parent_index, [None] * height, dtype=pl.Utf8)
+    # Walk down one level at a time from the roots. Each row has one parent row, so every row is reached
+    # at most once and rows on a parent cycle are never reached.
+    level = linked.filter(pl.col("_root")).get_column("_row")
     depth = 0
-    while level and (max_depth == -1 or depth < max_depth):
-        nxt: list[int] = []
-        for row in level:
-            for child in children.pop(keys[row], ()):
-                paths[child] = f"{paths[row]}/{sources[child]}"
-                parent_index[child] = sources[row]
-                nxt.append(child)
+    while level.len() and child_rows.len() and (max_depth == -1 or depth < max_depth) and depth <= height:
+        found = (
+            pl.DataFrame(
+                {
+                    "_parent": level,
+                    "_start": child_parents.search_sorted(level, side="left"),
+                    "_end": child_parents.search_sorted(level, side="right"),
+                }
+            )
+            .filter(pl.col("_end") > pl.col("_start"))
+            .select("_parent", pl.int_ranges("_start", "_end").alias("_pos"))
+            .explode("_pos")
+        )
+        if not found.height:
+            break
+        nxt = child_rows.gather(found.get_column("_pos"))
+        parents = found.get_column("_parent")
+        parent_sources = sources.gather(parents)
+        paths.scatter(nxt, paths.gather(parents) + "/" + sources.gather(nxt))
+        parent_index.scatter(nxt, parent_sources)
         level = nxt
         depth += 1
-    return input_tree.with_columns(
-        pl.Series(Col.path, paths, dtype=pl.Utf8),
-        pl.Series(Col.parent_index, parent_index, dtype=pl.Utf8),
-    )
+    return input_tree.with_columns(paths.alias(Col.path), parent_index)
 
 
 def build_process_tree(

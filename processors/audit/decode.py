@@ -19,9 +19,9 @@ What is decoded:
 from __future__ import annotations
 
 import ipaddress
-import os.path
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -61,6 +61,7 @@ _HEX_FIELDS: Final = frozenset(
     {"cwd", "name", "exe", "comm", "acct", "cmd", "proctitle", "path", "dir", "watch", "key", "data", "vm", "root_dir"}
 )
 _HEX_RE: Final = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+_hex_fullmatch = _HEX_RE.fullmatch
 _ARG_RE: Final = re.compile(r"a([0-9]{1,9})(?:\[([0-9]{1,9})\])?")
 #: Gaps in argument numbering larger than this are not padded (a forged ``a999999999`` must not allocate).
 _MAX_ARG_GAP: Final = 1024
@@ -120,25 +121,31 @@ def execve_args(records: Iterable[AuditRecord]) -> tuple[list[str], int | None, 
     argc: int | None = None
     warnings: list[str] = []
     for record in records:
-        for key in record.fields:
-            if key == "argc":
-                value = record.fields[key]
-                if argc is None and value.isdecimal() and len(value) < 9:
-                    argc = int(value)
+        quoted = record.quoted
+        for key, value in record.fields.items():
+            if key[:1] != "a":
                 continue
-            match = _ARG_RE.fullmatch(key)
-            if match is None:
-                continue
-            index = int(match.group(1))
-            text, valid = decode_value(record, key)
-            if text is None:
-                continue
-            if not valid:
-                warnings.append(f"invalid_utf8:{key}")
-            if match.group(2) is None:
-                whole[index] = text
+            number = key[1:]
+            piece: str | None = None
+            if not (number.isdecimal() and number.isascii() and len(number) <= 9):
+                if key == "argc":
+                    if argc is None and value.isdecimal() and len(value) < 9:
+                        argc = int(value)
+                    continue
+                match = _ARG_RE.fullmatch(key)
+                if match is None:
+                    continue
+                number, piece = match.groups()
+            if key in quoted or _hex_fullmatch(value) is None:
+                text = value
             else:
-                pieces.setdefault(index, {})[int(match.group(2))] = text
+                text, valid = _bytes_to_text(bytes.fromhex(value))
+                if not valid:
+                    warnings.append(f"invalid_utf8:{key}")
+            if piece is None:
+                whole[int(number)] = text
+            else:
+                pieces.setdefault(int(number), {})[int(piece)] = text
     for index, parts in pieces.items():
         whole.setdefault(index, "".join(parts[k] for k in sorted(parts)))
     count = max(whole) + 1 if whole else 0
@@ -262,14 +269,119 @@ class DecodedEvent:
 
 
 def _decoded_fields(record: AuditRecord, warnings: list[str]) -> dict[str, str]:
-    out = dict(record.fields)
-    for key in _HEX_FIELDS.intersection(out):
-        text, valid = decode_value(record, key)
-        if text is not None:
+    """Copy a record's fields with its unquoted untrusted strings hex-decoded."""
+    fields = record.fields
+    out = dict(fields)
+    hex_keys = _HEX_FIELDS.intersection(fields)
+    if hex_keys:
+        quoted = record.quoted
+        for key in hex_keys:
+            if key in quoted:
+                continue
+            value = fields[key]
+            if _hex_fullmatch(value) is None:
+                continue
+            text, valid = _bytes_to_text(bytes.fromhex(value))
             out[key] = text
-        if not valid:
-            warnings.append(f"invalid_utf8:{key}")
+            if not valid:
+                warnings.append(f"invalid_utf8:{key}")
     return out
+
+
+_Scan = tuple[
+    list[str],  # types
+    dict[str, str],  # syscall fields
+    str | None,  # syscall name
+    str | None,  # arch
+    list[str],  # args
+    int | None,  # argc
+    bool,  # has_execve
+    list[str],  # proctitle
+    bool,  # proctitle truncated
+    str | None,  # cwd
+    list[dict[str, str]],  # paths
+    dict[str, Any] | None,  # sockaddr
+    dict[str, str],  # other fields
+    dict[str, str],  # enriched
+    list[str],  # warnings
+]
+
+
+def _scan(records: Iterable[AuditRecord]) -> _Scan:
+    """One pass over the records of an event (the content of :class:`DecodedEvent`, as a tuple)."""
+    types: list[str] = []
+    syscall: dict[str, str] = {}
+    sc_name: str | None = None
+    arch: str | None = None
+    execve: list[AuditRecord] | None = None
+    proctitle: list[str] = []
+    truncated = False
+    cwd: str | None = None
+    paths: list[dict[str, str]] = []
+    sockaddr: dict[str, Any] | None = None
+    other: dict[str, str] = {}
+    enriched: dict[str, str] = {}
+    warnings: list[str] = []
+    for record in records:
+        rtype = record.rtype
+        types.append(rtype)
+        record_enriched = record.enriched
+        if record_enriched:
+            if enriched:
+                for key, value in record_enriched.items():
+                    enriched.setdefault(key, value)
+            else:
+                enriched = dict(record_enriched)
+        if rtype == "SYSCALL" and not syscall:
+            syscall = _decoded_fields(record, warnings)
+            fields = record.fields
+            raw_arch = fields.get("arch")
+            arch = arch_name(raw_arch)
+            sc_name = record_enriched.get("SYSCALL") or syscall_name(raw_arch, fields.get("syscall"))
+        elif rtype == "EXECVE":
+            if execve is None:
+                execve = [record]
+            else:
+                execve.append(record)
+        elif rtype == "PROCTITLE":
+            proctitle, truncated, valid = proctitle_argv(record)
+            if not valid:
+                warnings.append("invalid_utf8:proctitle")
+        elif rtype == "CWD":
+            cwd, valid = decode_value(record, "cwd")
+            if not valid:
+                warnings.append("invalid_utf8:cwd")
+        elif rtype == "PATH":
+            paths.append(_decoded_fields(record, warnings))
+        elif rtype == "SOCKADDR":
+            sockaddr = decode_saddr(record.fields.get("saddr"))
+        elif other:
+            for key, value in _decoded_fields(record, warnings).items():
+                other.setdefault(key, value)
+        else:
+            other = _decoded_fields(record, warnings)
+    args: list[str] = []
+    argc: int | None = None
+    if execve is not None:
+        args, argc, execve_warnings = execve_args(execve)
+        warnings.extend(execve_warnings)
+    return (
+        types,
+        syscall,
+        sc_name,
+        arch,
+        args,
+        argc,
+        execve is not None,
+        proctitle,
+        truncated,
+        cwd,
+        paths,
+        sockaddr,
+        other,
+        enriched,
+        warnings,
+    )
 
 
 def interpret_event(records: Iterable[AuditRecord]) -> DecodedEvent:
@@ -281,42 +393,25 @@ def interpret_event(records: Iterable[AuditRecord]) -> DecodedEvent:
     Returns:
         The decoded content.
     """
-    records = list(records)
-    decoded = DecodedEvent(types=[record.rtype for record in records])
-    execve: list[AuditRecord] = []
-    for record in records:
-        rtype = record.rtype
-        if record.enriched:
-            for key, value in record.enriched.items():
-                decoded.enriched.setdefault(key, value)
-        if rtype == "SYSCALL" and not decoded.syscall:
-            decoded.syscall = _decoded_fields(record, decoded.warnings)
-            arch = record.fields.get("arch")
-            decoded.arch = arch_name(arch)
-            decoded.syscall_name = record.enriched.get("SYSCALL") or syscall_name(arch, record.fields.get("syscall"))
-        elif rtype == "EXECVE":
-            execve.append(record)
-        elif rtype == "PROCTITLE":
-            argv, truncated, valid = proctitle_argv(record)
-            decoded.proctitle, decoded.proctitle_truncated = argv, truncated
-            if not valid:
-                decoded.warnings.append("invalid_utf8:proctitle")
-        elif rtype == "CWD":
-            decoded.cwd, valid = decode_value(record, "cwd")
-            if not valid:
-                decoded.warnings.append("invalid_utf8:cwd")
-        elif rtype == "PATH":
-            decoded.paths.append(_decoded_fields(record, decoded.warnings))
-        elif rtype == "SOCKADDR":
-            decoded.sockaddr = decode_saddr(record.fields.get("saddr"))
-        else:
-            for key, value in _decoded_fields(record, decoded.warnings).items():
-                decoded.fields.setdefault(key, value)
-    if execve:
-        decoded.has_execve = True
-        decoded.args, decoded.argc, warnings = execve_args(execve)
-        decoded.warnings.extend(warnings)
-    return decoded
+    (types, syscall, sc_name, arch, args, argc, has_execve, proctitle, truncated, cwd, paths, sockaddr, other,
+     enriched, warnings) = _scan(records)  # fmt: skip
+    return DecodedEvent(
+        types=types,
+        syscall=syscall,
+        syscall_name=sc_name,
+        arch=arch,
+        args=args,
+        argc=argc,
+        has_execve=has_execve,
+        proctitle=proctitle,
+        proctitle_truncated=truncated,
+        cwd=cwd,
+        paths=paths,
+        sockaddr=sockaddr,
+        fields=other,
+        enriched=enriched,
+        warnings=warnings,
+    )
 
 
 # ECS categorisation ------------------------------------------------------------------------------
@@ -380,14 +475,11 @@ _TYPE_CATEGORY: Final[dict[str, tuple[list[str], list[str]]]] = {
     "USER_MGMT": (["iam"], ["change"]),
     "USER_CHAUTHTOK": (["iam"], ["change"]),
 }
-_SUCCESS: Final = frozenset({"yes", "success", "1"})
-_FAILURE: Final = frozenset({"no", "failed", "failure", "0"})
 _SOURCE_SYSCALLS: Final = frozenset({"accept", "accept4", "recvfrom", "recvmsg", "bind", "listen"})
 
 
 def _int(value: str | None) -> int | None:
-    value = unset(value)
-    if value is None:
+    if value is None or value in _UNSET:
         return None
     text = value[1:] if value[:1] == "-" else value
     if not text.isdecimal() or len(text) > 19:
@@ -396,55 +488,97 @@ def _int(value: str | None) -> int | None:
 
 
 def _id(value: str | None) -> str | None:
-    value = unset(value)
-    if value == "-1":
+    if value in _UNSET or value == "-1":
         return None
     return value
 
 
-def _put(target: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        target[key] = value
+_IP_CACHE: dict[str, str | None] = {}
 
 
 def _ip(value: str | None) -> str | None:
-    value = unset(value)
-    if value is None:
+    """The normalised text of an IP address field, None when unset or not an address (memoised)."""
+    if value is None or value in _UNSET:
         return None
+    known = _IP_CACHE.get(value, _IP_CACHE)
+    if known is not _IP_CACHE:
+        return known  # type: ignore[return-value]  # the sentinel is excluded above
     try:
-        return str(ipaddress.ip_address(value))
+        text: str | None = str(ipaddress.ip_address(value))
     except ValueError:
-        return None
+        text = None
+    if len(_IP_CACHE) >= 4096:
+        _IP_CACHE.clear()
+    _IP_CACHE[value] = text
+    return text
 
 
 def _outcome(value: str | None) -> str:
-    if value in _SUCCESS:
-        return "success"
-    if value in _FAILURE:
-        return "failure"
-    return "unknown"
+    return _OUTCOMES.get(value, "unknown")
 
 
-def _message(decoded: DecodedEvent, action: str, process: Mapping[str, Any]) -> str:
-    if decoded.has_execve and process.get("command_line"):
-        return f"execve: {process['command_line']}"
-    op = decoded.fields.get("op")
-    acct = decoded.fields.get("acct")
+_OUTCOMES: Final[dict[str | None, str]] = {
+    **dict.fromkeys(("yes", "success", "1"), "success"),
+    **dict.fromkeys(("no", "failed", "failure", "0"), "failure"),
+}
+#: Fields that ``process``/``user``/``auditd.session`` carry, hence left out of ``auditd.data``.
+_OTHER_SKIP: Final = frozenset({"pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "cwd", "ses", "msg"})
+_SYSCALL_SKIP: Final = frozenset({"pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "ses", "syscall", "arch"})
+
+
+def _message(
+    has_execve: bool, other: Mapping[str, str], syscall: Mapping[str, str], action: str, process: Mapping[str, Any]
+) -> str:
+    if has_execve:
+        command_line = process.get("command_line")
+        if command_line:
+            return f"execve: {command_line}"
     parts = [action]
-    if op:
-        parts.append(op)
-    if acct:
-        parts.append(f"acct={acct}")
-    cmd = decoded.fields.get("cmd")
-    if cmd:
-        parts.append(f"cmd={cmd}")
+    if other:
+        op = other.get("op")
+        if op:
+            parts.append(op)
+        acct = other.get("acct")
+        if acct:
+            parts.append(f"acct={acct}")
+        cmd = other.get("cmd")
+        if cmd:
+            parts.append(f"cmd={cmd}")
     exe = process.get("executable")
     if exe:
         parts.append(f"exe={exe}")
-    res = decoded.fields.get("res") or decoded.syscall.get("success")
+    res = other.get("res") or syscall.get("success")
     if res:
         parts.append(f"res={res}")
     return " ".join(parts)
+
+
+_TIMESTAMP_PREFIX: dict[int, str] = {}
+
+
+def _timestamp(epoch: float) -> str:
+    """``iso_timestamp(epoch)``, with the date and time of the second cached (events share seconds).
+
+    The milliseconds are derived exactly as :meth:`datetime.fromtimestamp` does: the fraction is rounded
+    half-even to microseconds, then truncated to milliseconds.
+    """
+    fraction, whole = math.modf(epoch)
+    micros = round(fraction * 1e6)
+    second = int(whole)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        second += 1
+    elif micros < 0:
+        micros += 1_000_000
+        second -= 1
+    prefix = _TIMESTAMP_PREFIX.get(second)
+    if prefix is None:
+        stamp = iso_timestamp(second)
+        prefix = stamp[: stamp.rindex(".") + 1]
+        if len(_TIMESTAMP_PREFIX) >= 4096:
+            _TIMESTAMP_PREFIX.clear()
+        _TIMESTAMP_PREFIX[second] = prefix
+    return f"{prefix}{micros // 1000:03d}Z"
 
 
 def _build(
@@ -458,87 +592,127 @@ def _build(
     partial: bool,
     default_host: str,
 ) -> dict[str, Any]:
-    decoded = interpret_event(records)
-    sc = decoded.syscall
-    other = decoded.fields
-    action = decoded.syscall_name or (decoded.types[0].lower() if decoded.types else "unknown")
-    if decoded.syscall_name is None and sc.get("syscall"):
-        action = f"syscall_{sc['syscall']}"
-    if decoded.syscall_name is not None:
-        category, etype = _SYSCALL_CATEGORY.get(decoded.syscall_name, (["host"], ["info"]))
-        outcome = _outcome(sc.get("success"))
+    del time  # the event key's text; the document uses ``epoch``
+    (types, sc, sc_name, arch, args, argc, has_execve, proctitle, truncated, cwd, paths, saddr, other, enriched,
+     warnings) = _scan(records)  # fmt: skip
+    if sc_name is not None:
+        action = sc_name
+        category, etype = _SYSCALL_CATEGORY.get(sc_name) or (["host"], ["info"])
+        outcome = _OUTCOMES.get(sc.get("success"), "unknown")
     else:
-        first = decoded.types[0] if decoded.types else ""
-        category, etype = _TYPE_CATEGORY.get(first, (["host"], ["info"]))
-        outcome = _outcome(other.get("res") or other.get("success"))
+        first = types[0] if types else ""
+        number = sc.get("syscall") if sc else None
+        action = f"syscall_{number}" if number else (first.lower() if types else "unknown")
+        category, etype = _TYPE_CATEGORY.get(first) or (["host"], ["info"])
+        outcome = _OUTCOMES.get(other.get("res") or other.get("success"), "unknown")
 
-    def pick(key: str) -> str | None:
-        value = sc.get(key)
-        if value is None:
-            value = other.get(key)
-        return value
+    pick: Callable[[str], str | None]
+    if not other:
+        pick = sc.get
+    elif not sc:
+        pick = other.get
+    else:
+
+        def pick(key: str) -> str | None:
+            value = sc.get(key)
+            return other.get(key) if value is None else value
 
     process: dict[str, Any] = {}
-    _put(process, "pid", _int(pick("pid")))
-    _put(process, "ppid", _int(pick("ppid")))
-    exe = unset(pick("exe"))
-    _put(process, "executable", exe)
-    comm = unset(pick("comm"))
-    name = comm or (os.path.basename(exe) if exe else None)
-    _put(process, "name", name)
-    if decoded.has_execve:
-        process["args"] = decoded.args
-        process["args_count"] = decoded.argc if decoded.argc is not None else len(decoded.args)
-        process["command_line"] = " ".join(decoded.args)
-    if decoded.proctitle:
-        process["title"] = " ".join(decoded.proctitle)
-    _put(process, "working_directory", unset(decoded.cwd) or unset(other.get("cwd")))
+    pid = _int(pick("pid"))
+    if pid is not None:
+        process["pid"] = pid
+    ppid = _int(pick("ppid"))
+    if ppid is not None:
+        process["ppid"] = ppid
+    exe = pick("exe")
+    if exe in _UNSET:
+        exe = None
+    if exe is not None:
+        process["executable"] = exe
+    name = pick("comm")
+    if name in _UNSET or name is None:
+        name = exe[exe.rfind("/") + 1 :] if exe else None
+    if name is not None:
+        process["name"] = name
+    if has_execve:
+        process["args"] = args
+        process["args_count"] = argc if argc is not None else len(args)
+        process["command_line"] = " ".join(args)
+    if proctitle:
+        process["title"] = " ".join(proctitle)
+    if cwd in _UNSET or cwd is None:
+        cwd = other.get("cwd") if other else None
+        if cwd in _UNSET:
+            cwd = None
+    if cwd is not None:
+        process["working_directory"] = cwd
 
-    enriched = decoded.enriched
     user: dict[str, Any] = {}
-    _put(user, "id", _id(pick("uid")))
-    user_name = unset(enriched.get("UID"))
-    acct = unset(other.get("acct"))
-    _put(user, "name", user_name or acct)
     audit: dict[str, Any] = {}
-    _put(audit, "id", _id(pick("auid")))
-    _put(audit, "name", unset(enriched.get("AUID")))
+    effective: dict[str, Any] = {}
+    value = _id(pick("uid"))
+    if value is not None:
+        user["id"] = value
+    user_name = enriched.get("UID") if enriched else None
+    if user_name in _UNSET:
+        user_name = None
+    acct = other.get("acct") if other else None
+    if acct in _UNSET:
+        acct = None
+    if user_name or acct is not None:
+        user["name"] = user_name or acct
+    value = _id(pick("auid"))
+    if value is not None:
+        audit["id"] = value
+    if enriched:
+        value = enriched.get("AUID")
+        if value is not None and value not in _UNSET:
+            audit["name"] = value
     if audit:
         user["audit"] = audit
-    effective: dict[str, Any] = {}
-    _put(effective, "id", _id(pick("euid")))
-    _put(effective, "name", unset(enriched.get("EUID")))
+    value = _id(pick("euid"))
+    if value is not None:
+        effective["id"] = value
+    if enriched:
+        value = enriched.get("EUID")
+        if value is not None and value not in _UNSET:
+            effective["name"] = value
     if effective:
         user["effective"] = effective
     group: dict[str, Any] = {}
-    _put(group, "id", _id(pick("gid")))
-    _put(group, "name", unset(enriched.get("GID")))
+    value = _id(pick("gid"))
+    if value is not None:
+        group["id"] = value
+    if enriched:
+        value = enriched.get("GID")
+        if value is not None and value not in _UNSET:
+            group["name"] = value
     if group:
         user["group"] = group
 
-    data: dict[str, Any] = {}
-    for key, value in other.items():
-        if key not in ("pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "cwd", "ses", "msg"):
-            data[key] = value
-    for key, value in sc.items():
-        if key not in ("pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "ses", "syscall", "arch"):
-            data[key] = value
+    data: dict[str, Any] = {key: value for key, value in other.items() if key not in _OTHER_SKIP} if other else {}
     if sc:
-        _put(data, "syscall", decoded.syscall_name or sc.get("syscall"))
-        _put(data, "arch", decoded.arch)
+        for key, value in sc.items():
+            if key not in _SYSCALL_SKIP:
+                data[key] = value
+        syscall_value = sc_name or sc.get("syscall")
+        if syscall_value is not None:
+            data["syscall"] = syscall_value
+        if arch is not None:
+            data["arch"] = arch
         if "comm" in sc:
             data["comm"] = sc["comm"]
         if "tty" in sc:
             data["tty"] = sc["tty"]
-    if decoded.has_execve:
-        data["argc"] = decoded.argc
-    if decoded.proctitle:
-        data["proctitle_argv"] = decoded.proctitle
-        data["proctitle_truncated"] = decoded.proctitle_truncated
+    if has_execve:
+        data["argc"] = argc
+    if proctitle:
+        data["proctitle_argv"] = proctitle
+        data["proctitle_truncated"] = truncated
 
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "@timestamp": iso_timestamp(epoch),
+        "@timestamp": _timestamp(epoch),
         "event": {
             "id": event_id,
             "kind": "event",
@@ -558,52 +732,52 @@ def _build(
         doc["user"] = user
 
     related_ips: list[str] = []
-    saddr = decoded.sockaddr
     if saddr is not None:
         data["socket"] = saddr
         if saddr.get("family") == "unix":
             doc["file"] = {"path": saddr["path"]}
         elif "ip" in saddr:
-            side = "source" if decoded.syscall_name in _SOURCE_SYSCALLS else "destination"
+            side = "source" if sc_name in _SOURCE_SYSCALLS else "destination"
             doc[side] = {"ip": saddr["ip"], "port": saddr["port"], "address": saddr["ip"]}
             related_ips.append(saddr["ip"])
-    addr = _ip(other.get("addr"))
-    if addr is not None:
-        doc["source"] = {"ip": addr, "address": addr}
-        related_ips.append(addr)
-    hostname = unset(other.get("hostname"))
-    if hostname is not None and "source" in doc and hostname != addr:
-        doc["source"]["domain"] = hostname
-    if decoded.paths and "file" not in doc:
-        path = unset(decoded.paths[0].get("name"))
-        if path is not None:
+    if other:
+        addr = _ip(other.get("addr"))
+        if addr is not None:
+            doc["source"] = {"ip": addr, "address": addr}
+            related_ips.append(addr)
+        hostname = other.get("hostname")
+        if hostname is not None and hostname not in _UNSET and "source" in doc and hostname != addr:
+            doc["source"]["domain"] = hostname
+    if paths and "file" not in doc:
+        path = paths[0].get("name")
+        if path is not None and path not in _UNSET:
             doc["file"] = {"path": path}
 
     auditd: dict[str, Any] = {
         "sequence": serial,
         "session": _id(pick("ses")),
-        "message_types": decoded.types,
+        "message_types": types,
         "data": data,
         "partial": partial,
     }
-    if decoded.paths:
-        auditd["paths"] = decoded.paths
-    if decoded.warnings:
-        auditd["warnings"] = sorted(set(decoded.warnings))
+    if paths:
+        auditd["paths"] = paths
+    if warnings:
+        auditd["warnings"] = sorted(set(warnings))
     doc["auditd"] = auditd
 
-    audit_key = unset(sc.get("key") or other.get("key"))
-    if audit_key is not None:
+    audit_key = sc.get("key") if sc else None
+    if not audit_key and other:
+        audit_key = other.get("key")
+    if audit_key is not None and audit_key not in _UNSET:
         doc["tags"] = [part for part in audit_key.split("\x01") if part]
-    related_users = sorted({v for v in (user_name, acct, audit.get("name"), effective.get("name")) if v})
-    related: dict[str, list[str]] = {}
-    if related_users:
-        related["user"] = related_users
+    if user_name or acct or audit or effective:
+        related_users = sorted({v for v in (user_name, acct, audit.get("name"), effective.get("name")) if v})
+        if related_users:
+            doc["related"] = {"user": related_users}
     if related_ips:
-        related["ip"] = sorted(set(related_ips))
-    if related:
-        doc["related"] = related
-    doc["message"] = _message(decoded, action, process)
+        doc.setdefault("related", {})["ip"] = sorted(set(related_ips))
+    doc["message"] = _message(has_execve, other, sc, action, process)
     return doc
 
 

@@ -44,15 +44,19 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
+import itertools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from processors.errors import ParseError
-from schemas.documents import iso_timestamp, stable_id
+from schemas.documents import iso_timestamp
 
 __all__ = [
     "ENTRY_PROCESS_NAMES",
@@ -77,6 +81,10 @@ ENTRY_PROCESS_NAMES = frozenset(
 _CLONE_THREAD = 0x00010000
 _SNAPSHOT_VERSION = 1
 _MAX_ENTRY_WALK = 16
+#: ``evict`` skips its scan only when the event time is this far before the earliest possible due time
+#: (float rounding of ``now - window`` must not make a skipped scan miss a due process).
+_HINT_MARGIN_S = 0.001
+_blake2b = hashlib.blake2b
 
 
 class LineageError(ParseError):
@@ -211,6 +219,30 @@ class ProcessTrackerState:
     evicted_overflow: int = 0
     backfilled: int = 0
     by_pid: dict[int, list[tuple[float, str]]] = field(default_factory=dict, repr=False, compare=False)
+    # Eviction hint (not part of the snapshot): no ``evict`` before ``due_hint`` can drop anything, for the
+    # windows in ``hint_windows``. ``pinned``: the last scan kept due exited processes that a live process
+    # still names as ancestor (they become due when that reference goes, which lowers the hint to -inf).
+    due_hint: float = field(default=-math.inf, init=False, repr=False, compare=False)
+    hint_windows: tuple[float, float, float] | None = field(default=None, init=False, repr=False, compare=False)
+    pinned: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
+
+    def _lower_hint(self, at: float) -> None:
+        if at < self.due_hint:
+            self.due_hint = at
+
+    def _release(self, node: ProcessNode, depth: int) -> None:
+        """``node`` stops naming its ancestors (it exits or is re-linked): pinned ones may become due."""
+        if not self.pinned:
+            return
+        current: ProcessNode | None = node
+        for _ in range(depth):
+            parent_id = current.parent_entity_id if current is not None else None
+            if parent_id is None:
+                return
+            if parent_id in self.pinned:
+                self.due_hint = -math.inf
+                return
+            current = self.nodes.get(parent_id)
 
     def __post_init__(self) -> None:
         if self.nodes and not self.by_pid:
@@ -281,14 +313,47 @@ class ProcessTrackerState:
         return state
 
 
-def _event_time(doc: Mapping[str, Any]) -> float:
-    stamp = doc.get("@timestamp")
-    if not isinstance(stamp, str):
-        raise LineageError("document has no @timestamp", raw=_raw(doc))
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: ``YYYY-MM-DDTHH:MM:SS`` → epoch seconds, for the ``@timestamp`` shape that ``iso_timestamp`` writes.
+_SECOND_CACHE: dict[str, int] = {}
+
+
+def _section(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a mapping, else an empty one (plain dicts are checked without the ABC)."""
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    return _EMPTY
+
+
+def _parse_time(stamp: str, doc: Mapping[str, Any]) -> float:
     try:
         return round(datetime.fromisoformat(stamp).timestamp(), 6)
     except ValueError as exc:
         raise LineageError(f"bad @timestamp {stamp!r}", raw=_raw(doc)) from exc
+
+
+def _event_time(doc: Mapping[str, Any]) -> float:
+    stamp = doc.get("@timestamp")
+    if type(stamp) is not str:
+        if not isinstance(stamp, str):
+            raise LineageError("document has no @timestamp", raw=_raw(doc))
+        return _parse_time(stamp, doc)
+    # Fast path for ``2019-03-01T23:23:44.869Z``: the seconds are cached, the milliseconds added exactly as
+    # ``datetime.timestamp`` does (integer microseconds divided by 10**6), so the result is the same float.
+    millis = stamp[20:23]
+    if len(stamp) != 24 or stamp[19] != "." or stamp[23] != "Z" or not (millis.isascii() and millis.isdigit()):
+        return _parse_time(stamp, doc)
+    prefix = stamp[:19]
+    second = _SECOND_CACHE.get(prefix)
+    if second is None:
+        try:
+            second = int(datetime.fromisoformat(f"{prefix}.000Z").timestamp())
+        except ValueError:
+            return _parse_time(stamp, doc)  # raises with the original text
+        if len(_SECOND_CACHE) >= 4096:
+            _SECOND_CACHE.clear()
+        _SECOND_CACHE[prefix] = second
+    return round((second * 1_000_000 + int(millis) * 1000) / 1_000_000, 6)
 
 
 def _raw(doc: Mapping[str, Any]) -> str:
@@ -296,8 +361,8 @@ def _raw(doc: Mapping[str, Any]) -> str:
 
 
 def _as_int(value: Any, what: str, doc: Mapping[str, Any]) -> int | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     if isinstance(value, bool):
         raise LineageError(f"{what} is not an integer: {value!r}", raw=_raw(doc))
     if isinstance(value, int):
@@ -363,28 +428,24 @@ class ProcessTracker:
         """
         out = dict(doc)
         proc_in = doc.get("process")
-        if not isinstance(proc_in, Mapping) or proc_in.get("pid") is None:
+        if proc_in is None or not (type(proc_in) is dict or isinstance(proc_in, Mapping)):
+            return out
+        pid_value = proc_in.get("pid")
+        if pid_value is None:
             return out
         host = self._host_of(doc, state)
         now = _event_time(doc)
-        pid = _as_int(proc_in.get("pid"), "process.pid", doc)
+        pid = _as_int(pid_value, "process.pid", doc)
         ppid = _as_int(proc_in.get("ppid"), "process.ppid", doc)
         assert pid is not None  # noqa: S101 - checked above
-        auditd = doc.get("auditd") if isinstance(doc.get("auditd"), Mapping) else {}
-        assert isinstance(auditd, Mapping)  # noqa: S101 - narrowing for mypy
-        data = auditd.get("data") if isinstance(auditd.get("data"), Mapping) else {}
-        assert isinstance(data, Mapping)  # noqa: S101 - narrowing for mypy
-        event = doc.get("event") if isinstance(doc.get("event"), Mapping) else {}
-        assert isinstance(event, Mapping)  # noqa: S101 - narrowing for mypy
+        auditd = _section(doc.get("auditd"))
+        data = _section(auditd.get("data"))
+        event = _section(doc.get("event"))
         syscall = str(data.get("syscall") or event.get("action") or "")
         failed = event.get("outcome") == "failure" or data.get("success") == "no"
         session = auditd.get("session")
         session = str(session) if session is not None else None
-        user = doc.get("user") if isinstance(doc.get("user"), Mapping) else {}
-        assert isinstance(user, Mapping)  # noqa: S101 - narrowing for mypy
-        audit_user = user.get("audit") if isinstance(user.get("audit"), Mapping) else {}
-        assert isinstance(audit_user, Mapping)  # noqa: S101 - narrowing for mypy
-        auid = audit_user.get("id")
+        auid = _section(_section(doc.get("user")).get("audit")).get("id")
         auid = str(auid) if auid is not None else None
 
         node: ProcessNode | None
@@ -445,6 +506,13 @@ class ProcessTracker:
             The number of process nodes evicted.
         """
         settings = self.settings
+        windows = (settings.exited_grace_s, settings.idle_ttl_s, settings.backfill_window_s)
+        if (
+            now_event_time < state.due_hint - _HINT_MARGIN_S
+            and state.hint_windows == windows
+            and len(state.nodes) <= settings.max_per_host
+        ):
+            return 0  # nothing can be due yet: skip the scan
         referenced: set[str] = set()
         for node in state.nodes.values():
             if node.exited_at is not None:
@@ -462,40 +530,61 @@ class ProcessTracker:
         exited_due = now_event_time - settings.exited_grace_s
         idle_due = now_event_time - settings.idle_ttl_s
         evicted = 0
+        hint = math.inf
+        pinned: set[str] = set()
+        idle_drops = 0
+        grace, idle, window = windows
         for eid, node in list(state.nodes.items()):
             if node.exited_at is not None:
-                if node.exited_at <= exited_due and eid not in referenced and node.last_seen <= exited_due:
+                if node.exited_at <= exited_due and node.last_seen <= exited_due:
+                    if eid in referenced:
+                        pinned.add(eid)
+                        continue
                     self._drop(state, node)
                     state.evicted_exited += 1
                     evicted += 1
+                else:
+                    hint = min(hint, max(node.exited_at, node.last_seen) + grace)
             elif max(node.last_seen, node.start) <= idle_due:
                 self._drop(state, node)
                 state.evicted_idle += 1
                 evicted += 1
-        evicted += self._evict_overflow(state, settings.max_per_host)
-        window_due = now_event_time - settings.backfill_window_s
+                idle_drops += 1
+            else:
+                hint = min(hint, max(node.last_seen, node.start) + idle)
+        overflow = self._evict_overflow(state, settings.max_per_host)
+        evicted += overflow
+        window_due = now_event_time - window
+        nodes = state.nodes
         for ppid in list(state.links):
-            kids = {eid: start for eid, start in state.links[ppid].items() if start > window_due and eid in state.nodes}
+            kids = {eid: start for eid, start in state.links[ppid].items() if start > window_due and eid in nodes}
             if kids:
                 state.links[ppid] = kids
+                hint = min(hint, min(kids.values()) + window)
             else:
                 del state.links[ppid]
         for pid in list(state.exits):
             times = [t for t in state.exits[pid] if t > window_due]
             if times:
                 state.exits[pid] = times
+                hint = min(hint, min(times) + window)
             else:
                 del state.exits[pid]
         for ses in [ses for ses, rec in state.sessions.items() if rec.last_seen <= idle_due]:
             del state.sessions[ses]
+        for rec in state.sessions.values():
+            hint = min(hint, rec.last_seen + idle)
+        # An idle live process dropped here may have been what pinned an exited ancestor.
+        state.due_hint = -math.inf if overflow or (pinned and idle_drops) else hint
+        state.hint_windows = windows
+        state.pinned = pinned
         return evicted
 
     # ------------------------------------------------------------------ tree maintenance
 
     def _host_of(self, doc: Mapping[str, Any], state: ProcessTrackerState) -> str:
-        host_doc = doc.get("host")
-        host = host_doc.get("name") if isinstance(host_doc, Mapping) else None
-        host = str(host) if host is not None else (state.host or "")
+        host = _section(doc.get("host")).get("name")
+        host = (host if type(host) is str else str(host)) if host is not None else (state.host or "")
         if state.host is None:
             state.host = host
         elif state.host != host:
@@ -530,7 +619,10 @@ class ProcessTracker:
         session: str | None,
         auid: str | None,
     ) -> ProcessNode:
-        eid = stable_id("process", host, pid, f"{start:.3f}")
+        # stable_id("process", host, pid, f"{start:.3f}") in one hashing call (the same digest)
+        eid = _blake2b(
+            f"process\x1f{host}\x1f{pid}\x1f{start:.3f}\x1f".encode("utf-8", "surrogatepass"), digest_size=16
+        ).hexdigest()
         existing = state.nodes.get(eid)
         if existing is not None:
             return existing  # replay: same event, same node
@@ -552,15 +644,23 @@ class ProcessTracker:
         state.nodes[eid] = node
         prev = state.nodes[entries[idx - 1][1]] if idx > 0 else None
         nxt = state.nodes[entries[idx + 1][1]] if idx + 1 < len(entries) else None
+        settings = self.settings
+        grace = settings.exited_grace_s
+        state._lower_hint(start + min(settings.idle_ttl_s, settings.backfill_window_s))
         if prev is not None:
             if prev.exited_at is None:
+                state._release(prev, settings.ancestor_depth)
                 prev.exited_at = start  # replaced by this exec (or its exit was never seen)
+                state._lower_hint(start + grace)
             elif prev.exited_at > start:
                 node.exited_at = prev.exited_at  # the exit seen earlier was this image's
                 prev.exited_at = start
+                state._lower_hint(start + grace)
         if nxt is not None and (node.exited_at is None or node.exited_at > nxt.start):
             node.exited_at = nxt.start
         self._apply_pending_exit(state, node, nxt)
+        if node.exited_at is not None:
+            state._lower_hint(node.exited_at + grace)
         if ppid is not None:
             parent = self._find(state, ppid, start, allow_exited=False)
             if parent is not None and parent is not node:
@@ -601,18 +701,22 @@ class ProcessTracker:
             parent = self._find(state, node.pid, child_start, allow_exited=False)
             new_parent = parent.entity_id if parent is not None and parent is not child else None
             if new_parent is not None and new_parent != child.parent_entity_id:
+                state._release(child, self.settings.ancestor_depth)
                 child.parent_entity_id = new_parent
                 state.backfilled += 1
 
-    @staticmethod
-    def _on_exit(state: ProcessTrackerState, pid: int, at: float) -> None:
+    def _on_exit(self, state: ProcessTrackerState, pid: int, at: float) -> None:
         node = ProcessTracker._find(state, pid, at, allow_exited=True)
         if node is not None and (node.exited_at is None or node.exited_at >= at):
+            if node.exited_at is None:
+                state._release(node, self.settings.ancestor_depth)
             node.exited_at = at
+            state._lower_hint(at + self.settings.exited_grace_s)
             return
         times = state.exits.setdefault(pid, [])
         if at not in times:
             times.append(at)
+            state._lower_hint(at + self.settings.backfill_window_s)
 
     def _drop(self, state: ProcessTrackerState, node: ProcessNode) -> None:
         del state.nodes[node.entity_id]
@@ -629,7 +733,7 @@ class ProcessTracker:
         target = max(0, limit - max(1, limit // 100))
         count = len(state.nodes) - target
         # exited processes first, then live ones; each group oldest (first created) first
-        victims = [node for node in state.nodes.values() if node.exited_at is not None][:count]
+        victims = list(itertools.islice((node for node in state.nodes.values() if node.exited_at is not None), count))
         if len(victims) < count:
             chosen = {node.entity_id for node in victims}
             for node in state.nodes.values():
@@ -640,6 +744,7 @@ class ProcessTracker:
         for node in victims:
             self._drop(state, node)
         state.evicted_overflow += count
+        state.due_hint = -math.inf
         return count
 
     # ------------------------------------------------------------------ sessions

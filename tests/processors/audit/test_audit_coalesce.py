@@ -278,3 +278,13 @@ class TestInterleaving:
         expected = run(in_order)
         assert run(mixed) == expected
         assert len(expected) == sum(1 for line in in_order if "type=EOE" in line or "type=USER_" in line)
+
+
+class TestEventId:
+    @given(st.one_of(st.none(), st.text(max_size=12)), st.text(max_size=16), st.integers(min_value=0, max_value=2**64))
+    def test_same_as_stable_id(self, node: str | None, time: str, serial: int) -> None:
+        """The one-call digest of event_id_for equals stable_id("auditd", node or "", time, serial)."""
+        from processors.audit.coalesce import event_id_for
+        from schemas.documents import stable_id
+
+        assert event_id_for(node, time, serial) == stable_id("auditd", node or "", time, serial)

@@ -309,3 +309,37 @@ class TestDecodeRobustness:
             doc = decode_event(item)
             jsonschema.validate(doc, schema_for("events"))
             orjson.dumps(doc)
+
+
+class TestDecodeFastPaths:
+    """The decoder's shortcuts give exactly what the plain library calls give."""
+
+    @given(st.floats(min_value=-5e9, max_value=5e9, allow_nan=False))
+    def test_timestamp_same_as_iso_timestamp(self, epoch: float) -> None:
+        """The per-second cached timestamp equals schemas.documents.iso_timestamp, rounding included."""
+        from processors.audit.decode import _timestamp
+        from schemas.documents import iso_timestamp
+
+        assert _timestamp(epoch) == iso_timestamp(epoch)
+        assert _timestamp(epoch) == iso_timestamp(epoch)  # again, from the cache
+
+    @given(st.text(alphabet="0123456789abcdef.:x? ", max_size=20))
+    def test_ip_memo_same_as_ipaddress(self, value: str) -> None:
+        """The memoised address normalisation answers as ipaddress does, also the second time."""
+        import ipaddress
+
+        from processors.audit.decode import _ip
+
+        try:
+            expected: str | None = str(ipaddress.ip_address(value))
+        except ValueError:
+            expected = None
+        if value in ("", "?"):
+            expected = None
+        assert _ip(value) == expected
+        assert _ip(value) == expected
+
+    def test_non_ascii_digit_argument_keys_ignored(self) -> None:
+        """``a١`` (an Arabic-Indic digit) is not an argument key, as ``aN`` means ASCII digits only."""
+        record = parse_line('type=EXECVE msg=audit(1.0:1): argc=1 a0="ls" a١="x"')
+        assert execve_args([record]) == (["ls"], 1, [])

@@ -356,3 +356,91 @@ class TestOneTruthTwoEngines:
             par = proc.get("parent", {})
             ours[own] = (str(par["pid"]), par["start"].rstrip("Z")) if "entity_id" in par else None
         assert ours == batch
+
+
+class TestEvictionHint:
+    """``evict`` skips its scan while nothing can be due; these pin the cases where it must not skip."""
+
+    def test_skip_changes_nothing(self, tracker: ProcessTracker) -> None:
+        """A skipped evict returns 0 and leaves the state as a full scan would."""
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 10, syscall="exit_group"), state)
+        assert tracker.evict(state, 5) == 0
+        assert state.due_hint > 5
+        assert tracker.evict(state, 30) == 0  # skipped: the hint is later
+        assert tracker.evict(state, 100) == 1
+
+    def test_exit_of_pinning_child_releases_parent(self) -> None:
+        """An exited parent kept for a live child is evicted once the child exits, without waiting for a new hint."""
+        tracker = ProcessTracker(ProcessTrackerSettings(exited_grace_s=10))
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 20, 10), state)
+        tracker.process(doc(3, 10, syscall="exit_group"), state)
+        assert tracker.evict(state, 50) == 0 and len(state.nodes) == 2
+        tracker.process(doc(55, 20, syscall="exit_group"), state)
+        assert tracker.evict(state, 56) == 1  # the parent: unpinned by the child's exit
+        assert [node.pid for node in state.nodes.values()] == [20]
+
+    def test_idle_drop_releases_parent(self) -> None:
+        """An exited parent pinned by a child that is then evicted as idle goes at the next evict."""
+        tracker = ProcessTracker(ProcessTrackerSettings(exited_grace_s=10, idle_ttl_s=100))
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 20, 10), state)
+        tracker.process(doc(3, 10, syscall="exit_group"), state)
+        assert tracker.evict(state, 103) == 1  # the idle child; the parent was still pinned in this scan
+        assert tracker.evict(state, 103.5) == 1  # the parent
+        assert not state.nodes
+
+    def test_relink_releases_old_parent(self) -> None:
+        """A child re-linked to a better parent stops pinning its old one."""
+        tracker = ProcessTracker(ProcessTrackerSettings(exited_grace_s=10, backfill_window_s=1000))
+        state = ProcessTrackerState()
+        tracker.process(doc(1, 10), state)
+        tracker.process(doc(2, 10, syscall="exit_group"), state)
+        tracker.process(doc(30, 20, 10), state)  # its parent pid 10 has exited: unknown parent
+        tracker.process(doc(5, 10), state)  # an earlier exec of pid 10 arrives late
+        before = len(state.nodes)
+        tracker.evict(state, 40)
+        again = ProcessTrackerState.from_snapshot(state.snapshot())
+        assert len(state.nodes) <= before
+        assert tracker.evict(again, 40) == 0  # a full scan finds nothing more: the skip missed nothing
+
+    @given(st.lists(st.tuples(st.integers(0, 3), st.integers(2, 9), st.integers(1, 9)), max_size=60))
+    def test_same_as_full_scans(self, steps: list[tuple[int, int, int]]) -> None:
+        """With the hint, every evict drops exactly what a fresh full scan of the same state drops."""
+        settings = ProcessTrackerSettings(exited_grace_s=3, idle_ttl_s=12, backfill_window_s=2, ancestor_depth=2)
+        tracker = ProcessTracker(settings)
+        state = ProcessTrackerState()
+        t = 0.0
+        for kind, pid, ppid in steps:
+            t += 0.7
+            if kind == 0:
+                tracker.process(doc(t, pid, ppid), state)
+            elif kind == 1:
+                tracker.process(doc(t, pid, syscall="exit_group"), state)
+            elif kind == 2:
+                tracker.process(doc(t, ppid, syscall="clone", child=pid), state)
+            fresh = ProcessTrackerState.from_snapshot(state.snapshot())
+            expected = tracker.evict(fresh, t)
+            assert tracker.evict(state, t) == expected
+            assert orjson.dumps(state.snapshot()) == orjson.dumps(fresh.snapshot())
+
+
+class TestEventTimeFastPath:
+    @given(st.floats(min_value=-2e9, max_value=4e9, allow_nan=False))
+    def test_same_as_fromisoformat(self, epoch: float) -> None:
+        """The cached-seconds parse of ``@timestamp`` gives the same float as datetime.fromisoformat."""
+        from processors.proctree.tracker import _event_time
+
+        stamp = iso_timestamp(epoch)
+        assert _event_time({"@timestamp": stamp}) == round(datetime.fromisoformat(stamp).timestamp(), 6)
+
+    def test_bad_stamp_reports_original_text(self) -> None:
+        """A malformed timestamp of the fast-path shape is reported with its original text."""
+        from processors.proctree.tracker import LineageError, _event_time
+
+        with pytest.raises(LineageError, match=r"2019-13-01T00:00:00\.123Z"):
+            _event_time({"@timestamp": "2019-13-01T00:00:00.123Z"})
