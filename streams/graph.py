@@ -264,7 +264,6 @@ class Pipeline:
     def audit_lines(self, lines: Iterable[RawLine], states: MutableMapping[str, HostState]) -> Pending:
         """Parse and coalesce raw audit lines; decode, track and annotate every event they complete."""
         pending = Pending()
-        touched: dict[str, float] = {}
         for line in lines:
             self.stats.lines_in["auditd"] += 1
             oversized = self._too_long(line, "auditd")
@@ -282,12 +281,11 @@ class Pipeline:
             except SecstreamError as error:
                 pending.deadletters.append(self._bad(line, error, "auditd"))
                 continue
+            # Expiry and eviction run after every record (both return at once when nothing is due), so the
+            # output does not depend on where a driver cuts its batches.
+            completed += self.coalescer.expire(state.coalescer)
             self._emit_audit(completed, host, state, pending)
-            touched[host] = max(touched.get(host, 0.0), record.epoch)
-        for host, event_time in touched.items():
-            state = states[host]
-            self._emit_audit(self.coalescer.expire(state.coalescer, event_time=event_time), host, state, pending)
-            self.tracker.evict(state.tracker, event_time)
+            self.tracker.evict(state.tracker, record.epoch)
         return pending
 
     def _emit_audit(
@@ -352,11 +350,12 @@ class Pipeline:
         events = pending.events
         if self.enricher is not None and events:
             events = await self.enricher.enrich(events)
-        outputs = Outputs(events=list(events), deadletters=pending.deadletters)
+        outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
             state = states[doc["host"]["name"]]
             # The session tracker annotates the document (secstream.session) before the detectors read it,
-            # and returns a summary event when a session closes.
+            # and returns a summary event when a session closes, which follows the closing event.
+            outputs.events.append(doc)
             outputs.events.extend(self.sessions.process(doc, state.sessions))
             hits = self.rules.match(doc)
             hits += self.speed.process(doc, state.speed)

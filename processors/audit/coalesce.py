@@ -194,6 +194,9 @@ class CoalescerState:
         node_max: per node, the max event time seen.
         wall_now: the last wall-clock time handed in (used for records pushed without one).
         counters: completed, partial, late, duplicate, overflow, orphan_eoe.
+        earliest_epoch: a lower bound of the in-flight events' times (None: unknown), so that
+            :meth:`Coalescer.expire` can return at once when nothing can be due; not part of the snapshot.
+        latest_epoch: the max event time seen on any node (kept with ``node_max``).
     """
 
     in_flight: dict[EventKey, _Pending] = field(default_factory=dict)
@@ -201,6 +204,8 @@ class CoalescerState:
     node_max: dict[str | None, float] = field(default_factory=dict)
     wall_now: float | None = None
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    earliest_epoch: float | None = field(default=None, compare=False)
+    latest_epoch: float = field(default=0.0, compare=False)
 
     def snapshot(self) -> dict[str, Any]:
         """Return a plain, orjson-ready copy of the state (records are kept as raw lines).
@@ -250,6 +255,7 @@ class CoalescerState:
                 memory[(time, int(serial))] = set(crcs)
             state.done[item["node"]] = memory
         state.node_max = {node: float(value) for node, value in data.get("node_max", [])}
+        state.latest_epoch = max(state.node_max.values(), default=0.0)
         state.wall_now = data.get("wall_now")
         state.counters.update({k: int(v) for k, v in data.get("counters", {}).items()})
         return state
@@ -288,6 +294,8 @@ class Coalescer:
         node_max = state.node_max
         if epoch > node_max.get(node, 0.0):
             node_max[node] = epoch
+            if epoch > state.latest_epoch:
+                state.latest_epoch = epoch
         key: EventKey = (node, record.time, record.serial)
         pending = state.in_flight.get(key)
         if pending is not None:
@@ -325,6 +333,8 @@ class Coalescer:
         if single:
             return [self._complete(state, key, pending, partial=False, reason="single")]
         state.in_flight[key] = pending
+        if state.earliest_epoch is not None and epoch < state.earliest_epoch:
+            state.earliest_epoch = epoch
         if len(state.in_flight) > self.settings.max_in_flight:
             oldest = next(iter(state.in_flight))
             state.counters["overflow"] += 1
@@ -346,9 +356,14 @@ class Coalescer:
         Returns:
             The completed events, ordered by event time and serial.
         """
+        timeout = self.settings.event_timeout_s
         if wall_time is not None:
             state.wall_now = wall_time
-        timeout = self.settings.event_timeout_s
+        elif state.earliest_epoch is not None:
+            # Called after every record: return at once unless some in-flight event can be due.
+            latest = state.latest_epoch if event_time is None else max(state.latest_epoch, event_time)
+            if latest - state.earliest_epoch <= timeout:
+                return []
         idle = self.settings.idle_flush_s
         due: list[tuple[EventKey, str]] = []
         node_max = state.node_max
@@ -360,12 +375,16 @@ class Coalescer:
                 due.append((key, "timeout"))
             elif wall_time is not None and pending.last_wall is not None and wall_time - pending.last_wall > idle:
                 due.append((key, "idle"))
-        if not due:
-            return []
-        due.sort(key=lambda item: (state.in_flight[item[0]].epoch, item[0][2]))
-        return [
-            self._complete(state, key, state.in_flight.pop(key), partial=True, reason=reason) for key, reason in due
-        ]
+        completed: list[CoalescerOutput] = []
+        if due:
+            due.sort(key=lambda item: (state.in_flight[item[0]].epoch, item[0][2]))
+            completed = [
+                self._complete(state, key, state.in_flight.pop(key), partial=True, reason=reason) for key, reason in due
+            ]
+        else:
+            completed = []
+        state.earliest_epoch = min((pending.epoch for pending in state.in_flight.values()), default=float("inf"))
+        return completed
 
     def flush_all(self, state: CoalescerState) -> list[CoalescerOutput]:
         """Complete every in-flight event (shutdown).

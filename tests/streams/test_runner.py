@@ -21,11 +21,13 @@ from streams.runner import InputSpec, OutputSink, RunResult, run_pipeline
 SAMPLES = bundled_config_dir() / "samples"
 
 
-async def _run(inputs: list[InputSpec], out: Path, config: SecstreamConfig | None = None) -> RunResult:
+async def _run(
+    inputs: list[InputSpec], out: Path, config: SecstreamConfig | None = None, batch_lines: int = 50
+) -> RunResult:
     pipeline = await build_pipeline(config or load_config(environ={}))
     sink = OutputSink(out)
     try:
-        return await run_pipeline(pipeline, inputs, sink, batch_lines=50)
+        return await run_pipeline(pipeline, inputs, sink, batch_lines=batch_lines)
     finally:
         sink.close()
         await pipeline.close()
@@ -152,6 +154,21 @@ class TestMsticpyAuditLog:
         assert len(audit) == 938
         assert result.stats.lines_in["auditd"] == 1708
         assert docs["deadletter"] == []
+
+    async def test_output_does_not_depend_on_batch_size(self, msticpy_testdata: Path, tmp_path: Path) -> None:
+        """Cutting the same input into batches of 7, 200 or 2000 lines gives identical documents."""
+        outputs = []
+        for size in (7, 200, 2000):
+            await _run(
+                [InputSpec(str(msticpy_testdata / "auditd_log.txt"), "auditd")], tmp_path / str(size), None, size
+            )
+            outputs.append(
+                (
+                    (tmp_path / str(size) / "events.jsonl").read_bytes(),
+                    (tmp_path / str(size) / "detections.jsonl").read_bytes(),
+                )
+            )
+        assert outputs[0] == outputs[1] == outputs[2]
 
 
 class TestBadInput:
