@@ -15,8 +15,6 @@ Same names, parameters and defaults as msticpy, with these deliberate difference
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Hashable
 from datetime import timedelta
@@ -26,13 +24,15 @@ from typing import Any
 import polars as pl
 import structlog
 
+from processors.base64unpack import Base64Settings, unpack_text
 from processors.errors import MsticpyException
 from processors.rules import RuleEngine, load_rules, reference_rules_path
 
 __all__ = ["RiskyCommands", "base64_layers", "cmd_speed", "risky_cmd_line", "to_polars"]
 
 _log = structlog.get_logger(module=__name__)
-_B64_TOKEN = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+_B64_SETTINGS = Base64Settings(min_length=16, max_depth=4)
+_B64_RUN = re.compile(r"[A-Za-z0-9+/]{16}")  # cheap test before the unpacker
 _MAX_LAYERS = 4
 
 
@@ -55,48 +55,27 @@ def to_polars(frame: Any) -> pl.DataFrame:
     raise MsticpyException(f"expected a polars or pandas DataFrame, got {type(frame).__name__}")
 
 
-def _printable(text: str) -> bool:
-    if not text:
-        return False
-    good = sum(1 for ch in text if ch.isprintable() or ch in "\t\r\n")
-    return good >= 0.9 * len(text)
-
-
 def base64_layers(text: str, max_layers: int = _MAX_LAYERS) -> list[str]:
-    """Return the text of base64 tokens (16+ characters) in ``text`` that decode to readable text, recursively.
+    """Return the decoded text of the base64 payloads (16+ characters) in ``text``, recursively.
+
+    Decoding is :func:`processors.base64unpack.unpack_text`'s (archives and compressed streams are
+    expanded too; hex strings and paths are not taken for base64); only text layers are returned.
 
     Args:
         text: a command line.
         max_layers: how many nested encodings to follow.
 
     Returns:
-        Decoded texts, outermost first.
+        Decoded texts, in document order (an outer layer before the layers decoded from it).
     """
-    layers: list[str] = []
-    pending = [text]
-    for _ in range(max_layers):
-        found: list[str] = []
-        for source in pending:
-            for token in _B64_TOKEN.findall(source):
-                body = token.rstrip("=")
-                padded = body + "=" * (-len(body) % 4)
-                try:
-                    raw = base64.b64decode(padded, validate=True)
-                except (binascii.Error, ValueError):
-                    continue
-                for encoding in ("utf-8", "utf-16-le"):
-                    try:
-                        decoded = raw.decode(encoding)
-                    except UnicodeDecodeError:
-                        continue
-                    if _printable(decoded):
-                        found.append(decoded)
-                        break
-        if not found:
-            break
-        layers.extend(found)
-        pending = found
-    return layers
+    if len(text) < _B64_SETTINGS.min_length or _B64_RUN.search(text) is None:
+        return []
+    result = unpack_text(text, settings=_B64_SETTINGS)
+    return [
+        record.decoded_string
+        for record in result.records
+        if record.decoded_string and record.reference.count(".") < max_layers
+    ]
 
 
 class RiskyCommands(dict[Hashable, str]):

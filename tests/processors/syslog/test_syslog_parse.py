@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from processors.errors import ParseError
 from processors.syslog import interpret, parse_syslog_line, syslog_row_to_event
-from schemas import schema_for
+from processors.syslog.parse import _SUDO_KEYS, _sudo_fields, utc_iso
+from schemas import iso_timestamp, schema_for
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "syslog"
 EVENTS = jsonschema.Draft202012Validator(schema_for("events"))
@@ -250,3 +251,34 @@ class TestLogAnalyticsRows:
                 for r in frame.iter_rows(named=True)
             }
             assert len({d["event"]["id"] for d in docs}) == len(distinct)
+
+
+class TestFastPaths:
+    @given(st.floats(min_value=-1e10, max_value=3e10, allow_nan=False))
+    def test_utc_iso_equals_iso_timestamp(self, epoch: float) -> None:
+        """utc_iso formats every epoch exactly as schemas.iso_timestamp (same rounding of the fraction)."""
+        assert utc_iso(epoch) == iso_timestamp(epoch)
+
+    @given(
+        st.lists(
+            st.sampled_from(["TTY=", "PWD=", "USER=", "COMMAND=", " ", ";", " ; ", "\t", "a", "x=", "/b", "\u2003"]),
+            max_size=14,
+        ).map(lambda parts: "TTY=" + "".join(parts))
+    )
+    def test_sudo_fields_equal_the_regex_split(self, tail: str) -> None:
+        """The sudo KEY=value splitter gives the same fields, in the same order, as splitting with _SUDO_KEYS."""
+        parts = _SUDO_KEYS.split(tail)
+        expected = {
+            key: value.strip() if key != "COMMAND" else value.rstrip()
+            for key, value in zip(parts[1::2], parts[2::2], strict=False)
+        }
+        assert list(_sudo_fields(tail).items()) == list(expected.items())
+
+    def test_fast_and_general_header_paths_agree(self) -> None:
+        """A line the one-regex path takes and the same line forced through the general path give one document."""
+        line = "<86>Jul 10 15:13:25 h sshd[7]: pam_unix(sshd:session): session opened for user a by (uid=0)"
+        fast = parse_syslog_line(line, year=2019)
+        general = parse_syslog_line(line.replace("Jul 10 15:13:25", "2019-07-10T15:13:25Z"), year=2019)
+        assert fast["@timestamp"] == general["@timestamp"] == "2019-07-10T15:13:25.000Z"
+        assert fast["user"] == general["user"] and fast["log"] == general["log"]
+        assert fast["event"]["action"] == general["event"]["action"] == "session_opened"

@@ -144,6 +144,18 @@ class TestLogonSessionTracker:
         )
         assert len(state.hosts["h"]) == 1
 
+    def test_expiry_at_the_ttl_boundary(self) -> None:
+        """A session idle for exactly ttl_s survives; idle a moment longer, it is gone (no sweep is skipped)."""
+        tracker = LogonSessionTracker(LogonSessionSettings(ttl_s=60))
+        state = LogonSessionState()
+        opened = "Jul 10 10:00:00 h sshd[1]: pam_unix(sshd:session): session opened for user u by (uid=0)"
+        tracker.process(parse_syslog_line(opened, year=2019), state)
+        for stamp in ("10:00:59.5", "10:01:00.0"):
+            tracker.process(parse_syslog_line(f"Jul 10 {stamp} h cron[9]: tick", year=2019), state)
+            assert len(state.hosts["h"]) == 1
+        tracker.process(parse_syslog_line("Jul 10 10:01:00.5 h cron[9]: tick", year=2019), state)
+        assert "h" not in state.hosts
+
 
 class TestCommandSpeedDetector:
     def test_burst_detected_once_with_evidence(self) -> None:
