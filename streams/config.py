@@ -57,7 +57,7 @@ class InputConfig:
     max_line_bytes: int = 65536
     """Longer lines go to the dead letters instead of being parsed."""
     syslog_year: int = 0
-    """Year for RFC 3164 timestamps, which have none; 0 means the current UTC year."""
+    """Year for RFC 3164 timestamps, which have none; 0 means the year in which the line is read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,6 +314,8 @@ class Pipeline:
                     _syslog_text(line.data).rstrip("\r\n"),
                     default_host=line.host or self.config.input.default_host,
                     year=self.config.input.syslog_year or None,
+                    # RFC 3164 has no year: without input.syslog_year it is taken from when the line was read.
+                    received=line.received or None,
                 )
             except SecstreamError as error:
                 pending.deadletters.append(self._bad(line, error, "syslog"))

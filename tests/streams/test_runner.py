@@ -193,3 +193,33 @@ class TestBadInput:
         assert all(d["secstream"]["source"]["file"] == str(path) for d in docs["deadletter"])
         assert sum(result.stats.bad_input.values()) == len(docs["deadletter"])
         assert any(d["event"]["module"] == "auditd" for d in docs["events"])
+
+
+class TestSyslogFormats:
+    async def test_rfc3164_lines_take_the_year_they_are_read_in(self, tmp_path: Path) -> None:
+        """BSD syslog lines (no year) are events, dated in the year they were read, with the default config."""
+        import datetime as dt
+
+        path = tmp_path / "auth.log"
+        path.write_text(
+            "Nov 27 08:00:11 web-01 sshd[1991]: Accepted publickey for alice from 198.51.100.23 port 52144 ssh2\n"
+            "<86>Nov 27 08:00:12 web-01 sudo: alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id\n"
+        )
+        await _run([InputSpec(str(path), "syslog")], tmp_path / "out")
+        docs = _validate_all(tmp_path / "out")
+        assert docs["deadletter"] == []
+        assert [d["event"]["action"] for d in docs["events"]] == ["ssh_login", "sudo_command"]
+        year = dt.datetime.now(dt.UTC).year
+        assert all(d["@timestamp"].startswith(f"{year}-11-27T08:00:1") for d in docs["events"])
+
+    async def test_configured_year_makes_replays_reproducible(self, tmp_path: Path) -> None:
+        """With input.syslog_year set, BSD syslog lines get that year."""
+        path = tmp_path / "auth.log"
+        path.write_text("Jul 10 15:13:26 host sshd[1]: Accepted password for bob from 203.0.113.9 port 22 ssh2\n")
+        await _run(
+            [InputSpec(str(path), "syslog")],
+            tmp_path / "out",
+            load_config(environ={"SECSTREAM_INPUT__SYSLOG_YEAR": "2019"}),
+        )
+        docs = _validate_all(tmp_path / "out")
+        assert docs["events"][0]["@timestamp"] == "2019-07-10T15:13:26.000Z"
