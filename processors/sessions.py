@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from processors.syslog.parse import utc_iso
-from schemas.documents import SCHEMA_VERSION, stable_id
+from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
 
 __all__ = ["LogonSessionSettings", "LogonSessionState", "LogonSessionTracker", "event_epoch"]
 
@@ -238,7 +237,7 @@ class LogonSessionTracker:
         record["event_count"] += 1
         doc.setdefault("secstream", {})["session"] = {
             "id": record["id"],
-            "start": utc_iso(record["start_ts"]),
+            "start": iso_timestamp(record["start_ts"]),
             "user": record["user"],
             "service": record["service"],
             "source_ip": record["source_ip"],
@@ -456,8 +455,8 @@ class LogonSessionTracker:
         duration = max(0.0, now - record["start_ts"])
         session = {
             "id": record["id"],
-            "start": utc_iso(record["start_ts"]),
-            "end": utc_iso(now),
+            "start": iso_timestamp(record["start_ts"]),
+            "end": iso_timestamp(now),
             "duration_s": round(duration, 3),
             "user": record["user"],
             "session_user": record["session_user"],
@@ -468,7 +467,7 @@ class LogonSessionTracker:
         }
         summary: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
-            "@timestamp": utc_iso(now),
+            "@timestamp": iso_timestamp(now),
             "message": f"{record['service']} session of {record['user']} closed after {duration:.0f}s",
             "event": {
                 "id": stable_id("session_summary", record["id"], event.get("id")),

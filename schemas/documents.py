@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,19 +28,49 @@ def stable_id(*parts: object) -> str:
     """Return a deterministic 32-hex-digit id for the given parts.
 
     The same parts always give the same id, so duplicates produced by at-least-once delivery can be
-    dropped downstream.
+    dropped downstream. The id is the 16-byte BLAKE2b of every part's UTF-8 text followed by ``\x1f``.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        digest.update(str(part).encode("utf-8", "surrogatepass"))
-        digest.update(b"\x1f")
-    return digest.hexdigest()
+    text = "".join(f"{part}\x1f" for part in parts)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+_DAY_PREFIX: dict[int, str] = {}
+_DAY_CACHE_LIMIT = 4096
+# Below 2**33 s (year 2242) a float epoch keeps microsecond precision, so the arithmetic below gives
+# exactly what datetime.fromtimestamp() gives; other values take the datetime path.
+_EXACT_EPOCH_LIMIT = 2.0**33
+
+
+def _iso_timestamp_datetime(epoch_seconds: float) -> str:
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def iso_timestamp(epoch_seconds: float) -> str:
-    """Format epoch seconds as an ISO 8601 UTC timestamp with milliseconds (``2019-03-01T23:23:44.869Z``)."""
-    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """Format epoch seconds as an ISO 8601 UTC timestamp with milliseconds (``2019-03-01T23:23:44.869Z``).
+
+    Every event gets one, so the date is cached per day and the time of day is integer arithmetic; the
+    fraction is rounded half-to-even to microseconds and then truncated to milliseconds, exactly as
+    ``datetime.fromtimestamp`` would.
+    """
+    if not 0.0 <= epoch_seconds < _EXACT_EPOCH_LIMIT:
+        return _iso_timestamp_datetime(epoch_seconds)
+    fraction, whole = math.modf(epoch_seconds)
+    micros = round(fraction * 1e6)
+    seconds = int(whole)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        seconds += 1
+    days, rest = divmod(seconds, 86400)
+    prefix = _DAY_PREFIX.get(days)
+    if prefix is None:
+        prefix = _iso_timestamp_datetime(days * 86400)[:-13]  # strip "HH:MM:SS.mmmZ"
+        if len(_DAY_PREFIX) >= _DAY_CACHE_LIMIT:
+            _DAY_PREFIX.clear()
+        _DAY_PREFIX[days] = prefix
+    hour, rest = divmod(rest, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{prefix}{hour:02d}:{minute:02d}:{second:02d}.{micros // 1000:03d}Z"
 
 
 def detection(

@@ -19,7 +19,6 @@ What is decoded:
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -553,34 +552,6 @@ def _message(
     return " ".join(parts)
 
 
-_TIMESTAMP_PREFIX: dict[int, str] = {}
-
-
-def _timestamp(epoch: float) -> str:
-    """``iso_timestamp(epoch)``, with the date and time of the second cached (events share seconds).
-
-    The milliseconds are derived exactly as :meth:`datetime.fromtimestamp` does: the fraction is rounded
-    half-even to microseconds, then truncated to milliseconds.
-    """
-    fraction, whole = math.modf(epoch)
-    micros = round(fraction * 1e6)
-    second = int(whole)
-    if micros >= 1_000_000:
-        micros -= 1_000_000
-        second += 1
-    elif micros < 0:
-        micros += 1_000_000
-        second -= 1
-    prefix = _TIMESTAMP_PREFIX.get(second)
-    if prefix is None:
-        stamp = iso_timestamp(second)
-        prefix = stamp[: stamp.rindex(".") + 1]
-        if len(_TIMESTAMP_PREFIX) >= 4096:
-            _TIMESTAMP_PREFIX.clear()
-        _TIMESTAMP_PREFIX[second] = prefix
-    return f"{prefix}{micros // 1000:03d}Z"
-
-
 def _build(
     *,
     node: str | None,
@@ -712,7 +683,7 @@ def _build(
 
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "@timestamp": _timestamp(epoch),
+        "@timestamp": iso_timestamp(epoch),
         "event": {
             "id": event_id,
             "kind": "event",

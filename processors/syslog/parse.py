@@ -12,16 +12,14 @@ than a month ahead of reception, i.e. a December line read in January). Nothing 
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from processors.errors import ParseError
-from schemas.documents import SCHEMA_VERSION, iso_timestamp
+from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
 
 __all__ = [
     "FACILITY_NAMES",
@@ -30,7 +28,6 @@ __all__ = [
     "parse_syslog_line",
     "parse_time",
     "syslog_row_to_event",
-    "utc_iso",
 ]
 
 FACILITY_NAMES: tuple[str, ...] = (
@@ -73,7 +70,6 @@ _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}")
 
 _DAY_EPOCH: dict[tuple[int, int, int], int] = {}
-_DAY_PREFIX: dict[int, str] = {}
 _CACHE_LIMIT = 4096
 _EXACT_EPOCH_LIMIT = 2.0**33  # below it, fromtimestamp() of our float epochs gives back the exact microsecond
 
@@ -90,43 +86,8 @@ def _day_epoch(year: int, month: int, day: int) -> int:
     return epoch
 
 
-def utc_iso(epoch_seconds: float) -> str:
-    """Format epoch seconds exactly as :func:`schemas.documents.iso_timestamp` does, several times faster.
-
-    The date part is cached per day and the time of day is computed with integer arithmetic, rounding the
-    fraction to microseconds half-to-even as ``datetime.fromtimestamp`` does; values outside
-    ``[0, 2**33)`` (and NaN) are handed to ``iso_timestamp`` itself.
-
-    Args:
-        epoch_seconds: seconds since the epoch (UTC).
-
-    Returns:
-        ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
-    """
-    if not 0.0 <= epoch_seconds < _EXACT_EPOCH_LIMIT:
-        return iso_timestamp(epoch_seconds)
-    frac, whole = math.modf(epoch_seconds)
-    micro = round(frac * 1e6)
-    seconds = int(whole)
-    if micro >= 1_000_000:
-        micro -= 1_000_000
-        seconds += 1
-    days, rest = divmod(seconds, 86400)
-    prefix = _DAY_PREFIX.get(days)
-    if prefix is None:
-        prefix = iso_timestamp(days * 86400)[:-13]  # strip "HH:MM:SS.mmmZ"
-        if len(_DAY_PREFIX) >= _CACHE_LIMIT:
-            _DAY_PREFIX.clear()
-        _DAY_PREFIX[days] = prefix
-    hour, rest = divmod(rest, 3600)
-    minute, second = divmod(rest, 60)
-    return f"{prefix}{hour:02d}:{minute:02d}:{second:02d}.{micro // 1000:03d}Z"
-
-
 def _event_id(host: str, iso: str, content: object) -> str:
-    """``stable_id("syslog", host, iso, content)`` in one hash update (the same bytes, the same digest)."""
-    data = f"syslog\x1f{host}\x1f{iso}\x1f{content}\x1f".encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return stable_id("syslog", host, iso, content)
 
 
 def _is_binary(line: str) -> bool:
@@ -252,7 +213,7 @@ def _envelope(
     syslog_meta: dict[str, Any],
     id_content: object,
 ) -> dict[str, Any]:
-    iso = utc_iso(timestamp)
+    iso = iso_timestamp(timestamp)
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "@timestamp": iso,
@@ -388,7 +349,7 @@ def _bsd_day(month_name: str, day: str, year: int) -> tuple[int, str] | None:
         midnight: int | None = _day_epoch(year, _MONTHS[month_name], int(day))
     except ValueError:
         midnight = None
-    value = None if midnight is None else (midnight, utc_iso(midnight)[:-13])
+    value = None if midnight is None else (midnight, iso_timestamp(midnight)[:-13])
     if len(_BSD_DAYS) >= _CACHE_LIMIT:
         _BSD_DAYS.clear()
     _BSD_DAYS[key] = value
@@ -429,10 +390,10 @@ def _parse_fast_3164(
     micro = int((frac[1:] + "000000")[:6]) if frac else 0
     # exactly datetime(...).timestamp(): integer microseconds divided once
     timestamp = ((midnight + hours * 3600 + minutes * 60 + seconds) * 1_000_000 + micro) / 1_000_000
-    if 0 <= timestamp < _EXACT_EPOCH_LIMIT:  # the float gives back these digits (see utc_iso)
+    if 0 <= timestamp < _EXACT_EPOCH_LIMIT:  # the float gives back these digits (see schemas.documents.iso_timestamp)
         iso = f"{prefix}{hour}:{minute}:{second}.{micro // 1000:03d}Z"
     else:
-        iso = utc_iso(timestamp)
+        iso = iso_timestamp(timestamp)
     if host is not None:
         app, procid = app2, procid2
     else:

@@ -314,15 +314,6 @@ class TestDecodeRobustness:
 class TestDecodeFastPaths:
     """The decoder's shortcuts give exactly what the plain library calls give."""
 
-    @given(st.floats(min_value=-5e9, max_value=5e9, allow_nan=False))
-    def test_timestamp_same_as_iso_timestamp(self, epoch: float) -> None:
-        """The per-second cached timestamp equals schemas.documents.iso_timestamp, rounding included."""
-        from processors.audit.decode import _timestamp
-        from schemas.documents import iso_timestamp
-
-        assert _timestamp(epoch) == iso_timestamp(epoch)
-        assert _timestamp(epoch) == iso_timestamp(epoch)  # again, from the cache
-
     @given(st.text(alphabet="0123456789abcdef.:x? ", max_size=20))
     def test_ip_memo_same_as_ipaddress(self, value: str) -> None:
         """The memoised address normalisation answers as ipaddress does, also the second time."""
