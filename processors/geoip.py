@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import concurrent.futures
 import io
 import ipaddress
 import math
@@ -36,7 +35,7 @@ import random
 import tarfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +47,7 @@ import orjson
 import polars as pl
 import structlog
 
+from processors.enrich.sync import run_sync
 from processors.entities import GeoLocation, IpAddress
 from processors.errors import SecstreamError
 
@@ -153,16 +153,6 @@ _LOCATION_SCHEMA: dict[str, Any] = {
     "AdditionalData": pl.String,
     "IpAddress": pl.String,
 }
-
-
-def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, also when an event loop is already running (in a worker thread)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 class GeoIpLookup(abc.ABC):
@@ -322,7 +312,7 @@ class GeoLiteLookup(GeoIpLookup):
             return
         self._note("geoip_download", reason=reason)
         try:
-            _run_blocking(self.update_db_async())
+            run_sync(self.update_db_async())
         except (aiohttp.ClientError, TimeoutError, OSError, tarfile.TarError, GeoIPDatabaseException) as err:
             if not self.db_path.is_file():
                 raise GeoIPDatabaseException(
@@ -620,7 +610,7 @@ class IPStackLookup(GeoIpLookup):
             ConnectionError: the service answered with an HTTP error.
             PermissionError: the service refused the request (e.g. bulk lookup on a free key).
         """
-        return _run_blocking(self.lookup_ip_async(ip_address, ip_addr_list, ip_entity))
+        return run_sync(self.lookup_ip_async(ip_address, ip_addr_list, ip_entity))
 
 
 def geo_distance(origin: tuple[float, float], destination: tuple[float, float]) -> float:

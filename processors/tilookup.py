@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from processors.enrich.sync import run_sync
 from processors.errors import ConfigError, MsticpyException
 from processors.ti_browser import TIResultsBrowser
 from processors.tiproviders import PROVIDERS
@@ -34,7 +35,6 @@ from processors.tiproviders.ti_provider_base import (
     generate_items,
     resolve_ioc_type,
     results_frame,
-    run_sync,
 )
 
 __all__ = ["TILookup"]

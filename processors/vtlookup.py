@@ -31,7 +31,6 @@ Deliberate differences from msticpy 1.5 (each has a test stating the better answ
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import Coroutine, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -43,6 +42,7 @@ import structlog
 from processors.enrich.cache import Cacheability, CacheSettings, LookupCache
 from processors.enrich.http import HttpClient, HttpSettings
 from processors.enrich.ratelimit import RateLimiter, RateLimits
+from processors.enrich.sync import run_sync
 from processors.errors import EnrichmentError
 from processors.tiproviders.ti_provider_base import preprocess_observable
 
@@ -51,7 +51,6 @@ __all__ = [
     "DuplicateStatus",
     "VTLookup",
     "VTParams",
-    "run_sync",
 ]
 
 _log = structlog.get_logger(module=__name__)
@@ -60,26 +59,6 @@ T = TypeVar("T")
 
 #: The VirusTotal public API budget: 4 requests a minute, 500 a day.
 VT_PUBLIC_LIMITS = RateLimits(per_minute=4, burst=4, daily_quota=500, max_concurrency=4)
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, even inside a running event loop.
-
-    In a notebook (where a loop is already running) the coroutine runs in a worker thread with its
-    own loop, so the msticpy-style synchronous API works everywhere without ``nest_asyncio``.
-
-    Args:
-        coro: the coroutine.
-
-    Returns:
-        Its result.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 class VTParams(NamedTuple):

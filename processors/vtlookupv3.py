@@ -44,8 +44,9 @@ import structlog
 from processors.enrich.cache import Cacheability, CacheSettings, LookupCache
 from processors.enrich.http import HttpClient, HttpResponse, HttpSettings
 from processors.enrich.ratelimit import RateLimiter, RateLimits
+from processors.enrich.sync import run_sync
 from processors.errors import ConfigError, EnrichmentError
-from processors.vtlookup import VT_PUBLIC_LIMITS, run_sync
+from processors.vtlookup import VT_PUBLIC_LIMITS
 
 __all__ = [
     "ColumnNames",

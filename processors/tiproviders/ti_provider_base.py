@@ -27,7 +27,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from functools import total_ordering
@@ -39,6 +39,7 @@ import orjson
 import polars as pl
 
 from processors.enrich.cache import Cacheability, CacheSettings, LookupCache
+from processors.enrich.sync import run_sync
 from processors.errors import ConfigError
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "get_schema_and_host",
     "preprocess_observable",
     "resolve_ioc_type",
-    "run_sync",
 ]
 
 T = TypeVar("T")
@@ -472,26 +472,6 @@ def _as_polars(data: Any) -> pl.DataFrame | None:
     if module.startswith("pandas") and type(data).__name__ == "DataFrame":
         return pl.from_pandas(data)
     return None
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code (the msticpy-style batch API).
-
-    Args:
-        coro: the coroutine.
-
-    Returns:
-        Its result.
-
-    Raises:
-        RuntimeError: if called while an event loop is running (use the ``*_async`` method there).
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("called from a running event loop: use the *_async variant of this method")
 
 
 def _cacheability(result: LookupResult) -> Cacheability:

@@ -94,3 +94,13 @@ def test_http_base_is_msticpy_15_module_name() -> None:
 
     assert http_base.HttpProvider is http_provider.HttpProvider
     assert http_base.IoCLookupParams is http_provider.IoCLookupParams
+
+
+async def test_sync_api_works_inside_a_running_loop(tmp_path: Path) -> None:
+    """The synchronous lookup works where a loop already runs (a notebook), as msticpy users expect."""
+    blocklist = tmp_path / "b.txt"
+    blocklist.write_text("203.0.113.66\n")
+    lookup = TILookup(primary_providers=[LocalBlocklist(blocklist)])
+    found, results = lookup.lookup_ioc("203.0.113.66")
+    assert found is True
+    assert results[0][1].result is True
