@@ -16,7 +16,7 @@ __all__ = ["register_agents"]
 
 
 def register_agents(app: Any, topics: WorkerTopics, runtime: WorkerRuntime, config: SecstreamConfig) -> None:
-    """Register the four agents and the tick timer on the app.
+    """Register the four agents and the tick timer on the app (outputs are declared by the runtime).
 
     Args:
         app: the Faust app.
@@ -47,13 +47,8 @@ def register_agents(app: Any, topics: WorkerTopics, runtime: WorkerRuntime, conf
     async def tick() -> None:
         await runtime.tick()
 
-    async def declare_outputs() -> None:
-        for topic in topics.outputs:
-            await topic.maybe_declare()
-
     app.agent(topics.raw_auditd, name="secstream.route_auditd")(route_auditd)
     app.agent(topics.raw_syslog, name="secstream.route_syslog")(route_syslog)
     app.agent(topics.auditd_by_host, name="secstream.process_auditd")(process_auditd)
     app.agent(topics.syslog_by_host, name="secstream.process_syslog")(process_syslog)
     app.timer(interval=interval)(tick)
-    app.task(declare_outputs)

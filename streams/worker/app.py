@@ -1,8 +1,10 @@
 """The worker's only Faust app, built from the configuration by :func:`create_app`.
 
 Faust itself always runs at-least-once; ``worker.processing_guarantee = "exactly_once"`` switches the
-output path to our own per-partition Kafka transactions (see :mod:`streams.worker.publish`) and the
-consumer to ``read_committed``.
+output path to our own per-partition Kafka transactions (see :mod:`streams.worker.publish`), the
+consumer to ``read_committed``, and turns Faust's own offset commits off: the offsets are committed
+inside the transactions only, so a late Faust commit can never move a partition back or ahead of its
+state. Host state is not a Faust table but our own compacted topic (:mod:`streams.worker.tables`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.config import SecstreamConfig
 from streams.graph import Pipeline
@@ -24,7 +27,7 @@ from streams.worker.agents import register_agents
 from streams.worker.metrics import register_web
 from streams.worker.publish import AtLeastOncePublisher, Publisher, TransactionalPublisher
 from streams.worker.runtime import WorkerRuntime
-from streams.worker.tables import HostStateStore, build_host_table
+from streams.worker.tables import HostStateStore, changelog_topic_name, read_changelog
 from streams.worker.topics import build_topics
 
 __all__ = ["SecstreamApp", "bootstrap_servers", "create_app", "kafka_client_options"]
@@ -36,12 +39,25 @@ class SecstreamApp(faust.App):
     """A Faust app that flushes in-flight events before Faust stops its consumer and commits."""
 
     runtime: WorkerRuntime | None = None
+    commits_in_transactions: bool = False
+    """Exactly-once: offsets are committed inside our transactions only, never by Faust's consumer."""
 
     async def on_start(self) -> None:
         """Build the stage graph (enrichment clients need the running loop) before agents start."""
         if self.runtime is not None:
             await self.runtime.start()
         await super().on_start()
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        if self.commits_in_transactions:
+
+            async def _no_commit(offsets: Any) -> bool:
+                del offsets
+                return False
+
+            setattr(consumer, "_commit", _no_commit)  # noqa: B010 - Faust's commit hook, see the module doc
+        return consumer
 
     async def on_stop(self) -> None:
         """Flush every in-flight event, send it and ack, then let Faust commit and stop."""
@@ -153,7 +169,6 @@ def create_app(
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        table_standby_replicas=0,
         web_port=worker.web_port,
         web_bind="0.0.0.0",  # noqa: S104 - health checks and Prometheus scrape from outside the container
         web_in_thread=False,
@@ -163,19 +178,42 @@ def create_app(
     )
     if exactly_once:
         _read_committed_consumers()
+        app.commits_in_transactions = True
     topics = build_topics(app, config)
-    table = build_host_table(app, config)
+    servers = bootstrap_servers(config.kafka.broker)
+    options = kafka_client_options(config)
+    changelog = app.topic(
+        changelog_topic_name(worker.app_id),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=config.topics.partitions,
+        internal=True,
+        compacting=True,
+        deleting=False,
+    )
+
+    async def read_host_state(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+        return await read_changelog(servers, changelog.get_topic_name(), partitions, options)
+
+    store = HostStateStore(changelog.get_topic_name(), read_host_state, with_coalescer=exactly_once)
     publisher: Publisher
     if exactly_once:
-        servers = bootstrap_servers(config.kafka.broker)
-        options = kafka_client_options(config)
 
         def factory(transactional_id: str) -> AIOKafkaProducer:
             return AIOKafkaProducer(
-                bootstrap_servers=servers, transactional_id=transactional_id, linger_ms=5, **options
+                bootstrap_servers=servers,
+                transactional_id=transactional_id,
+                linger_ms=5,
+                request_timeout_ms=int(max(40.0, session * 2) * 1000),
+                **options,
             )
 
-        publisher = TransactionalPublisher(worker.app_id, factory)
+        def admin_factory() -> AIOKafkaAdminClient:
+            return AIOKafkaAdminClient(bootstrap_servers=servers, **options)
+
+        publisher = TransactionalPublisher(worker.app_id, factory, admin_factory)
     else:
         publisher = AtLeastOncePublisher(app)
 
@@ -188,14 +226,19 @@ def create_app(
         except Exception:
             return None
 
+    async def declare_outputs() -> None:
+        for topic in (*topics.outputs, changelog):
+            await topic.maybe_declare()
+
     runtime = WorkerRuntime(
         config,
         pipeline_factory or _default_pipeline,
         topics.names,
-        HostStateStore(table, table.changelog_topic.get_topic_name(), with_coalescer=exactly_once),
+        store,
         publisher,
         assigned,
         highwater,
+        declare=declare_outputs,
     )
     app.runtime = runtime
     register_agents(app, topics, runtime, config)
@@ -220,6 +263,12 @@ def create_app(
         await runtime.revoke(revoked)
 
     app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]
+
+    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        del sender, kwargs
+        runtime.assign_soon(assigned)
+
+    app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
 
     log.info(
         "worker.app", app_id=worker.app_id, guarantee=worker.processing_guarantee, partitions=config.topics.partitions

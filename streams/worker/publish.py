@@ -9,8 +9,9 @@ ack, and the offset that is safe to commit for that partition.
 * :class:`TransactionalPublisher` keeps one transactional producer per source partition
   (``transactional_id = <app id>-<topic>-<partition>``, which fences a zombie owner after a rebalance
   and aborts a crashed owner's open transaction) and writes the outputs, the table changelog records
-  and the consumed offset in one transaction. Only after the commit are the events acked in Faust, so
-  Faust's own (redundant) commit never runs ahead of the transaction.
+  and the consumed offset in one transaction. Faust's own offset commits are switched off in this
+  mode (see :mod:`streams.worker.app`): a late Faust commit could otherwise move an offset back behind
+  a committed transaction, and a restart would emit its outputs again.
 
 Faust's built-in ``processing_guarantee="exactly_once"`` is not used: its transaction manager routes a
 send by the destination topic's partition group, which does not exist for sink topics the app never
@@ -21,11 +22,12 @@ consumes (``secstream.events`` and friends), and its open transaction at shutdow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from streams.logging import get_logger
@@ -62,6 +64,14 @@ class Publisher(Protocol):
     ) -> None:
         """Write ``records``, then ack ``acks``; ``commit_offset`` is the next offset safe to commit."""
 
+    async def prepare(self, sources: Iterable[Any]) -> dict[Any, int]:
+        """Get ready to publish for newly assigned source partitions.
+
+        Returns:
+            source partition → the committed offset, for partitions whose records below it must be
+            skipped (exactly-once); empty when Faust's own position is authoritative.
+        """
+
     async def revoke(self, sources: Iterable[Any]) -> None:
         """Forget the given source partitions (rebalance)."""
 
@@ -90,6 +100,11 @@ class AtLeastOncePublisher:
         for event in acks:
             event.ack()
 
+    async def prepare(self, sources: Iterable[Any]) -> dict[Any, int]:
+        """Nothing to prepare: Faust's consumer position is the committed offset."""
+        del sources
+        return {}
+
     async def revoke(self, sources: Iterable[Any]) -> None:
         """Nothing to do: unacked events of revoked partitions are read again by their new owner."""
         del sources
@@ -102,16 +117,50 @@ class AtLeastOncePublisher:
 class TransactionalPublisher:
     """One Kafka transaction per source-partition batch: outputs, changelog records and the offset.
 
+    :meth:`prepare` starts the producers of newly assigned partitions before anything of them is read
+    or written: initialising a transactional id aborts the previous owner's open transaction (or waits
+    for its commit to complete), which unblocks ``read_committed`` readers of the outputs, the internal
+    topics and the host-state changelog; then the group's committed offsets are final, and returned so
+    that records below them are skipped even if Faust fetched an older position.
+
     Args:
         group_id: the consumer group whose offsets are committed (the app id).
         producer_factory: builds an unstarted :class:`AIOKafkaProducer` for a transactional id.
+        admin_factory: builds an unstarted admin client (to read the group's committed offsets).
     """
 
-    def __init__(self, group_id: str, producer_factory: Any) -> None:
+    def __init__(
+        self,
+        group_id: str,
+        producer_factory: Callable[[str], AIOKafkaProducer],
+        admin_factory: Callable[[], AIOKafkaAdminClient],
+    ) -> None:
         self.group_id = group_id
         self._factory = producer_factory
+        self._admin_factory = admin_factory
+        self._admin: AIOKafkaAdminClient | None = None
         self._producers: dict[tuple[str, int], AIOKafkaProducer] = {}
-        self._lock = asyncio.Lock()
+
+    async def _committed(self, sources: list[Any]) -> dict[Any, int | None]:
+        if self._admin is None:
+            admin = self._admin_factory()
+            await admin.start()
+            self._admin = admin
+        wanted = {(tp.topic, tp.partition): tp for tp in sources}
+        found = await self._admin.list_consumer_group_offsets(
+            self.group_id, partitions=[TopicPartition(topic, partition) for topic, partition in wanted]
+        )
+        return {wanted[(tp.topic, tp.partition)]: meta.offset for tp, meta in found.items()}
+
+    async def prepare(self, sources: Iterable[Any]) -> dict[Any, int]:
+        """Start (initialise) the producers of ``sources``, then read their committed offsets."""
+        new = [tp for tp in sources if (tp.topic, tp.partition) not in self._producers]
+        if not new:
+            return {}
+        await asyncio.gather(*(self._producer_for(tp.topic, tp.partition) for tp in new))
+        committed = await self._committed(new)
+        log.info("eos.prepared", partitions=[f"{tp.topic}:{tp.partition}" for tp in new])
+        return {tp: offset for tp, offset in committed.items() if offset is not None and offset >= 0}
 
     async def _producer_for(self, topic: str, partition: int) -> AIOKafkaProducer:
         key = (topic, partition)
@@ -160,7 +209,10 @@ class TransactionalPublisher:
                 await producer.stop()
 
     async def close(self) -> None:
-        """Stop every producer."""
+        """Stop every producer and the admin client."""
         producers, self._producers = list(self._producers.values()), {}
         for producer in producers:
             await producer.stop()
+        if self._admin is not None:
+            admin, self._admin = self._admin, None
+            await admin.close()

@@ -1,4 +1,4 @@
-"""The worker's driver core: the stage graph over Kafka partitions, with delayed acks and table state.
+"""The worker's driver core: the stage graph over Kafka partitions, with delayed acks and host state.
 
 Two stages, each an agent over batches (see :mod:`streams.worker.agents`):
 
@@ -9,10 +9,14 @@ Two stages, each an agent over batches (see :mod:`streams.worker.agents`):
    and unparseable syslog lines go to the dead-letter topic. Every source record is acked once its
    outputs are handed to the producer.
 2. **process** (internal topics → outputs). Per source partition: look up the hosts' state, call the
-   graph, send events, detections and dead letters, write changed host snapshots to the table's
+   graph, send events, detections and dead letters, write changed host snapshots to the host-state
    changelog, and ack. An audit record is acked only when the event it belongs to has been emitted
    (:class:`AckHolds`), so the committed offset never passes a record whose event is still being
    coalesced in memory: after a crash those records are simply read again.
+
+Before the first batch of a newly assigned partition (and, eagerly, on the rebalance signal) the
+partition is *prepared*: its publisher is started (in exactly-once mode this aborts a dead owner's open
+transaction) and, for internal partitions, its host state is read from the changelog.
 
 Everything runs under one lock, so a rebalance, the timer and a batch never interleave.
 """
@@ -171,11 +175,13 @@ class WorkerRuntime:
         config: the configuration.
         pipeline_factory: builds the stage graph when the worker starts (:meth:`start`).
         topics: topic names.
-        store: host state backed by the Faust table.
+        store: host state backed by the compacted host-state topic.
         publisher: output delivery (at-least-once or transactional).
         assigned: returns the set of currently assigned topic partitions.
         highwater: returns a partition's high-water mark, or None when unknown (for the lag gauge).
         clock: wall-clock time (injected for tests).
+        declare: creates the output topics when missing; awaited before the first partition is prepared,
+            so that no send auto-creates a topic with the broker's default partition count.
     """
 
     def __init__(
@@ -188,6 +194,7 @@ class WorkerRuntime:
         assigned: Callable[[], set[Any]],
         highwater: Callable[[Any], int | None] = lambda tp: None,
         clock: Callable[[], float] = time.time,
+        declare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self._pipeline_factory = pipeline_factory
@@ -208,6 +215,12 @@ class WorkerRuntime:
         self._hosts: dict[Any, set[str]] = defaultdict(set)
         """Internal auditd/syslog partition → hosts seen on it (tick and shutdown work per partition)."""
         self._last_offset: dict[Any, int] = {}
+        self._ready: set[Any] = set()
+        """Partitions whose publisher is prepared (and, for internal ones, whose host state is read)."""
+        self._floor: dict[Any, int] = {}
+        """Partition → committed offset read after preparing; records below it are already done."""
+        self._assigning: asyncio.Task[None] | None = None
+        self._declare = declare
         self.stopping = False
 
     @property
@@ -222,15 +235,79 @@ class WorkerRuntime:
         if self._pipeline is None:
             self._pipeline = await self._pipeline_factory(self.config)
 
+    # -- assignment -------------------------------------------------------------------------------
+
+    def assign_soon(self, assigned: Iterable[Any]) -> None:
+        """Prepare newly assigned partitions in the background (called from the rebalance signal).
+
+        Batches prepare their partitions themselves too; doing it at once also unblocks ``read_committed``
+        readers of partitions that receive no new input (a dead owner's open transaction is aborted).
+        """
+        tps = set(assigned)
+
+        async def run() -> None:
+            try:
+                async with self.lock:
+                    if not self.stopping:
+                        await self._prepare(tps)
+            except Exception as exc:  # the next batch of each partition prepares it again
+                log.warning("worker.prepare_failed", error=repr(exc))
+
+        self._assigning = asyncio.ensure_future(run())
+
+    async def _prepare(self, tps: Iterable[Any]) -> None:
+        """Make partitions ready (lock held): start their publishers, then read their host state.
+
+        Every internal partition with the same number shares one changelog partition, so they are
+        prepared together: in exactly-once mode each of their transactional producers may have left an
+        open transaction in that changelog partition.
+        """
+        assigned = self.assigned()
+        internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
+        ours = internal | {self.topics.raw_auditd, self.topics.raw_syslog}
+
+        def needs(tp: Any) -> bool:
+            if tp not in assigned:
+                return False
+            return tp not in self._ready or (tp.topic in internal and not self.store.recovered(tp.partition))
+
+        todo = {tp for tp in tps if needs(tp) and tp.topic in ours}
+        if not todo:
+            return
+        if self._declare is not None:
+            await self._declare()
+            self._declare = None
+        numbers = {tp.partition for tp in todo if tp.topic in internal}
+        todo |= {tp for tp in assigned if tp.topic in internal and tp.partition in numbers and needs(tp)}
+        self._floor.update(await self.publisher.prepare(todo))
+        resumed = await self.store.recover(numbers)
+        for tp in assigned:
+            if tp.topic == self.topics.auditd_by_host and resumed.get(tp.partition):
+                self._hosts[tp].update(resumed[tp.partition])
+        self._ready |= todo
+
+    def _fresh(self, tp: Any, events: Sequence[Any]) -> list[Any]:
+        """The events at or above the partition's committed offset; older ones are acked and skipped."""
+        floor = self._floor.get(tp)
+        if floor is None or events[0].message.offset >= floor:
+            return list(events)
+        for event in events:
+            if event.message.offset < floor:
+                event.ack()
+        return [event for event in events if event.message.offset >= floor]
+
     # -- stage 1: raw → by-host ------------------------------------------------------------------
 
     async def route_batch(self, stream: str, events: Sequence[Any]) -> None:
         """Decode raw records and repartition them by host (audit) or parse and key them (syslog)."""
         async with self.lock:
             started = time.perf_counter()
+            grouped = _by_partition(events)
+            await self._prepare(grouped)
             assigned = self.assigned()
-            for tp, tp_events in _by_partition(events).items():
-                if tp not in assigned:
+            for tp, all_events in grouped.items():
+                tp_events = self._fresh(tp, all_events)
+                if tp not in assigned or not tp_events:
                     continue
                 records = self._route(stream, tp_events)
                 self._last_offset[tp] = tp_events[-1].message.offset
@@ -279,11 +356,14 @@ class WorkerRuntime:
     async def audit_batch(self, events: Sequence[Any]) -> None:
         """Coalesce, decode, track, enrich and detect; ack each record once its event is out."""
         async with self.lock:
+            grouped = _by_partition(events)
+            await self._prepare(grouped)
             assigned = self.assigned()
             now = self.clock()
             default_host = self.config.input.default_host
-            for tp, tp_events in _by_partition(events).items():
-                if tp not in assigned:
+            for tp, all_events in grouped.items():
+                tp_events = self._fresh(tp, all_events)
+                if tp not in assigned or not tp_events:
                     continue  # revoked while buffered: the new owner reads these again
                 lines: list[RawLine] = []
                 free: list[Any] = []
@@ -305,9 +385,12 @@ class WorkerRuntime:
     async def syslog_batch(self, events: Sequence[Any]) -> None:
         """Run sessions, detectors and rules over parsed syslog documents."""
         async with self.lock:
+            grouped = _by_partition(events)
+            await self._prepare(grouped)
             assigned = self.assigned()
-            for tp, tp_events in _by_partition(events).items():
-                if tp not in assigned:
+            for tp, all_events in grouped.items():
+                tp_events = self._fresh(tp, all_events)
+                if tp not in assigned or not tp_events:
                     continue
                 docs = [loads(event.message.value) for event in tp_events]
                 self._last_offset[tp] = tp_events[-1].message.offset
@@ -332,11 +415,16 @@ class WorkerRuntime:
             self.metrics.held.set(self.holds.count())
 
     async def shutdown(self) -> None:
-        """Flush every in-flight event (partial where incomplete), send it, ack everything and stop."""
+        """Flush every in-flight event (partial where incomplete), send it, ack everything and stop.
+
+        In exactly-once mode in-flight events are part of the committed host state already, so nothing
+        is flushed: the next owner resumes them (a flush would emit partial events whose remaining
+        records, still to come, would then make second, late events).
+        """
         async with self.lock:
             self.stopping = True
             for tp in list(self._hosts):
-                if tp.topic != self.topics.auditd_by_host:
+                if tp.topic != self.topics.auditd_by_host or self.store.with_coalescer:
                     continue
                 await self._run(tp, self.pipeline.shutdown, [], flush=True)
             await self.publisher.close()
@@ -353,6 +441,10 @@ class WorkerRuntime:
             for tp in revoked:
                 self.store.forget(self._hosts.pop(tp, set()))
                 self._last_offset.pop(tp, None)
+                self._floor.pop(tp, None)
+            self._ready -= revoked
+            internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
+            self.store.drop({tp.partition for tp in revoked if tp.topic in internal})
             await self.publisher.revoke(revoked)
 
     async def _run(

@@ -81,6 +81,15 @@ class WorkerEnv:
     def deadletter(self) -> str:
         return f"deadletter.{self.tag}"
 
+    @property
+    def app_id(self) -> str:
+        return f"secstream-it-{self.tag}"
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics the test creates up front (outputs too: a test reader would auto-create them)."""
+        return [self.raw_auditd, self.raw_syslog, self.events, self.detections, self.deadletter]
+
     def config_text(self, web_port: int) -> str:
         return f"""
 [kafka]
@@ -93,7 +102,7 @@ detections = "{self.detections}"
 deadletter = "{self.deadletter}"
 partitions = {self.partitions}
 [worker]
-app_id = "secstream-it-{self.tag}"
+app_id = "{self.app_id}"
 processing_guarantee = "{self.guarantee}"
 batch_size = 200
 batch_within_s = 0.2
@@ -149,6 +158,24 @@ async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -
         await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
     finally:
         await admin.close()
+
+
+async def leave_open_transaction(
+    bootstrap: str, transactional_id: str, records: Iterable[tuple[str, int, bytes, bytes]]
+) -> None:
+    """Write records in a transaction and vanish without ending it, like a worker killed mid-transaction.
+
+    The transaction times out only after 15 minutes, so only a new owner of the same transactional id
+    (which aborts it on initialisation) can unblock ``read_committed`` readers within a test.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=transactional_id, transaction_timeout_ms=900_000
+    )
+    await producer.start()
+    await producer.begin_transaction()
+    for topic, partition, key, value in records:
+        await producer.send_and_wait(topic, value, key=key, partition=partition)
+    await producer.stop()  # stop() sends no EndTxn: the transaction stays open
 
 
 async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
