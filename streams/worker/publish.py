@@ -3,12 +3,9 @@
 Both publishers take the outputs of one source partition's batch together with the Faust events to
 ack, and the offset that is safe to commit for that partition.
 
-* :class:`AtLeastOncePublisher` sends the records through Faust's (aiokafka) producer, waits until
-  they are delivered and acks the events. Faust commits a partition only up to its lowest unacked
-  offset, so every acked record's outputs are on the broker before the offset moves.
-
-Both send with aiokafka's batch API (:func:`send_records`): one record batch per destination
-partition, all futures gathered, instead of one awaited ``send`` per record.
+* :class:`AtLeastOncePublisher` hands the records to Faust's producer and acks the events. Faust
+  flushes its producer before it commits offsets, and commits a partition only up to its lowest
+  unacked offset, so every acked record's outputs are on the broker before the offset moves.
 * :class:`TransactionalPublisher` keeps one transactional producer per source partition
   (``transactional_id = <app id>-<topic>-<partition>``, which fences a zombie owner after a rebalance
   and aborts a crashed owner's open transaction) and writes the outputs, the table changelog records
@@ -25,23 +22,19 @@ consumes (``secstream.events`` and friends), and its open transaction at shutdow
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from streams.logging import get_logger
 
-__all__ = ["AtLeastOncePublisher", "OutRecord", "Publisher", "TransactionalPublisher", "send_records"]
+__all__ = ["AtLeastOncePublisher", "OutRecord", "Publisher", "TransactionalPublisher"]
 
 log = get_logger(__name__)
-
-_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(slots=True)
@@ -61,51 +54,6 @@ class OutRecord:
     key: bytes | None = None
     partition: int | None = None
     headers: Sequence[tuple[str, bytes]] = ()
-
-
-async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> list[asyncio.Future[Any]]:
-    """Enqueue ``records`` with aiokafka's batch API: one record batch per destination partition.
-
-    A record without an explicit partition goes where aiokafka's default partitioner would put it
-    (murmur2 of the key), so keyed outputs land exactly where :meth:`AIOKafkaProducer.send` would put them.
-    Nothing is awaited for delivery here.
-
-    Args:
-        producer: a started producer (inside a transaction when it is transactional).
-        records: the records, in order (order is kept per destination partition).
-
-    Returns:
-        The delivery futures; await them all before acking or committing.
-    """
-    partitions: dict[str, list[int]] = {}
-    groups: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
-    for record in records:
-        partition = record.partition
-        if partition is None:
-            all_partitions = partitions.get(record.topic)
-            if all_partitions is None:
-                all_partitions = partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
-            partition = _PARTITIONER(record.key, all_partitions, all_partitions)
-        groups[(record.topic, partition)].append(record)
-    futures: list[asyncio.Future[Any]] = []
-    for (topic, partition), group in groups.items():
-        batch = producer.create_batch()
-        for record in group:
-            headers = list(record.headers)
-            if batch.append(key=record.key, value=record.value, timestamp=None, headers=headers) is not None:
-                continue
-            if batch.record_count():
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=record.key, value=record.value, timestamp=None, headers=headers) is not None:
-                    continue
-            # larger than a whole batch: let the producer size it
-            futures.append(
-                await producer.send(topic, record.value, key=record.key, partition=partition, headers=headers or None)
-            )
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
 
 
 class Publisher(Protocol):
@@ -144,12 +92,11 @@ class AtLeastOncePublisher:
     async def publish(
         self, source: Any, records: Sequence[OutRecord], acks: Iterable[Any], commit_offset: int | None
     ) -> None:
-        """Send every record in per-partition batches, wait until all are delivered, then ack the events."""
+        """Enqueue every record in the producer, then ack the events (the commit flushes first)."""
         del source, commit_offset
-        if records:
-            producer = self.app.producer._ensure_producer()
-            futures = await send_records(producer, records)
-            await asyncio.gather(*futures)
+        producer = self.app.producer
+        for record in records:
+            await producer.send(record.topic, record.key, record.value, record.partition, None, record.headers)
         for event in acks:
             event.ack()
 
@@ -235,7 +182,16 @@ class TransactionalPublisher:
             return
         producer = await self._producer_for(source.topic, source.partition)
         async with producer.transaction():
-            futures = await send_records(producer, records)
+            futures = [
+                await producer.send(
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    partition=record.partition,
+                    headers=list(record.headers) or None,
+                )
+                for record in records
+            ]
             if futures:
                 await asyncio.gather(*futures)
             if commit_offset is not None:

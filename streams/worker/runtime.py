@@ -4,8 +4,7 @@ Two stages, each an agent over batches (see :mod:`streams.worker.agents`):
 
 1. **route** (raw topics → internal by-host topics). Raw values are decoded (:mod:`streams.serde`);
    audit lines are keyed by their host (``node=``, else envelope host or key, else the default) and
-   written to ``<app>-auditd-by-host`` as their original bytes, packed into one record per (batch, host)
-   that carries each line's own source and envelope host; syslog lines are parsed by the graph
+   written to ``<app>-auditd-by-host`` as their original bytes; syslog lines are parsed by the graph
    (stateless) and their documents keyed by ``host.name`` to ``<app>-syslog-by-host``. Undecodable values
    and unparseable syslog lines go to the dead-letter topic. Every source record is acked once its
    outputs are handed to the producer.
@@ -42,7 +41,7 @@ from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
 
-__all__ = ["SNAPSHOT_EVERY_BATCHES", "SNAPSHOT_EVERY_S", "AckHolds", "PartitionView", "WorkerRuntime"]
+__all__ = ["AckHolds", "PartitionView", "WorkerRuntime"]
 
 log = get_logger(__name__)
 
@@ -165,35 +164,6 @@ def _parsed(docs: list[dict[str, Any]], view: PartitionView) -> Pending:
     return Pending(events=docs)
 
 
-_PACK_BYTES = 256 * 1024
-"""Upper bound (line bytes) of one packed internal record, well below Kafka's default 1 MB message limit."""
-
-
-def _packs(lines: list[RawLine]) -> Iterator[list[RawLine]]:
-    """Split one host's lines of a routed batch into internal records of at most ``_PACK_BYTES``."""
-    start, size = 0, 0
-    for i, line in enumerate(lines):
-        size += len(line.data) + 64
-        if size > _PACK_BYTES and i > start:
-            yield lines[start:i]
-            start, size = i, len(line.data) + 64
-    yield lines[start:]
-
-
-SNAPSHOT_EVERY_S = 2.0
-"""At-least-once: a partition's changed host snapshots are written at most every this many seconds..."""
-SNAPSHOT_EVERY_BATCHES = 20
-"""...or every this many batches, whichever comes first. Until then the partition's finished records stay
-unacked (so uncommitted): a snapshot is always on the broker before the offsets of the records whose
-effects it contains can be committed. Exactly-once writes them with every transaction (its offset moves
-with every batch)."""
-
-
-def _nothing(view: PartitionView) -> Pending:
-    del view
-    return Pending()
-
-
 def _host_key(host: str | None) -> bytes | None:
     return host.encode("utf-8", "surrogateescape") if host else None
 
@@ -252,10 +222,6 @@ class WorkerRuntime:
         self._assigning: asyncio.Task[None] | None = None
         self._declare = declare
         self.stopping = False
-        self._deferred: dict[Any, list[Any]] = {}
-        """At-least-once: partition → finished source events waiting for the next snapshot write."""
-        self._unsaved: dict[Any, tuple[float, int]] = {}
-        """At-least-once: partition → (time of the first, number of) batches since its last snapshot write."""
 
     @property
     def pipeline(self) -> Pipeline:
@@ -354,7 +320,6 @@ class WorkerRuntime:
         default_host = self.config.input.default_host
         records: list[OutRecord] = []
         syslog_lines: list[RawLine] = []
-        by_host: dict[str, list[RawLine]] = defaultdict(list)
         for event in events:
             message = event.message
             decoded = decode_value(
@@ -373,11 +338,11 @@ class WorkerRuntime:
             if stream == "syslog":
                 syslog_lines.extend(decoded.lines)
                 continue
+            by_host: dict[str, list[RawLine]] = defaultdict(list)
             for line in decoded.lines:
                 by_host[audit_host(line, default_host)].append(line)
-        for host, lines in by_host.items():
-            for chunk in _packs(lines):
-                value, headers = encode_internal(chunk)
+            for host, lines in by_host.items():
+                value, headers = encode_internal(lines)
                 records.append(OutRecord(self.topics.auditd_by_host, value, _host_key(host), None, headers))
         if syslog_lines:
             pending = self.pipeline.syslog_lines(syslog_lines, {})
@@ -447,9 +412,6 @@ class WorkerRuntime:
                 if tp.topic != self.topics.auditd_by_host or tp not in assigned:
                     continue
                 await self._run(tp, lambda view: self.pipeline.tick(view, now), expired_by_tp.get(tp, []))
-            for tp in list(self._unsaved):
-                if tp.topic != self.topics.auditd_by_host and tp in assigned and self._snapshot_due(tp, now):
-                    await self._run(tp, _nothing, [])
             self.metrics.held.set(self.holds.count())
 
     async def shutdown(self) -> None:
@@ -465,8 +427,6 @@ class WorkerRuntime:
                 if tp.topic != self.topics.auditd_by_host or self.store.with_coalescer:
                     continue
                 await self._run(tp, self.pipeline.shutdown, [], flush=True)
-            for tp in list(self._unsaved):  # other partitions with snapshots and acks still deferred
-                await self._run(tp, _nothing, [], flush=True)
             await self.publisher.close()
             close = getattr(self._pipeline, "close", None)
             if close is not None:
@@ -482,8 +442,6 @@ class WorkerRuntime:
                 self.store.forget(self._hosts.pop(tp, set()))
                 self._last_offset.pop(tp, None)
                 self._floor.pop(tp, None)
-                self._deferred.pop(tp, None)  # not acked: the new owner reads them again
-                self._unsaved.pop(tp, None)
             self._ready -= revoked
             internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
             self.store.drop({tp.partition for tp in revoked if tp.topic in internal})
@@ -500,15 +458,7 @@ class WorkerRuntime:
         completed = time.perf_counter()
         free.extend(self.holds.release_all(tp) if flush else self.holds.release(self._emitted(outputs)))
         records = self._output_records(outputs)
-        if self.store.with_coalescer or flush or self._snapshot_due(tp, self.clock()):
-            records.extend(self.store.changed_records(self._hosts[tp], tp.partition))
-            free = self._deferred.pop(tp, []) + free
-            self._unsaved.pop(tp, None)
-        else:  # at-least-once: snapshot later; ack these only once it is written
-            self._deferred.setdefault(tp, []).extend(free)
-            free = []
-            since, batches = self._unsaved.get(tp, (self.clock(), 0))
-            self._unsaved[tp] = (since, batches + 1)
+        records.extend(self.store.changed_records(self._hosts[tp], tp.partition))
         last = self._last_offset.get(tp)
         lowest_held = self.holds.lowest_offset(tp)
         commit = lowest_held if lowest_held is not None else (last + 1 if last is not None else None)
@@ -520,14 +470,6 @@ class WorkerRuntime:
         self.metrics.stage_seconds.labels(stage="complete").observe(completed - parsed)
         self.metrics.stage_seconds.labels(stage="publish").observe(done - completed)
         self.metrics.held.set(self.holds.count())
-
-    def _snapshot_due(self, tp: Any, now: float) -> bool:
-        """Whether ``tp``'s changed host snapshots must be written with this batch (at-least-once)."""
-        unsaved = self._unsaved.get(tp)
-        if unsaved is None:
-            return False
-        since, batches = unsaved
-        return now - since >= SNAPSHOT_EVERY_S or batches + 1 >= SNAPSHOT_EVERY_BATCHES
 
     @staticmethod
     def _emitted(outputs: Outputs) -> set[tuple[str, int]]:
