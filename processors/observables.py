@@ -19,6 +19,7 @@ was scanned for IoCs; ``decode_limits`` names the base64 limits (``max_total_byt
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,22 +47,28 @@ _HASH_TYPES = ("md5_hash", "sha1_hash", "sha256_hash", "sha512_hash")
 _CONTAINER_TYPES = frozenset({"zip", "tar", "gz", "zlib", "bz2", "xz"})
 
 
-def _b64_prefilter() -> Any:
+# The cheap gate before unpacking looks for a run of this many base64 characters (or of min_length, when
+# that is shorter). It is not min_length itself: a PEM-style block counts as one run across its lines.
+_B64_GATE_RUN = 30
+
+
+@functools.cache
+def _b64_prefilter(run: int) -> Any:
     options = re2.Options()
     options.encoding = re2.Options.Encoding.LATIN1
-    return re2.compile(rb"[A-Za-z0-9+/]{30}", options=options)._regexp
+    return re2.compile(rb"[A-Za-z0-9+/]{%d}" % run, options=options)._regexp
 
 
-_B64_PREFILTER = _b64_prefilter()
 _UNANCHORED = re2._Anchor.UNANCHORED
 
 
 def _may_hold_base64(text: str, min_length: int) -> bool:
-    """Return whether ``text`` is worth unpacking: ``min_length`` long with a run of 30 base64 characters."""
-    if len(text) < min_length or len(text) < 30:
+    """Return whether ``text`` is worth unpacking: ``min_length`` long with a run of base64 characters."""
+    run = min(min_length, _B64_GATE_RUN)
+    if len(text) < min_length or len(text) < run:
         return False
     data = text.encode("utf-8", "surrogatepass")
-    return bool(_B64_PREFILTER.Match(_UNANCHORED, data, 0, len(data))[0][0] != -1)
+    return bool(_b64_prefilter(run).Match(_UNANCHORED, data, 0, len(data))[0][0] != -1)
 
 
 @dataclass(frozen=True, slots=True)

