@@ -54,8 +54,8 @@ class OTX(HttpProvider):
         Args:
             response: the result holding ``raw_result``.
         """
-        raw = response.raw_result
-        if not isinstance(raw, dict) or not raw:
+        raw = self._answer(response)
+        if raw is None:
             return False, TISeverity.information, "Not found."
         pulse_info = raw.get("pulse_info")
         if not isinstance(pulse_info, Mapping):

@@ -36,8 +36,8 @@ class GreyNoise(HttpProvider):
         Args:
             response: the result holding ``raw_result``.
         """
-        raw = response.raw_result
-        if not isinstance(raw, dict) or not raw:
+        raw = self._answer(response)
+        if raw is None:
             return False, TISeverity.information, "Not found."
         details: Any = {}
         if "riot" in raw:

@@ -279,9 +279,10 @@ class HttpProvider(TIProvider):
         return self._failed(result, "http_error", message, http_status=status)
 
     @staticmethod
-    def _failed_response(response: LookupResult) -> bool:
-        """True if the result holds no usable dict answer."""
-        return not isinstance(response.raw_result, dict) or not response.raw_result
+    def _answer(response: LookupResult) -> dict[str, Any] | None:
+        """The provider's answer as a non-empty dict, or None when the result holds no usable answer."""
+        raw = response.raw_result
+        return raw if isinstance(raw, dict) and raw else None
 
     async def close(self) -> None:
         """Close the HTTP session."""

@@ -57,8 +57,8 @@ class XForce(HttpProvider):
         Args:
             response: the result holding ``raw_result``.
         """
-        raw = response.raw_result
-        if not isinstance(raw, dict) or not raw:
+        raw = self._answer(response)
+        if raw is None:
             return False, TISeverity.information, "Not found."
         ioc_type, subtype = response.ioc_type, response.query_subtype
         if ioc_type in ("ipv4", "ipv6", "url", "dns") and not subtype:

@@ -154,6 +154,7 @@ class VirusTotal(HttpProvider):
         Args:
             response: the result holding ``raw_result``.
         """
-        if self._failed_response(response):
+        raw = self._answer(response)
+        if raw is None:
             return False, TISeverity.information, "Not found."
-        return parse_vt_report(response.raw_result, response.ioc_type)
+        return parse_vt_report(raw, response.ioc_type)
