@@ -213,7 +213,28 @@ def _envelope(
     syslog_meta: dict[str, Any],
     id_content: object,
 ) -> dict[str, Any]:
-    iso = iso_timestamp(timestamp)
+    return _document(
+        iso=iso_timestamp(timestamp),
+        host=host,
+        message=message,
+        appname=appname,
+        procid=procid,
+        syslog_meta=syslog_meta,
+        id_content=id_content,
+    )
+
+
+def _document(
+    *,
+    iso: str,
+    host: str,
+    message: str,
+    appname: str | None,
+    procid: str | None,
+    syslog_meta: dict[str, Any],
+    id_content: object,
+) -> dict[str, Any]:
+    """The generic syslog event document (interpretation fills in the rest)."""
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "@timestamp": iso,
@@ -398,31 +419,19 @@ def _parse_fast_3164(
         app, procid = app2, procid2
     else:
         host = default_host
-    doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "@timestamp": iso,
-        "message": text[m.end() :].lstrip(),
-        "event": {
-            "id": _event_id(host, iso, text),
-            "kind": "event",
-            "module": "syslog",
-            "dataset": "syslog",
-            "action": "log",
-            "outcome": "unknown",
-        },
-        "host": {"name": host},
-        "log": {"syslog": meta},
-    }
     if app:
         meta["appname"] = app
-        process: dict[str, Any] = {"name": app}
-        if procid:
-            meta["procid"] = procid
-            if procid.isdigit() and procid.isascii() and len(procid) <= 10:
-                process["pid"] = int(procid)
-        doc["process"] = process
-    elif procid:
+    if procid:
         meta["procid"] = procid
+    doc = _document(
+        iso=iso,
+        host=host,
+        message=text[m.end() :].lstrip(),
+        appname=app,
+        procid=procid,
+        syslog_meta=meta,
+        id_content=text,
+    )
     return interpret(doc)
 
 
