@@ -32,7 +32,23 @@ def to_polars(data: Any) -> pl.DataFrame:
     """Return ``data`` as a polars DataFrame (pandas frames are converted, their index dropped)."""
     if isinstance(data, pl.DataFrame):
         return data
-    return pl.from_pandas(data)
+    import pandas as pd
+
+    if not isinstance(data, pd.DataFrame) or not data.columns.is_unique:
+        return pl.from_pandas(data)
+    # Object columns holding only str convert much faster straight to polars than through pyarrow
+    # (``pl.from_pandas``), with the same result; anything else (None, NaN, mixed types) goes through it.
+    text: dict[str, pl.Series] = {}
+    for name, dtype in data.dtypes.items():
+        if pd.api.types.is_object_dtype(dtype) and isinstance(name, str):
+            values = data[name].to_numpy()
+            if pd.api.types.infer_dtype(values, skipna=False) == "string":
+                text[name] = pl.Series(name, values)  # all str: a String column
+    if not text:
+        return pl.from_pandas(data)
+    rest = [name for name in data.columns if name not in text]
+    converted = pl.from_pandas(data[rest]) if rest else pl.DataFrame()
+    return pl.DataFrame([text[name] if name in text else converted.get_column(name) for name in data.columns])
 
 
 def format_key_time(expr: pl.Expr) -> pl.Expr:
@@ -59,11 +75,28 @@ def _num_cols_to_str(data: pl.DataFrame, schema: ProcSchema) -> pl.DataFrame:
     return data.with_columns(exprs) if exprs else data
 
 
+def _unique_rows(data: pl.DataFrame, schema: ProcSchema) -> pl.DataFrame:
+    """``data.unique(maintain_order=True)``, skipped when the time stamp and process id show no duplicates."""
+    subset = [col for col in (schema.time_stamp, schema.process_id) if col in data.columns]
+    if subset and data.width and not data.select(subset).is_duplicated().any():
+        return data  # rows differing in a subset of the columns are all distinct
+    return data.unique(maintain_order=True)
+
+
+def _sorted_by_time(data: pl.DataFrame, column: str) -> pl.DataFrame:
+    """``data.sort(column, maintain_order=True)``, skipped when the column is already sorted."""
+    stamps = data.get_column(column)
+    if not stamps.null_count() and stamps.is_sorted():
+        return data
+    return data.sort(column, maintain_order=True)
+
+
 def _clean(procs: pl.DataFrame, schema: ProcSchema) -> tuple[pl.DataFrame, ProcSchema]:
-    data = ensure_datetime(procs, schema.time_stamp)
-    data = data.unique(maintain_order=True).sort(schema.time_stamp, maintain_order=True)
+    data = _sorted_by_time(_unique_rows(ensure_datetime(procs, schema.time_stamp), schema), schema.time_stamp)
     if schema.event_id_column and schema.event_id_identifier and schema.event_id_column in data.columns:
-        data = data.filter(pl.col(schema.event_id_column).cast(pl.Utf8) == str(schema.event_id_identifier))
+        keep = data.select(pl.col(schema.event_id_column).cast(pl.Utf8) == str(schema.event_id_identifier))
+        if keep.to_series().sum() != data.height:  # filtering copies every column: only when needed
+            data = data.filter(keep.to_series())
     data = _num_cols_to_str(data, schema)
     if schema.logon_id and schema.logon_id not in data.columns:
         schema = replace(schema, logon_id=None)
@@ -72,17 +105,16 @@ def _clean(procs: pl.DataFrame, schema: ProcSchema) -> tuple[pl.DataFrame, ProcS
         if schema.target_logon_id and schema.target_logon_id in data.columns:
             tgt = pl.col(schema.target_logon_id).cast(pl.Utf8)
             eff = pl.when(tgt.is_not_null() & (tgt != "0x0")).then(tgt).otherwise(eff)
-        data = data.with_columns(eff.alias(Col.EffectiveLogonId))
     else:
-        data = data.with_columns(pl.lit("0").alias(Col.EffectiveLogonId))
-    data = data.with_columns(pl.col(schema.process_name).cast(pl.Utf8).str.to_lowercase().alias(Col.new_process_lc))
+        eff = pl.lit("0")
+    added = [
+        eff.alias(Col.EffectiveLogonId),
+        pl.col(schema.process_name).cast(pl.Utf8).str.to_lowercase().alias(Col.new_process_lc),
+    ]
     if schema.parent_name:
-        data = data.with_columns(
-            pl.when(pl.col(schema.parent_name) == "")
-            .then(pl.lit("unknown"))
-            .otherwise(pl.col(schema.parent_name))
-            .alias(schema.parent_name)
-        ).with_columns(pl.col(schema.parent_name).str.to_lowercase().alias(Col.parent_proc_lc))
+        parent = pl.when(pl.col(schema.parent_name) == "").then(pl.lit("unknown")).otherwise(pl.col(schema.parent_name))
+        added += [parent.alias(schema.parent_name), parent.str.to_lowercase().alias(Col.parent_proc_lc)]
+    data = data.with_columns(added)  # one pass: polars computes the columns in parallel
     return data.with_row_index(Col.source_index), schema
 
 

@@ -15,8 +15,10 @@ Differences from msticpy (deliberate):
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 import structlog
 
@@ -59,13 +61,145 @@ def infer_schema(data: Any) -> ProcSchema | None:
 
 def _add_tree_properties(tree: pl.DataFrame) -> pl.DataFrame:
     parent_keys = tree.get_column(Col.parent_key).drop_nulls().unique()
-    width = max(5, len(str(max(tree.height - 1, 0))))
     tree = tree.with_columns(
         pl.col(Col.parent_key).is_null().alias("IsRoot"),
         (~pl.col(Col.proc_key).is_in(parent_keys.implode())).alias("IsLeaf"),
-        pl.int_range(pl.len(), dtype=pl.Int64).cast(pl.Utf8).str.zfill(width).alias(Col.source_index),
+        _source_index_expr(tree.height),
     ).with_columns((~pl.col("IsRoot") & ~pl.col("IsLeaf")).alias("IsBranch"))
     return tree.unique(subset=[Col.proc_key], keep="first", maintain_order=True)
+
+
+def _source_index_expr(height: int) -> pl.Expr:
+    """Zero-padded row numbers (at least 5 digits) as the ``source_index`` column."""
+    width = max(5, len(str(max(height - 1, 0))))
+    return pl.int_range(pl.len(), dtype=pl.Int64).cast(pl.Utf8).str.zfill(width).alias(Col.source_index)
+
+
+def _key_hashes(keys: pl.Series) -> pl.Series:
+    """64-bit hashes of ``keys`` (null where the key is null)."""
+    return pl.select(pl.when(keys.is_not_null()).then(keys.hash())).to_series()
+
+
+def _parent_rows_by_hash(keys: pl.Series, parents: pl.Series) -> npt.NDArray[np.int64] | None:
+    """Row of the key equal to each parent key (-1: none), or None when the fast path does not apply.
+
+    Joins on 64-bit hashes and is exact: it needs non-null keys with distinct hashes (so keys are
+    unique and a parent key can only equal the one key with its hash), and checks every match.
+    """
+    if keys.null_count() or not keys.len():
+        return None
+    key_hash = _key_hashes(keys)
+    if key_hash.n_unique() != key_hash.len():
+        return None
+    right = pl.DataFrame({"_h": key_hash}).with_row_index("_row")
+    found = (
+        pl.DataFrame({"_h": _key_hashes(parents)})
+        .join(right, on="_h", how="left", maintain_order="left")
+        .get_column("_row")
+    )
+    matched = found.is_not_null()
+    rows = found.filter(matched)
+    if not (keys.gather(rows) == parents.filter(matched)).all():
+        return None  # a hash collision between different strings: use the string join
+    return found.fill_null(-1).cast(pl.Int64).to_numpy()
+
+
+def _parent_rows_by_join(keys: pl.Series, parents: pl.Series) -> npt.NDArray[np.int64]:
+    """Row of the first row whose key equals each parent key (-1: none)."""
+    right = pl.DataFrame({"_key": keys}).with_row_index("_row").unique("_key", keep="first")
+    return (
+        pl.DataFrame({"_parent": parents})
+        .join(right, left_on="_parent", right_on="_key", how="left", maintain_order="left")
+        .get_column("_row")
+        .fill_null(-1)
+        .cast(pl.Int64)
+        .to_numpy()
+    )
+
+
+class _Walk(NamedTuple):
+    paths: pl.Series
+    parent_index: pl.Series
+    preorder: npt.NDArray[np.int64]
+
+
+def _walk(
+    sources: pl.Series, parent_rows: npt.NDArray[np.int64], roots: npt.NDArray[np.bool_], max_depth: int
+) -> _Walk:
+    """Walk down from the roots one level at a time, building paths and parent indexes.
+
+    Each row has one parent row, so every row is reached at most once and rows on a parent cycle are
+    never reached. ``preorder`` is each row's position when sorting by path, valid when ``sources`` are
+    distinct, fixed-width and increasing with the row number.
+
+    Args:
+        sources: the source index of each row.
+        parent_rows: the parent row of each row (-1: none).
+        roots: the root rows.
+        max_depth: maximum number of levels below the roots (-1: unlimited).
+
+    Returns:
+        The paths, parent indexes and sort positions by path.
+    """
+    height = len(parent_rows)
+    edge_rows = np.flatnonzero((parent_rows >= 0) & ~roots)
+    edge_parents = parent_rows[edge_rows]
+    child_rows = edge_rows[np.argsort(edge_parents, kind="stable")]  # grouped by parent, in row order
+    n_children = np.bincount(edge_parents, minlength=height)
+    first_child = np.cumsum(n_children) - n_children
+    level = np.flatnonzero(roots)
+    depth = 0
+    levels: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = []  # (rows, parent's position)
+    while len(level) and (max_depth == -1 or depth < max_depth) and depth <= height:
+        counts = n_children[level]
+        total = int(counts.sum())
+        if not total:
+            break
+        parent_pos = np.repeat(np.arange(len(level), dtype=np.int64), counts)
+        offsets = np.cumsum(counts) - counts
+        level = child_rows[np.arange(total, dtype=np.int64) + np.repeat(first_child[level] - offsets, counts)]
+        levels.append((level, parent_pos))
+        depth += 1
+    reached = np.zeros(height, dtype=np.bool_)
+    reached[roots] = True
+    for rows, _ in levels:
+        reached[rows] = True
+    top = np.flatnonzero(~reached | roots)  # roots and unreached rows: their path is their source index
+    # Paths level by level (a parent's path, "/", the row's source index), then back in row order.
+    row_chunks = [top]
+    path_chunks = [sources.gather(top)]
+    level_rows, level_paths = np.flatnonzero(roots), sources.gather(np.flatnonzero(roots))
+    for rows, parent_pos in levels:
+        level_paths = pl.select(pl.lit(level_paths).gather(parent_pos) + "/" + pl.lit(sources).gather(rows)).to_series()
+        level_rows = rows
+        row_chunks.append(level_rows)
+        path_chunks.append(level_paths)
+    position = np.empty(height, dtype=np.int64)
+    position[np.concatenate(row_chunks)] = np.arange(height, dtype=np.int64)
+    paths = pl.concat(path_chunks).gather(position).alias(Col.path)
+    linked = reached & ~roots
+    parent_index = (
+        pl.select(pl.when(pl.lit(pl.Series(linked))).then(pl.lit(sources).gather(np.where(linked, parent_rows, 0))))
+        .to_series()
+        .alias(Col.parent_index)
+    )
+    # Sorting by path is a depth-first walk: a row, then its children's subtrees in row order; the
+    # roots and unreached rows are the top-level entries, in row order.
+    sizes = np.ones(height, dtype=np.int64)
+    for rows, parent_pos in reversed(levels):  # a level's rows are grouped by parent
+        starts = np.flatnonzero(np.diff(parent_pos, prepend=-1))
+        sizes[parent_rows[rows[starts]]] += np.add.reduceat(sizes[rows], starts)
+    preorder = np.empty(height, dtype=np.int64)
+    top_sizes = sizes[top]
+    preorder[top] = np.cumsum(top_sizes) - top_sizes
+    for rows, parent_pos in levels:
+        child_sizes = sizes[rows]
+        before = np.cumsum(child_sizes) - child_sizes  # rows in the subtrees of earlier rows of this level
+        first = np.ones(len(rows), dtype=np.bool_)
+        first[1:] = parent_pos[1:] != parent_pos[:-1]
+        group_start = np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+        preorder[rows] = preorder[parent_rows[rows]] + 1 + before - before[group_start]
+    return _Walk(paths, parent_index, preorder)
 
 
 def build_proc_tree(input_tree: pl.DataFrame, max_depth: int = -1) -> pl.DataFrame:
@@ -81,56 +215,35 @@ def build_proc_tree(input_tree: pl.DataFrame, max_depth: int = -1) -> pl.DataFra
     Returns:
         ``input_tree`` with ``path`` and ``parent_index``.
     """
-    height = input_tree.height
-    sources = input_tree.get_column(Col.source_index).cast(pl.Utf8)
-    # Row of each row's parent (keys are unique), then the child rows sorted by parent row.
-    rows = input_tree.select(
-        pl.col(Col.proc_key).alias("_key"),
-        pl.col(Col.parent_key).alias("_parent"),
-        pl.col("IsRoot").fill_null(False).alias("_root"),
-    ).with_row_index("_row")
-    linked = rows.join(
+    keys = input_tree.get_column(Col.proc_key)
+    parents = input_tree.get_column(Col.parent_key)
+    parent_rows = _parent_rows_by_hash(keys, parents)
+    if parent_rows is None:
         # keys are unique after _add_tree_properties; for other input the first row of a key is the parent
-        rows.select(pl.col("_key"), pl.col("_row").alias("_parent_row")).unique("_key", keep="first"),
-        left_on="_parent",
-        right_on="_key",
-        how="left",
-        maintain_order="left",
-    )
-    edges = linked.filter(pl.col("_parent_row").is_not_null() & ~pl.col("_root")).sort(
-        "_parent_row", maintain_order=True
-    )
-    child_rows = edges.get_column("_row")
-    child_parents = edges.get_column("_parent_row")
-    paths = sources.clone()
-    parent_index = pl.Series(Col.parent_index, [None] * height, dtype=pl.Utf8)
-    # Walk down one level at a time from the roots. Each row has one parent row, so every row is reached
-    # at most once and rows on a parent cycle are never reached.
-    level = linked.filter(pl.col("_root")).get_column("_row")
-    depth = 0
-    while level.len() and child_rows.len() and (max_depth == -1 or depth < max_depth) and depth <= height:
-        found = (
-            pl.DataFrame(
-                {
-                    "_parent": level,
-                    "_start": child_parents.search_sorted(level, side="left"),
-                    "_end": child_parents.search_sorted(level, side="right"),
-                }
-            )
-            .filter(pl.col("_end") > pl.col("_start"))
-            .select("_parent", pl.int_ranges("_start", "_end").alias("_pos"))
-            .explode("_pos")
-        )
-        if not found.height:
-            break
-        nxt = child_rows.gather(found.get_column("_pos"))
-        parents = found.get_column("_parent")
-        parent_sources = sources.gather(parents)
-        paths.scatter(nxt, paths.gather(parents) + "/" + sources.gather(nxt))
-        parent_index.scatter(nxt, parent_sources)
-        level = nxt
-        depth += 1
-    return input_tree.with_columns(paths.alias(Col.path), parent_index)
+        parent_rows = _parent_rows_by_join(keys, parents)
+    roots = input_tree.get_column("IsRoot").fill_null(False).to_numpy().astype(np.bool_)
+    walk = _walk(input_tree.get_column(Col.source_index).cast(pl.Utf8), parent_rows, roots, max_depth)
+    return input_tree.with_columns(walk.paths, walk.parent_index)
+
+
+def _build_tree(extracted: pl.DataFrame) -> tuple[pl.DataFrame, npt.NDArray[np.int64] | None]:
+    """``build_proc_tree(_add_tree_properties(extracted))`` and, when known, each row's position by path."""
+    keys = extracted.get_column(Col.proc_key)
+    parents = extracted.get_column(Col.parent_key)
+    parent_rows = _parent_rows_by_hash(keys, parents)
+    if parent_rows is None:
+        return build_proc_tree(_add_tree_properties(extracted)), None
+    # Keys are unique: no row is dropped, a key is a parent key exactly when some row links to its row.
+    is_parent = np.zeros(extracted.height, dtype=np.bool_)
+    is_parent[parent_rows[parent_rows >= 0]] = True
+    tree = extracted.with_columns(
+        pl.col(Col.parent_key).is_null().alias("IsRoot"),
+        pl.Series("IsLeaf", ~is_parent),
+        _source_index_expr(extracted.height),
+    ).with_columns((~pl.col("IsRoot") & ~pl.col("IsLeaf")).alias("IsBranch"))
+    roots = parents.is_null().to_numpy()
+    walk = _walk(tree.get_column(Col.source_index), parent_rows, roots, -1)
+    return tree.with_columns(walk.paths, walk.parent_index), walk.preorder
 
 
 def build_process_tree(
@@ -170,8 +283,13 @@ def build_process_tree(
         extracted = mde.extract_process_tree(data, debug=debug)
     else:
         extracted = winlx.extract_process_tree(data, schema=schema, debug=debug)
-    tree = build_proc_tree(_add_tree_properties(extracted))
+    tree, preorder = _build_tree(extracted)
     if show_summary:
         _log.info("process_tree_summary", **get_summary_info(tree))
+    if preorder is not None:
+        # paths are unique, so this is the order of the sort below
+        by_path = np.empty(tree.height, dtype=np.int64)
+        by_path[preorder] = np.arange(tree.height, dtype=np.int64)
+        return tree[by_path]
     sort_cols = [Col.path] + ([schema.time_stamp] if schema.time_stamp in tree.columns else [])
     return tree.sort(sort_cols, maintain_order=True, nulls_last=True)

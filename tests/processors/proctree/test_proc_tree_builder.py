@@ -9,11 +9,16 @@ from typing import Any
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from processors import proc_tree_build_winlx as winlx
+from processors import proc_tree_builder as builder
 from processors import process_tree_utils as pt_util
 from processors.proc_tree_build_mde import convert_mde_schema_to_internal, convert_sentinel_to_mde
 from processors.proc_tree_builder import build_process_tree, infer_schema
 from processors.proc_tree_schema import LX_EVENT_SCH, MDE_EVENT_SCH, WIN_EVENT_SCH, ProcSchema
+from processors.proc_tree_schema import ColNames as Col
 
 _MDE_DATES = [
     "CreatedProcessCreationTime",
@@ -357,3 +362,42 @@ class TestAgainstMsticpy:
         mine = dict(zip(ours["proc_key"].to_list(), ours["parent_key"].to_list(), strict=True))
         their_map = {k: (None if isinstance(v, float) else v) for k, v in theirs["parent_key"].items()}
         assert mine == their_map
+
+
+@st.composite
+def _linux_events(draw: st.DrawFn) -> pl.DataFrame:
+    """Small process trees: random parents (some unknown), pid reuse, shared time stamps, several hosts."""
+    size = draw(st.integers(1, 40))
+    pids = draw(st.lists(st.integers(1, 12), min_size=size, max_size=size))
+    ppids = draw(st.lists(st.integers(0, 12), min_size=size, max_size=size))
+    seconds = sorted(draw(st.lists(st.integers(0, 5), min_size=size, max_size=size)))
+    hosts = draw(st.lists(st.sampled_from(["a", "b"]), min_size=size, max_size=size))
+    return pl.DataFrame(
+        {
+            "Computer": hosts,
+            "pid": pids,
+            "ppid": ppids,
+            "exe": [f"/bin/p{pid}" for pid in pids],
+            "TimeGenerated": [datetime(2024, 1, 1, 0, 0, s) for s in seconds],
+        }
+    )
+
+
+class TestBuilderFastPaths:
+    @settings(deadline=None)
+    @given(_linux_events())
+    def test_fast_paths_equal_the_general_path(self, data: pl.DataFrame) -> None:
+        """The hash join and the path-order permutation give exactly the string join and the sort by path."""
+        extracted = winlx.extract_process_tree(data, schema=LX_EVENT_SCH)
+        general = builder.build_proc_tree(builder._add_tree_properties(extracted))
+        general = general.sort([Col.path, LX_EVENT_SCH.time_stamp], maintain_order=True, nulls_last=True)
+        assert build_process_tree(data, schema=LX_EVENT_SCH).equals(general)
+
+    @given(st.lists(st.sampled_from(["k1", "k2", "k3", "k4", "k5", None]), min_size=1, max_size=12), st.data())
+    def test_hash_join_equals_string_join(self, keys: list[str | None], data: st.DataObject) -> None:
+        """Whenever the hash join answers, it finds the same parent rows as the string join."""
+        parents = data.draw(st.lists(st.sampled_from(["k1", "k3", "k9", None]), min_size=len(keys), max_size=len(keys)))
+        key_series, parent_series = pl.Series(keys, dtype=pl.Utf8), pl.Series(parents, dtype=pl.Utf8)
+        by_hash = builder._parent_rows_by_hash(key_series, parent_series)
+        if by_hash is not None:
+            assert by_hash.tolist() == builder._parent_rows_by_join(key_series, parent_series).tolist()
