@@ -196,7 +196,8 @@ class CoalescerState:
     """
 
     in_flight: dict[EventKey, _Pending] = field(default_factory=dict)
-    done: dict[str | None, OrderedDict[tuple[str, int], set[int]]] = field(default_factory=dict)
+    # CRCs are kept in tuples: a tuple of ints is invisible to the garbage collector, a set is not.
+    done: dict[str | None, OrderedDict[tuple[str, int], tuple[int, ...]]] = field(default_factory=dict)
     node_max: dict[str | None, float] = field(default_factory=dict)
     wall_now: float | None = None
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
@@ -246,9 +247,9 @@ class CoalescerState:
             records = [parse_line(raw) for raw in item["records"]]
             state.in_flight[key] = _Pending(float(item["epoch"]), records, item.get("last_wall"))
         for item in data.get("done", []):
-            memory: OrderedDict[tuple[str, int], set[int]] = OrderedDict()
+            memory: OrderedDict[tuple[str, int], tuple[int, ...]] = OrderedDict()
             for time, serial, crcs in item["events"]:
-                memory[(time, int(serial))] = set(crcs)
+                memory[(time, int(serial))] = tuple(crcs)
             state.done[item["node"]] = memory
         state.node_max = {node: float(value) for node, value in data.get("node_max", [])}
         state.latest_epoch = max(state.node_max.values(), default=0.0)
@@ -297,7 +298,7 @@ class Coalescer:
         if pending is not None:
             if record.rtype == "EOE":
                 del state.in_flight[key]
-                return [self._complete(state, key, pending, partial=False, reason="eoe", eoe=record)]
+                return [self._complete(state, key, pending.epoch, pending.records, False, "eoe", record)]
             raw = record.raw
             for seen in pending.records:
                 if seen.raw == raw:
@@ -308,13 +309,14 @@ class Coalescer:
             return []
         memory = state.done.get(node)
         if memory is not None:
-            crcs = memory.get((record.time, record.serial))
+            done_key = (record.time, record.serial)
+            crcs = memory.get(done_key)
             if crcs is not None:
                 crc = _crc(record)
                 if crc in crcs:
                     state.counters["duplicate"] += 1
                     return []
-                crcs.add(crc)
+                memory[done_key] = (*crcs, crc)
                 state.counters["late"] += 1
                 return [LateRecord(record, event_id_for(node, record.time, record.serial))]
         if record.rtype == "EOE":
@@ -322,19 +324,19 @@ class Coalescer:
             raise OrphanEndOfEventError(
                 f"EOE for event {record.time}:{record.serial} that is not in flight", raw=record.raw, host=node
             )
-        pending = _Pending(epoch, [record], state.wall_now)
         single = _SINGLE_CACHE.get(record.rtype)
         if single is None:
             single = is_single_record_type(record.rtype)
         if single:
-            return [self._complete(state, key, pending, partial=False, reason="single")]
-        state.in_flight[key] = pending
+            return [self._complete(state, key, epoch, [record], False, "single")]
+        state.in_flight[key] = _Pending(epoch, [record], state.wall_now)
         if state.earliest_epoch is not None and epoch < state.earliest_epoch:
             state.earliest_epoch = epoch
         if len(state.in_flight) > self.settings.max_in_flight:
             oldest = next(iter(state.in_flight))
             state.counters["overflow"] += 1
-            return [self._complete(state, oldest, state.in_flight.pop(oldest), partial=True, reason="overflow")]
+            pending = state.in_flight.pop(oldest)
+            return [self._complete(state, oldest, pending.epoch, pending.records, True, "overflow")]
         return []
 
     def expire(
@@ -374,11 +376,9 @@ class Coalescer:
         completed: list[CoalescerOutput] = []
         if due:
             due.sort(key=lambda item: (state.in_flight[item[0]].epoch, item[0][2]))
-            completed = [
-                self._complete(state, key, state.in_flight.pop(key), partial=True, reason=reason) for key, reason in due
-            ]
-        else:
-            completed = []
+            for key, reason in due:
+                pending = state.in_flight.pop(key)
+                completed.append(self._complete(state, key, pending.epoch, pending.records, True, reason))
         state.earliest_epoch = min((pending.epoch for pending in state.in_flight.values()), default=float("inf"))
         return completed
 
@@ -392,25 +392,30 @@ class Coalescer:
             The completed events, ordered by event time and serial.
         """
         keys = sorted(state.in_flight, key=lambda key: (state.in_flight[key].epoch, key[2]))
-        return [self._complete(state, key, state.in_flight.pop(key), partial=True, reason="shutdown") for key in keys]
+        completed: list[CoalescerOutput] = []
+        for key in keys:
+            pending = state.in_flight.pop(key)
+            completed.append(self._complete(state, key, pending.epoch, pending.records, True, "shutdown"))
+        return completed
 
     def _complete(
         self,
         state: CoalescerState,
         key: EventKey,
-        pending: _Pending,
-        *,
+        epoch: float,
+        records: list[AuditRecord],
         partial: bool,
         reason: str,
         eoe: AuditRecord | None = None,
     ) -> AuditEvent:
+        # Positional arguments and no per-event helper objects: this runs once per event on the hot path.
         node, time, serial = key
         memory = state.done.get(node)
         if memory is None:
             memory = state.done[node] = OrderedDict()
-        crcs = {_crc32(record.raw.encode("utf-8", "surrogatepass")) for record in pending.records}
+        crcs = (_crc(records[0]),) if len(records) == 1 else tuple({_crc(record) for record in records})
         if eoe is not None:
-            crcs.add(_crc(eoe))
+            crcs = (*crcs, _crc(eoe))
         memory[(time, serial)] = crcs
         if len(memory) > self.settings.done_memory:
             memory.popitem(last=False)
@@ -422,8 +427,8 @@ class Coalescer:
         _set_node(event, node)
         _set_time(event, time)
         _set_serial(event, serial)
-        _set_epoch(event, pending.epoch)
-        _set_records(event, tuple(pending.records))
+        _set_epoch(event, epoch)
+        _set_records(event, tuple(records))
         _set_partial(event, partial)
         _set_reason(event, reason)
         return event

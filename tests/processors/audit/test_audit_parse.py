@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from secstream_tokenizer import split_line
 
-from processors.audit.parse import AuditRecord, parse_line
+from processors.audit.parse import AuditRecord, _parse_python, parse_line
 from processors.errors import ParseError
 
 SYSCALL = (
@@ -152,3 +154,73 @@ class TestParseLine:
             return
         assert record.serial == 42
         assert all(isinstance(value, str) for value in record.fields.values())
+
+
+_KEYS = st.sampled_from(["a", "pid", "msg", "op", "acct", "k=", "x'", 'q"', ""])
+_VALUES = st.sampled_from(
+    ["1", "", '"root"', '"a b"', '""', '"', "=x", "(null)", "?", "'", "v'w", 'b"c', "'op=x y=\"z\"'"]
+)
+_HEADERS = st.sampled_from(
+    [
+        "type=SYSCALL msg=audit(1700000000.123:42): ",
+        "node=h type=USER_AUTH msg=audit(1.5:3):",
+        " \tnode=a type=B msg=audit(12.1:99999999999999999999)",
+        "type=A msg=audit(1234567890123.1:1): ",
+        "node= type=A msg=audit(1.1:1) ",
+        "node=a\ttype=A msg=audit(1.1:1) ",
+        "type=A msg=audit(1.1234567890:1) ",
+        "type=A msg=audit(1.1:1",
+        "",
+    ]
+)
+_GAPS = st.sampled_from([" ", "  ", "\t", "\x85", "\xa0", "\u2028", "\x1c", ""])
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> str:
+    """Record bodies built from awkward keys, values and whitespace, with an optional nested msg='...'."""
+    parts = [draw(_GAPS)]
+    for _ in range(draw(st.integers(0, 6))):
+        parts += [draw(_KEYS), "=", draw(_VALUES), draw(_GAPS)]
+    if draw(st.booleans()):
+        inner = "".join(draw(_KEYS) + "=" + draw(_VALUES) + draw(_GAPS) for _ in range(draw(st.integers(0, 4))))
+        parts += [draw(_KEYS), "='", inner, "'", draw(_GAPS)]
+    return "".join(parts)
+
+
+class TestCompiledTokenizer:
+    @given(st.one_of(_bodies(), st.text(alphabet=" \t=\"'ab\x85\x1d\xe9", max_size=40)), _HEADERS)
+    def test_compiled_equals_python(self, body: str, header: str) -> None:
+        """Whenever the compiled tokenizer answers, it gives exactly the Python parser's record."""
+        line = header + body
+        split = split_line(line)
+        if split is None:
+            return
+        try:
+            python = _parse_python(line)
+        except ParseError:
+            pytest.fail(f"the compiled tokenizer answered for a line the parser rejects: {line!r}")
+        node, rtype, time, serial, epoch, fields, enriched, raw, quoted = split
+        assert (node, rtype, time, serial, epoch, raw) == (
+            python.node,
+            python.rtype,
+            python.time,
+            python.serial,
+            python.epoch,
+            python.raw,
+        )
+        assert list(fields.items()) == list(python.fields.items())
+        assert enriched == python.enriched
+        assert frozenset(quoted) == python.quoted
+
+    @given(st.text(max_size=120))
+    def test_compiled_never_answers_for_bad_lines(self, text: str) -> None:
+        """On arbitrary text the compiled tokenizer answers only for lines the Python parser accepts."""
+        if split_line(text) is not None:
+            assert isinstance(_parse_python(text), AuditRecord)
+
+    def test_auditd_lines_take_the_compiled_path(self, msticpy_testdata: Path) -> None:
+        """Every line of msticpy's auditd sample is split by the compiled tokenizer, as the Python parser does."""
+        lines = (msticpy_testdata / "auditd_log.txt").read_text().splitlines()
+        assert all(split_line(line) is not None for line in lines)
+        assert [parse_line(line) for line in lines] == [_parse_python(line) for line in lines]
