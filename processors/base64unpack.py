@@ -42,6 +42,7 @@ import bz2
 import hashlib
 import io
 import lzma
+import re
 import struct
 import tarfile
 import zipfile
@@ -94,6 +95,9 @@ class Base64Settings:
     max_printable_bytes: int = 65_536
 
 
+_DEFAULT_SETTINGS = Base64Settings()  # frozen, so one shared instance serves every call
+
+
 class BinaryRecord(NamedTuple):
     """One decoded item (msticpy's 12 fields, in order)."""
 
@@ -131,13 +135,19 @@ class UnpackResult:
         return bool(self.limits_hit)
 
 
-# a run of at least 16 base64 characters, continued over line breaks (PEM-style blocks are one candidate)
-_B64_RX = re2.compile(r"[A-Za-z0-9+/]{16,}(?:\r?\n[A-Za-z0-9+/]+)*={0,2}")
-_HEXCHARS = frozenset("0123456789abcdefABCDEF")
+# A run of at least 16 base64 characters, continued over line breaks (PEM-style blocks are one candidate).
+# Run with the stdlib engine: the pattern cannot backtrack catastrophically (a failed start costs at most
+# the 15 characters of a too-short run; after 16 characters the match always succeeds, and the classes of
+# the run, the line break and the padding are disjoint), and for the handful of candidates in a text the
+# ``re2`` wrapper's per-match cost (re-encoding, offset conversion, a Match object) is what dominated.
+# ``_B64_RX_RE2`` is the same pattern on RE2, kept for the differential test.
+_B64_PATTERN = r"[A-Za-z0-9+/]{16,}(?:\r?\n[A-Za-z0-9+/]+)*={0,2}"
+_B64_RX = re.compile(_B64_PATTERN)
+_B64_RX_RE2 = re2.compile(_B64_PATTERN)
+_HEXDIGITS = "0123456789abcdefABCDEF"
 _CONTAINERS = frozenset({"zip", "tar", "gz", "zlib", "bz2", "xz"})
 _COMPRESSED_NAMES = {"gz": "gzip_file", "zlib": "zlib_data", "bz2": "bzip2_file", "xz": "xz_file"}
 _PRINTABLE_EXTRA = frozenset("\t\r\n\x0b\x0c")
-_DROP_PRINTABLE_EXTRA = dict.fromkeys(map(ord, _PRINTABLE_EXTRA))
 _RECORD_FIELDS = BinaryRecord._fields
 _HASH_STRUCT = pl.Struct({"md5": pl.String, "sha1": pl.String, "sha256": pl.String})
 _SCHEMA: dict[str, Any] = {
@@ -191,6 +201,10 @@ def _pe_type(data: bytes) -> str:
     return "dll" if characteristics & 0x2000 else "exe"
 
 
+# The first bytes of all magic numbers but tar's (which sits at offset 257).
+_MAGIC_FIRST_BYTES = frozenset(b"P\x1fB\xfd7R%\xd0M\x7f\x89G\xffx")
+
+
 def file_type_of(data: bytes) -> str | None:
     """Return a short file type name from magic bytes, or None when unknown.
 
@@ -201,6 +215,14 @@ def file_type_of(data: bytes) -> str | None:
         One of zip, "zip (pwd protected)", tar, gz, zlib, bz2, xz, 7z, rar, pdf, msi, wim, exe, dll, sys,
         elf, png, gif, jpeg, or None.
     """
+    # Most decoded items are text: when the first byte starts no magic number only the tar test can hit.
+    if data and data[0] not in _MAGIC_FIRST_BYTES:
+        return "tar" if len(data) > 262 and data[257:262] == b"ustar" else None
+    return _file_type_of_magic(data)
+
+
+def _file_type_of_magic(data: bytes) -> str | None:
+    """All magic-number tests in priority order (the general path of :func:`file_type_of`)."""
     head = data[:8]
     if head.startswith(b"PK\x03\x04"):
         return "zip (pwd protected)" if len(data) > 6 and data[6] & 1 else "zip"
@@ -314,7 +336,13 @@ def _members(ctype: str, data: bytes, limit: int, max_members: int, hit: Callabl
                 items[info.filename] = content
         return items
     # tar
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+    fast = _tar_members_fast(data, limit, max_members)
+    if fast is not None:
+        items, full = fast
+        if full:
+            hit("max_members")
+        return items
+    with tarfile.TarFile(fileobj=io.BytesIO(data), mode="r") as archive:  # what open(mode="r:") builds
         for member in archive:
             if not member.isfile():
                 continue
@@ -323,11 +351,117 @@ def _members(ctype: str, data: bytes, limit: int, max_members: int, hit: Callabl
                 break
             if used + member.size > limit:
                 raise _LimitHit("max_total_bytes")
-            extracted = archive.extractfile(member)
-            content = extracted.read(limit - used + 1) if extracted is not None else b""
+            # A plain (non-sparse) member is the ``size`` bytes at ``offset_data``: slice them instead of going
+            # through ``extractfile`` (a buffered reader per member). ``used + size <= limit`` here, so the read
+            # below would return all ``size`` bytes; a truncated member takes the general path for its error.
+            start = member.offset_data
+            content = data[start : start + member.size] if member.sparse is None else b""
+            if member.sparse is not None or len(content) != member.size:
+                extracted = archive.extractfile(member)
+                content = extracted.read(limit - used + 1) if extracted is not None else b""
             used += len(content)
             items[member.name] = content
     return items
+
+
+_TAR_BLOCK = 512
+_TAR_SIMPLE_TYPES = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE})
+# mode, uid, gid, mtime, devmajor, devminor: tarfile rejects a header whose number fields do not parse
+_TAR_NUMBER_FIELDS = ((100, 108), (108, 116), (116, 124), (136, 148), (329, 337), (337, 345))
+
+
+def _tar_str(field: bytes, encoding: str, errors: str) -> str:
+    """A NUL-terminated header string, decoded as ``tarfile`` does."""
+    end = field.find(b"\0")
+    return (field if end == -1 else field[:end]).decode(encoding, errors)
+
+
+def _tar_number(field: bytes) -> int:
+    """A header number field (octal text or base-256), parsed as ``tarfile`` does.
+
+    Raises:
+        ValueError: the field is not a number (``tarfile`` then rejects the header).
+    """
+    if field[0] in (0o200, 0o377):
+        value = int.from_bytes(field[1:], "big")
+        return value - 256 ** (len(field) - 1) if field[0] == 0o377 else value
+    return int(_tar_str(field, "ascii", "strict").strip() or "0", 8)
+
+
+def _tar_checksum_ok(buf: bytes) -> bool:
+    """``tarfile``'s header checksum test (unsigned or signed byte sum), with ``zlib.adler32`` sums.
+
+    Raises:
+        ValueError: the checksum field is not a number.
+    """
+    chksum = _tar_number(buf[148:156])
+    if buf.isascii():
+        # adler32's low half is 1 + the byte sum (mod 65521, never reached by <= 356 ASCII bytes); for ASCII
+        # bytes the signed and unsigned sums are equal
+        return bool(chksum == 254 + (zlib.adler32(buf[:148]) & 0xFFFF) + (zlib.adler32(buf[156:]) & 0xFFFF))
+    unsigned = 256 + sum(buf[:148]) + sum(buf[156:])
+    high = sum(1 for byte in buf[:148] if byte >= 0x80) + sum(1 for byte in buf[156:] if byte >= 0x80)
+    return chksum in (unsigned, unsigned - 256 * high)
+
+
+def _tar_members_fast(data: bytes, limit: int, max_members: int) -> tuple[dict[str, bytes], bool] | None:
+    """Members of a plain tar archive (regular files and directories only) without ``tarfile`` objects.
+
+    Follows ``tarfile.TarFile`` iteration exactly for the archives it accepts and returns None for
+    anything else (other member types, a bad or empty first header, a bad header later, truncated data),
+    which then takes the general ``tarfile`` path from the start; nothing is reported before that is known.
+
+    Returns:
+        ``({name: content}, max_members reached)`` or None.
+
+    Raises:
+        _LimitHit: the members exceed ``limit`` bytes (where the general path raises it too).
+    """
+    items: dict[str, bytes] = {}
+    used = 0
+    offset = 0
+    end = len(data)
+    encoding = tarfile.ENCODING
+    while True:
+        if offset > end:
+            return None  # tarfile: "unexpected end of data" when advancing to the next header
+        buf = data[offset : offset + _TAR_BLOCK]
+        if len(buf) < _TAR_BLOCK or buf.count(0) == _TAR_BLOCK:
+            return None if offset == 0 else (items, False)
+        try:
+            if not _tar_checksum_ok(buf):
+                return None
+            for start, stop in _TAR_NUMBER_FIELDS:
+                _tar_number(buf[start:stop])
+            size = _tar_number(buf[124:136])
+        except ValueError:
+            return None
+        kind = buf[156:157]
+        if kind not in _TAR_SIMPLE_TYPES or size < 0:
+            return None
+        name = _tar_str(buf[0:100], encoding, "surrogateescape")
+        prefix = _tar_str(buf[345:500], encoding, "surrogateescape")
+        if kind == tarfile.AREGTYPE and name.endswith("/"):
+            kind = tarfile.DIRTYPE
+        is_dir = kind == tarfile.DIRTYPE
+        if is_dir:
+            name = name.rstrip("/")
+        if prefix:
+            name = prefix + "/" + name
+        data_start = offset + _TAR_BLOCK
+        if is_dir:
+            offset = data_start
+            continue
+        offset = data_start + -(-size // _TAR_BLOCK) * _TAR_BLOCK
+        if len(items) >= max_members:
+            return items, True
+        if used + size > limit:
+            raise _LimitHit("max_total_bytes")
+        content = data[data_start : data_start + size]
+        if len(content) != size:
+            return None
+        used += size
+        items[name] = content
 
 
 def get_items_from_gzip(binary: bytes) -> tuple[str, dict[str, bytes]]:
@@ -376,7 +510,7 @@ def get_items_from_tar(binary: bytes) -> tuple[str, dict[str, bytes]]:
 
 
 def _standalone(ctype: str, binary: bytes) -> dict[str, bytes]:
-    settings = Base64Settings()
+    settings = _DEFAULT_SETTINGS
     hits: list[str] = []
     try:
         items = _members(ctype, binary, settings.max_total_bytes, settings.max_members, hits.append)
@@ -395,7 +529,11 @@ def _printable_ratio(text: str) -> float:
     sample = text[:4096]
     if not sample:
         return 0.0
-    if sample.isprintable() or sample.translate(_DROP_PRINTABLE_EXTRA).isprintable():
+    if sample.isprintable():
+        return 1.0
+    # the same as deleting _PRINTABLE_EXTRA with str.translate, which is far slower for a dict table
+    stripped = sample.replace("\n", "").replace("\r", "").replace("\t", "").replace("\x0b", "").replace("\x0c", "")
+    if stripped.isprintable():
         return 1.0
     good = sum(1 for ch in sample if ch.isprintable() or ch in _PRINTABLE_EXTRA)
     return good / len(sample)
@@ -443,7 +581,7 @@ def _as_text(data: bytes, utf16: bool) -> tuple[str, str] | None:
 
 def _looks_like_base64(compact: str) -> bool:
     """Cheap rejection of hex, paths and identifiers before decoding."""
-    if all(ch in _HEXCHARS for ch in compact):
+    if not compact.strip(_HEXDIGITS):  # only hex digits (str.strip is the C-speed form of all(ch in hex))
         return False
     slashes = compact.count("/")
     if slashes < 2:
@@ -569,10 +707,13 @@ class _Unpacker:
             self.hit("max_total_bytes")
             return None
         ftype = file_type_of(data)
-        if ftype is None and _as_text(data, self.utf16) is None and not _mixed_classes(body):
+        text = _as_text(data, self.utf16) if ftype is None else None
+        if ftype is None and text is None and not _mixed_classes(body):
             return None
         self.used += len(data)
-        return self.expand(data, depth, index, f"[{ftype}]", "unknown", None, cand, from_encoding=True)
+        # hand the classification over: expand() would compute the same file type and text again
+        known = (ftype, text) if ftype is None else None
+        return self.expand(data, depth, index, f"[{ftype}]", "unknown", None, cand, from_encoding=True, known=known)
 
     # ------------------------------------------------------------------ items
     def expand(
@@ -585,9 +726,13 @@ class _Unpacker:
         row_type: str | None,
         original: str,
         from_encoding: bool,
+        known: tuple[None, tuple[str, str] | None] | None = None,
     ) -> str:
-        """Return markup for one decoded item, appending its record(s)."""
-        ftype = file_type_of(data)
+        """Return markup for one decoded item, appending its record(s).
+
+        ``known`` is ``(None, _as_text(data, utf16))`` when the caller found no file type and already tried text.
+        """
+        ftype = file_type_of(data) if known is None else None
         if ftype is not None and ftype in _CONTAINERS:
             if depth > self.settings.max_depth:
                 self.hit("max_depth")
@@ -603,7 +748,7 @@ class _Unpacker:
             inner = self.container(data, ftype, depth, index, original, nested=False)
             if inner is not None:
                 return inner
-        text = _as_text(data, self.utf16)
+        text = _as_text(data, self.utf16) if known is None else known[1]
         if text is not None:
             decoded, encoding = text
             self.record(index, original, file_name, row_type, data, decoded, encoding)
@@ -691,7 +836,7 @@ def unpack_text(
     Returns:
         :class:`UnpackResult` with the marked-up string, the records and the limits hit.
     """
-    cfg = settings or Base64Settings()
+    cfg = settings or _DEFAULT_SETTINGS
     unpacker = _Unpacker(cfg, utf16)
     text = input_string
     if len(text) > cfg.max_input_chars:
@@ -703,6 +848,18 @@ def unpack_text(
 
 
 def _records_frame(records: list[BinaryRecord], extra: dict[str, list[Any]] | None = None) -> pl.DataFrame:
+    """Return the records as a polars frame with the 12 record columns (plus ``extra`` columns, if any)."""
+    if not extra:
+        # Construction from row dicts with the fixed schema is 3-5x cheaper than from column lists for the few
+        # records of one text; an empty result is a copy (O(1), copy-on-write) of a prebuilt empty frame.
+        if not records:
+            return _EMPTY_FRAME.clone()
+        return pl.from_dicts([record._asdict() for record in records], schema=_SCHEMA)
+    return _records_frame_columns(records, extra)
+
+
+def _records_frame_columns(records: list[BinaryRecord], extra: dict[str, list[Any]] | None = None) -> pl.DataFrame:
+    """Column-wise construction (the general path, used with ``extra`` columns)."""
     columns: dict[str, list[Any]] = {name: [getattr(rec, name) for rec in records] for name in _RECORD_FIELDS}
     schema = dict(_SCHEMA)
     if extra:
@@ -712,6 +869,9 @@ def _records_frame(records: list[BinaryRecord], extra: dict[str, list[Any]] | No
     if extra:
         frame = frame.with_columns([pl.Series(key, values) for key, values in extra.items()])
     return frame
+
+
+_EMPTY_FRAME = _records_frame_columns([])
 
 
 def unpack(input_string: str, trace: bool = False, utf16: bool = False) -> tuple[str, pl.DataFrame]:

@@ -57,7 +57,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, NamedTuple
@@ -260,6 +260,25 @@ def _prefilter_set() -> Any:
 _PREFILTER = _prefilter_set()
 
 
+def _maybe_defanged(low: str) -> bool:
+    """Necessary condition of a ``_DEFANG_REGEX`` match in text lowered with ``str.lower`` (its literals)."""
+    if "xp" in low and ("hxxp" in low or "fxp" in low):
+        return True
+    if "[" in low and (
+        "[.]" in low
+        or "[dot]" in low
+        or "[at]" in low
+        or "[@]" in low
+        or "[:]" in low
+        or "[/]" in low
+        or "[://]" in low
+    ):
+        return True
+    if "(" in low and ("(.)" in low or "(dot)" in low or "(at)" in low or "(@)" in low):
+        return True
+    return "{" in low and ("{.}" in low or "{dot}" in low or "{at}" in low)
+
+
 def _candidates(data: bytes) -> list[int] | tuple[()]:
     """Return the indices of the prefilter members found in ``data``."""
     return _PREFILTER.Match(data) or ()
@@ -365,6 +384,7 @@ _BUILTIN_ORDER = (
     "email",
 )
 _PATH_TYPES = frozenset({"windows_path", "linux_path"})
+_IPV4_ENTRY = ("ipv4", _PRIORITY["ipv4"])
 _HASH_TYPE_SET = frozenset(_HASH_TYPES.values())
 _URL_DEPENDENT = frozenset({"url", "dns", "ipv4", "ipv6", "email", "windows_path", "linux_path"})
 _IP_TYPES = frozenset({"ipv4", "ipv6"})
@@ -393,10 +413,6 @@ class _Refanged:
         else:
             o_end = self.orig_starts[j] + (end - self.work_starts[j])
         return o_start, o_end
-
-
-def _may_be_defanged(data: bytes) -> bool:
-    return b"[" in data or b"(" in data or b"{" in data or b"xp" in data.lower()
 
 
 def _refang_bytes(data: bytes) -> _Refanged | None:
@@ -451,9 +467,9 @@ def refang(text: str) -> str:
     Returns:
         The refanged text (unchanged when nothing was defanged).
     """
-    data = text.encode("utf-8", "surrogatepass")
-    if not _may_be_defanged(data):
+    if not _maybe_defanged(text.lower()):
         return text
+    data = text.encode("utf-8", "surrogatepass")
     result = _refang_bytes(data)
     return text if result is None else result.data.decode("utf-8", "surrogatepass")
 
@@ -591,18 +607,38 @@ class _Scan:
         self.add(written, "ipv6")
 
     def scan_ipv4(self) -> None:
+        # ``_spans(_RX_IPV4, data, b".", 7)``, the octet check and ``add`` inlined: on short command lines the
+        # Python call and generator overhead cost more than the RE2 search itself.
         data = self.data
-        last = len(data) - 1
+        size = len(data)
+        last = size - 1
         plain = self.refanged is None or self.orig is self.data
-        for start, end in _spans(_RX_IPV4, data, b".", 7):
+        found = self.found
+        match = _RX_IPV4._regexp.Match
+        pos = 0
+        while size - pos >= 7 and data.find(b".", pos) != -1:
+            start, end = match(_UNANCHORED, data, pos, size)[0]
+            if start == -1:
+                return
+            pos = end  # a match is never empty
             if end < last and data[end] == 0x2E and data[end + 1] in _DIGITS:
                 continue
             if start >= 2 and data[start - 1] == 0x2E and data[start - 2] in _DIGITS:
                 continue
             cand = data[start:end].decode("ascii")
-            if not _octets_ok(cand):  # the pattern guarantees four dot-separated runs of 1-3 ASCII digits
+            # the pattern guarantees four dot-separated runs of 1-3 ASCII digits: check the octet ranges
+            one, two, three, four = cand.split(".")
+            if (
+                (len(one) == 3 and one > "255")
+                or (len(two) == 3 and two > "255")
+                or (len(three) == 3 and three > "255")
+                or (len(four) == 3 and four > "255")
+            ):
                 continue
-            self.add(cand if plain else self.text(start, end), "ipv4")
+            observable = cand if plain else self.text(start, end)
+            current = found.get(observable)
+            if current is None or current[1] > 0:  # add(observable, "ipv4"): priority 0
+                found[observable] = _IPV4_ENTRY
 
     def scan_ipv6(self) -> None:
         data = self.data
@@ -637,12 +673,20 @@ class _Scan:
         ambiguous = self.settings.ambiguous_tlds
         check_tld = not self.ignore_tlds
         plain = self.refanged is None or self.orig is self.data
-        for start, end in _spans(_RX_DNS, data, b".", 3):
+        size = len(data)
+        match = _RX_DNS._regexp.Match
+        pos = 0
+        # ``_spans(_RX_DNS, data, b".", 3)`` inlined (see scan_ipv4)
+        while size - pos >= 3 and data.find(b".", pos) != -1:
+            start, end = match(_UNANCHORED, data, pos, size)[0]
+            if start == -1:
+                return
+            pos = end  # a match is never empty
             if start > 0 and data[start - 1] == 0x25:  # %2F... : a percent escape, not part of the name
                 start += 2
                 if start >= end or _RX_DNS_BODY.fullmatch(data[start:end]) is None:
                     continue
-            if end < len(data) and data[end] == 0x40:  # local part of an e-mail address
+            if end < size and data[end] == 0x40:  # local part of an e-mail address
                 continue
             # a path component (/opt/setup.py), but not //host or \\\\host (UNC)
             if start > 0 and data[start - 1] in (0x2F, 0x5C) and (start < 2 or data[start - 2] != data[start - 1]):
@@ -686,20 +730,38 @@ class _Scan:
 
     def scan_windows_paths(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_WINPATH, data, b"\\"):
+        size = len(data)
+        match = _RX_WINPATH._regexp.Match
+        url_starts = self.url_starts
+        pos = 0
+        # ``_spans(_RX_WINPATH, data, b"\\")`` inlined (see scan_ipv4)
+        while pos <= size and data.find(b"\\", pos) != -1:
+            start, end = match(_UNANCHORED, data, pos, size)[0]
+            if start == -1:
+                return
+            pos = end  # a match is never empty
             if data[start] == 0x5C and data[start : start + 2] != b"\\\\":  # no root
                 if data.count(b"\\", start, end) < 2:
                     continue
                 if start > 0 and data[start - 1] in _WORD:
                     continue
-            if self.in_url(start) is not None:
+            if url_starts and self.in_url(start) is not None:
                 continue
             end = _trim_url_end(data, start, end, b".,;:")
             self.add(self.text(start, end), "windows_path")
 
     def scan_linux_paths(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_LXPATH, data, b"/", 2):
+        size = len(data)
+        match = _RX_LXPATH._regexp.Match
+        url_starts = self.url_starts
+        pos = 0
+        # ``_spans(_RX_LXPATH, data, b"/", 2)`` inlined (see scan_ipv4)
+        while size - pos >= 2 and data.find(b"/", pos) != -1:
+            start, end = match(_UNANCHORED, data, pos, size)[0]
+            if start == -1:
+                return
+            pos = end  # a match is never empty
             if data[start] == 0x2F:
                 if start > 0 and data[start - 1] in _LXPATH_BEFORE:
                     continue
@@ -707,7 +769,7 @@ class _Scan:
                     continue
             elif start > 0 and data[start - 1] in _LXPATH_BEFORE:
                 continue
-            if self.in_url(start) is not None:
+            if url_starts and self.in_url(start) is not None:
                 continue
             while end > start + 1 and data[end - 1] in b".,;:":
                 end -= 1
@@ -725,11 +787,6 @@ def _tld_ok(tld: bytes) -> bool:
         if len(_TLD_OK) < 4096:
             _TLD_OK[tld] = known
     return known
-
-
-def _octets_ok(cand: str) -> bool:
-    """Octet range check of a candidate already known to be four dot-separated runs of 1-3 ASCII digits."""
-    return all(len(part) < 3 or part <= "255" for part in cand.split("."))
 
 
 def _is_ipv4(cand: str) -> bool:
@@ -851,6 +908,7 @@ class IoCExtract:
         self._custom: set[str] = set()
         self._type_cache: dict[str, frozenset[str]] = {}
         self._builtin_cache: dict[frozenset[str], frozenset[str]] = {}
+        self._plan_cache: dict[frozenset[str], tuple[tuple[int, Callable[[_Scan], None]], ...]] = {}
         self._names_cache: dict[tuple[Any, ...], frozenset[str]] = {}
         self._memo: dict[str, object] = {}
         self._memo_state: tuple[Any, ...] = ()
@@ -906,6 +964,7 @@ class IoCExtract:
         self._custom.add(ioc_type)
         self._type_cache.clear()
         self._builtin_cache.clear()
+        self._plan_cache.clear()
         self._memo.clear()
 
     def extract(
@@ -1090,6 +1149,14 @@ class IoCExtract:
             types = self._type_cache.get("+paths" if include_paths else "-paths")
             if types is not None:
                 return self._extract_types(text, types, ignore_tlds)
+        elif ioc_types.__class__ is list or ioc_types.__class__ is tuple:
+            # the cache _select_types fills, looked up without the call (a list of names per call is the norm)
+            try:
+                types = self._names_cache.get(tuple(ioc_types))
+            except TypeError:
+                types = None
+            if types is not None:
+                return self._extract_types(text, types, ignore_tlds)
         return self._extract_types(text, self._select_types(ioc_types, include_paths), ignore_tlds)
 
     # ------------------------------------------------------------------ internals
@@ -1122,6 +1189,33 @@ class IoCExtract:
                 self._builtin_cache[types] = cached
         return cached
 
+    def _plan(self, types: frozenset[str]) -> tuple[tuple[int, Callable[[_Scan], None]], ...]:
+        """Return the (prefilter index, scanner) pairs to run for ``types``, in scan order (cached per type set)."""
+        plan = self._plan_cache.get(types)
+        if plan is None:
+            builtin = self._builtin(types)
+            steps: list[tuple[int, Callable[[_Scan], None]]] = []
+            if not builtin.isdisjoint(_URL_DEPENDENT):
+                steps.append((_PRE_URL, _Scan.scan_urls))
+            if "ipv4" in builtin:
+                steps.append((_PRE_IPV4, _Scan.scan_ipv4))
+            if not builtin.isdisjoint(_IP_TYPES):
+                steps.append((_PRE_IPV6, _Scan.scan_ipv6))
+            if "dns" in builtin:
+                steps.append((_PRE_DNS, _Scan.scan_dns))
+            if "email" in builtin:
+                steps.append((_PRE_EMAIL, _Scan.scan_email))
+            if not builtin.isdisjoint(_HASH_TYPE_SET):
+                steps.append((_PRE_HASH, _Scan.scan_hashes))
+            if "windows_path" in builtin:
+                steps.append((_PRE_WINPATH, _Scan.scan_windows_paths))
+            if "linux_path" in builtin:
+                steps.append((_PRE_LXPATH, _Scan.scan_linux_paths))
+            plan = tuple(steps)
+            if len(self._plan_cache) < 256:
+                self._plan_cache[types] = plan
+        return plan
+
     def _extract_types(self, text: str, types: frozenset[str], ignore_tlds: bool) -> IoCResult:
         limit = self.settings.max_input_chars
         size = len(text)
@@ -1140,27 +1234,19 @@ class IoCExtract:
             if refanged is not None:
                 data = refanged.data
                 found = _candidates(data)
-        scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig)
-        builtin = self._builtin(types)
-        if _PRE_URL in found and not builtin.isdisjoint(_URL_DEPENDENT):
-            scan.scan_urls()
-        if _PRE_IPV4 in found and "ipv4" in builtin:
-            scan.scan_ipv4()
-        if _PRE_IPV6 in found and not builtin.isdisjoint(_IP_TYPES):
-            scan.scan_ipv6()
-        if _PRE_DNS in found and "dns" in builtin:
-            scan.scan_dns()
-        if _PRE_EMAIL in found and "email" in builtin:
-            scan.scan_email()
-        if _PRE_HASH in found and not builtin.isdisjoint(_HASH_TYPE_SET):
-            scan.scan_hashes()
-        if _PRE_WINPATH in found and "windows_path" in builtin:
-            scan.scan_windows_paths()
-        if _PRE_LXPATH in found and "linux_path" in builtin:
-            scan.scan_linux_paths()
+        scan: _Scan | None = None
+        for pre, scanner in self._plan(types):
+            if pre in found:
+                if scan is None:
+                    scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig)
+                scanner(scan)
         if custom:
+            if scan is None:
+                scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig)
             for name in custom:
                 self._scan_custom(scanned if not refanged or not self.refang else _dec(data), name, scan)
+        if scan is None:
+            return IoCResult({}, size > limit, size, len(scanned))
         iocs: dict[str, set[str]] = {}
         for observable, (ioc_type, _prio) in scan.found.items():
             if ioc_type in types:
