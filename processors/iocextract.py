@@ -60,7 +60,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple
 from urllib.parse import unquote
 
 import polars as pl
@@ -873,6 +873,19 @@ def _compile_custom(ioc_regex: str) -> Any:
     return re.compile(ioc_regex, re.I | re.X | re.M)
 
 
+# Scanners in the order they run: (types that need it, its prefilter member, the scanner).
+_SCAN_ORDER: Final[tuple[tuple[frozenset[str], int, Callable[[_Scan], None]], ...]] = (
+    (_URL_DEPENDENT, _PRE_URL, _Scan.scan_urls),
+    (frozenset({"ipv4"}), _PRE_IPV4, _Scan.scan_ipv4),
+    (_IP_TYPES, _PRE_IPV6, _Scan.scan_ipv6),
+    (frozenset({"dns"}), _PRE_DNS, _Scan.scan_dns),
+    (frozenset({"email"}), _PRE_EMAIL, _Scan.scan_email),
+    (_HASH_TYPE_SET, _PRE_HASH, _Scan.scan_hashes),
+    (frozenset({"windows_path"}), _PRE_WINPATH, _Scan.scan_windows_paths),
+    (frozenset({"linux_path"}), _PRE_LXPATH, _Scan.scan_linux_paths),
+)
+
+
 class IoCExtract:
     """IoC extractor: looks for IoC patterns in a string or in DataFrame columns (msticpy names).
 
@@ -1194,24 +1207,7 @@ class IoCExtract:
         plan = self._plan_cache.get(types)
         if plan is None:
             builtin = self._builtin(types)
-            steps: list[tuple[int, Callable[[_Scan], None]]] = []
-            if not builtin.isdisjoint(_URL_DEPENDENT):
-                steps.append((_PRE_URL, _Scan.scan_urls))
-            if "ipv4" in builtin:
-                steps.append((_PRE_IPV4, _Scan.scan_ipv4))
-            if not builtin.isdisjoint(_IP_TYPES):
-                steps.append((_PRE_IPV6, _Scan.scan_ipv6))
-            if "dns" in builtin:
-                steps.append((_PRE_DNS, _Scan.scan_dns))
-            if "email" in builtin:
-                steps.append((_PRE_EMAIL, _Scan.scan_email))
-            if not builtin.isdisjoint(_HASH_TYPE_SET):
-                steps.append((_PRE_HASH, _Scan.scan_hashes))
-            if "windows_path" in builtin:
-                steps.append((_PRE_WINPATH, _Scan.scan_windows_paths))
-            if "linux_path" in builtin:
-                steps.append((_PRE_LXPATH, _Scan.scan_linux_paths))
-            plan = tuple(steps)
+            plan = tuple((member, scan) for needs, member, scan in _SCAN_ORDER if not builtin.isdisjoint(needs))
             if len(self._plan_cache) < 256:
                 self._plan_cache[types] = plan
         return plan
