@@ -41,6 +41,9 @@ def run_worker(config: SecstreamConfig, *, log_level: str = "INFO", app: Any = N
         quiet=True,
         redirect_stdouts=False,
     )
+    # Faust's terminal spinner turns the root logger down to DEBUG so that it can spin on every record:
+    # each debug call of aiokafka (one per message sent) then builds a LogRecord, ~5% of a busy worker.
+    worker.spinner = None
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

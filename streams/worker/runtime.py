@@ -41,7 +41,7 @@ from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
 
-__all__ = ["AckHolds", "PartitionView", "WorkerRuntime"]
+__all__ = ["SNAPSHOT_EVERY_BATCHES", "SNAPSHOT_EVERY_S", "AckHolds", "PartitionView", "WorkerRuntime"]
 
 log = get_logger(__name__)
 
@@ -164,6 +164,21 @@ def _parsed(docs: list[dict[str, Any]], view: PartitionView) -> Pending:
     return Pending(events=docs)
 
 
+SNAPSHOT_EVERY_S = 2.0
+"""At-least-once: a partition's host snapshots are written at most every this many seconds..."""
+SNAPSHOT_EVERY_BATCHES = 20
+"""...or every this many batches, whichever comes first. A host snapshot holds the host's whole process
+tree, so writing them with every batch made a batch's cost grow with the state (5 ms a batch after a
+few minutes of load, most of the worker's time at steady load). Until the next write the partition's
+finished source records stay unacked, hence uncommitted: a snapshot is on the broker before the offsets
+of the records whose effects it holds can be committed. Exactly-once writes them with every transaction."""
+
+
+def _nothing(view: PartitionView) -> Pending:
+    del view  # only the deferred snapshot write is due
+    return Pending()
+
+
 def _host_key(host: str | None) -> bytes | None:
     return host.encode("utf-8", "surrogateescape") if host else None
 
@@ -222,6 +237,10 @@ class WorkerRuntime:
         self._assigning: asyncio.Task[None] | None = None
         self._declare = declare
         self.stopping = False
+        self._deferred: dict[Any, list[Any]] = {}
+        """At-least-once: partition → finished source events waiting for the next snapshot write."""
+        self._unsaved: dict[Any, tuple[float, int]] = {}
+        """At-least-once: partition → (time of the first, number of) batches since its last snapshot write."""
 
     @property
     def pipeline(self) -> Pipeline:
@@ -412,6 +431,9 @@ class WorkerRuntime:
                 if tp.topic != self.topics.auditd_by_host or tp not in assigned:
                     continue
                 await self._run(tp, lambda view: self.pipeline.tick(view, now), expired_by_tp.get(tp, []))
+            for tp in list(self._unsaved):  # the syslog partitions have no tick of their own
+                if tp.topic != self.topics.auditd_by_host and tp in assigned and self._snapshot_due(tp, now):
+                    await self._run(tp, _nothing, [])
             self.metrics.held.set(self.holds.count())
 
     async def shutdown(self) -> None:
@@ -427,6 +449,8 @@ class WorkerRuntime:
                 if tp.topic != self.topics.auditd_by_host or self.store.with_coalescer:
                     continue
                 await self._run(tp, self.pipeline.shutdown, [], flush=True)
+            for tp in list(self._unsaved):  # partitions whose snapshot and acks are still deferred
+                await self._run(tp, _nothing, [], flush=True)
             await self.publisher.close()
             close = getattr(self._pipeline, "close", None)
             if close is not None:
@@ -442,6 +466,8 @@ class WorkerRuntime:
                 self.store.forget(self._hosts.pop(tp, set()))
                 self._last_offset.pop(tp, None)
                 self._floor.pop(tp, None)
+                self._deferred.pop(tp, None)  # never acked: the new owner reads them again
+                self._unsaved.pop(tp, None)
             self._ready -= revoked
             internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
             self.store.drop({tp.partition for tp in revoked if tp.topic in internal})
@@ -458,7 +484,15 @@ class WorkerRuntime:
         completed = time.perf_counter()
         free.extend(self.holds.release_all(tp) if flush else self.holds.release(self._emitted(outputs)))
         records = self._output_records(outputs)
-        records.extend(self.store.changed_records(self._hosts[tp], tp.partition))
+        if self.store.with_coalescer or flush or self._snapshot_due(tp, self.clock()):
+            records.extend(self.store.changed_records(self._hosts[tp], tp.partition))
+            free = self._deferred.pop(tp, []) + free
+            self._unsaved.pop(tp, None)
+        else:  # at-least-once: write the snapshot later, ack these once it is written
+            self._deferred.setdefault(tp, []).extend(free)
+            free = []
+            since, batches = self._unsaved.get(tp, (self.clock(), 0))
+            self._unsaved[tp] = (since, batches + 1)
         last = self._last_offset.get(tp)
         lowest_held = self.holds.lowest_offset(tp)
         commit = lowest_held if lowest_held is not None else (last + 1 if last is not None else None)
@@ -470,6 +504,14 @@ class WorkerRuntime:
         self.metrics.stage_seconds.labels(stage="complete").observe(completed - parsed)
         self.metrics.stage_seconds.labels(stage="publish").observe(done - completed)
         self.metrics.held.set(self.holds.count())
+
+    def _snapshot_due(self, tp: Any, now: float) -> bool:
+        """Whether ``tp``'s host snapshots must be written with this batch (at-least-once)."""
+        unsaved = self._unsaved.get(tp)
+        if unsaved is None:  # written with the last batch: this one starts the next period
+            return False
+        since, batches = unsaved
+        return now - since >= SNAPSHOT_EVERY_S or batches + 1 >= SNAPSHOT_EVERY_BATCHES
 
     @staticmethod
     def _emitted(outputs: Outputs) -> set[tuple[str, int]]:
