@@ -37,6 +37,9 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
 }
 
+const MAX_CACHED_KEYS: usize = 4096;
+const MAX_CACHED_KEY: usize = 64;
+
 thread_local! {
     // Field names come from a small vocabulary: interned once, they are hashed once.
     static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
@@ -48,10 +51,12 @@ fn key_object<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
         if let Some(object) = cache.get(key.as_bytes()) {
             return object.bind(py).clone();
         }
-        let object = PyString::intern(py, key);
-        if cache.len() < 4096 {
-            cache.insert(key.as_bytes().to_vec(), object.clone().unbind());
+        if key.len() > MAX_CACHED_KEY || cache.len() >= MAX_CACHED_KEYS {
+            // Hostile input can hold any number of long made-up keys: only short ones are remembered.
+            return PyString::new(py, key);
         }
+        let object = PyString::intern(py, key);
+        cache.insert(key.as_bytes().to_vec(), object.clone().unbind());
         object
     })
 }
