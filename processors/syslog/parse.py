@@ -203,27 +203,6 @@ def _nil(value: str) -> str | None:
     return None if value == "-" else value
 
 
-def _envelope(
-    *,
-    timestamp: float,
-    host: str,
-    message: str,
-    appname: str | None,
-    procid: str | None,
-    syslog_meta: dict[str, Any],
-    id_content: object,
-) -> dict[str, Any]:
-    return _document(
-        iso=iso_timestamp(timestamp),
-        host=host,
-        message=message,
-        appname=appname,
-        procid=procid,
-        syslog_meta=syslog_meta,
-        id_content=id_content,
-    )
-
-
 def _document(
     *,
     iso: str,
@@ -349,8 +328,8 @@ def parse_syslog_line(
         meta["appname"] = appname
     if procid:
         meta["procid"] = procid
-    doc = _envelope(
-        timestamp=timestamp, host=host, message=rest.lstrip(), appname=appname, procid=procid,
+    doc = _document(
+        iso=iso_timestamp(timestamp), host=host, message=rest.lstrip(), appname=appname, procid=procid,
         syslog_meta=meta, id_content=text,
     )  # fmt: skip
     return interpret(doc)
@@ -463,8 +442,8 @@ def _parse_5424(
         else:
             message = rest
     message = message.removeprefix("\ufeff")
-    doc = _envelope(
-        timestamp=timestamp, host=_nil(host) or default_host, message=message, appname=_nil(app),
+    doc = _document(
+        iso=iso_timestamp(timestamp), host=_nil(host) or default_host, message=message, appname=_nil(app),
         procid=_nil(procid), syslog_meta=meta, id_content=line.rstrip("\r\n"),
     )  # fmt: skip
     return interpret(doc)
@@ -555,8 +534,8 @@ def syslog_row_to_event(row: Mapping[str, Any], *, default_host: str = "unknown"
         meta["appname"] = str(appname)
     if procid:
         meta["procid"] = procid
-    doc = _envelope(
-        timestamp=timestamp, host=host, message=message, appname=str(appname) if appname else None,
+    doc = _document(
+        iso=iso_timestamp(timestamp), host=host, message=message, appname=str(appname) if appname else None,
         procid=procid, syslog_meta=meta, id_content=(str(appname), procid, message),
     )  # fmt: skip
     return interpret(doc)
