@@ -315,19 +315,27 @@ class WorkerRuntime:
                 event.ack()
         return [event for event in events if event.message.offset >= floor]
 
+    async def _batches(self, events: Sequence[Any]) -> list[tuple[Any, list[Any]]]:
+        """Split a taken batch by partition (lock held): prepare new partitions, then keep each assigned
+        partition's events at or above its committed offset. Events of partitions revoked while buffered
+        are left unacked: the new owner reads them again."""
+        grouped = _by_partition(events)
+        await self._prepare(grouped)
+        assigned = self.assigned()
+        batches = []
+        for tp, all_events in grouped.items():
+            tp_events = self._fresh(tp, all_events)
+            if tp in assigned and tp_events:
+                batches.append((tp, tp_events))
+        return batches
+
     # -- stage 1: raw → by-host ------------------------------------------------------------------
 
     async def route_batch(self, stream: str, events: Sequence[Any]) -> None:
         """Decode raw records and repartition them by host (audit) or parse and key them (syslog)."""
         async with self.lock:
             started = time.perf_counter()
-            grouped = _by_partition(events)
-            await self._prepare(grouped)
-            assigned = self.assigned()
-            for tp, all_events in grouped.items():
-                tp_events = self._fresh(tp, all_events)
-                if tp not in assigned or not tp_events:
-                    continue
+            for tp, tp_events in await self._batches(events):
                 records = self._route(stream, tp_events)
                 self._last_offset[tp] = tp_events[-1].message.offset
                 await self.publisher.publish(tp, records, tp_events, tp_events[-1].message.offset + 1)
@@ -375,15 +383,10 @@ class WorkerRuntime:
     async def audit_batch(self, events: Sequence[Any]) -> None:
         """Coalesce, decode, track, enrich and detect; ack each record once its event is out."""
         async with self.lock:
-            grouped = _by_partition(events)
-            await self._prepare(grouped)
-            assigned = self.assigned()
+            batches = await self._batches(events)
             now = self.clock()
             default_host = self.config.input.default_host
-            for tp, all_events in grouped.items():
-                tp_events = self._fresh(tp, all_events)
-                if tp not in assigned or not tp_events:
-                    continue  # revoked while buffered: the new owner reads these again
+            for tp, tp_events in batches:
                 lines: list[RawLine] = []
                 free: list[Any] = []
                 for event in tp_events:
@@ -404,13 +407,7 @@ class WorkerRuntime:
     async def syslog_batch(self, events: Sequence[Any]) -> None:
         """Run sessions, detectors and rules over parsed syslog documents."""
         async with self.lock:
-            grouped = _by_partition(events)
-            await self._prepare(grouped)
-            assigned = self.assigned()
-            for tp, all_events in grouped.items():
-                tp_events = self._fresh(tp, all_events)
-                if tp not in assigned or not tp_events:
-                    continue
+            for tp, tp_events in await self._batches(events):
                 docs = [loads(event.message.value) for event in tp_events]
                 self._last_offset[tp] = tp_events[-1].message.offset
                 await self._run(tp, functools.partial(_parsed, docs), list(tp_events))
