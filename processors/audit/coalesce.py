@@ -170,9 +170,6 @@ class _Pending:
     last_wall: float | None
 
 
-_crc32 = zlib.crc32
-
-
 def _crc(record: AuditRecord) -> int:
     return zlib.crc32(record.raw.encode("utf-8", "surrogatepass"))
 
