@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import polars as pl
-import re2
 
 from processors.errors import DecodeError, MsticpyException
 
@@ -140,10 +139,8 @@ class UnpackResult:
 # the 15 characters of a too-short run; after 16 characters the match always succeeds, and the classes of
 # the run, the line break and the padding are disjoint), and for the handful of candidates in a text the
 # ``re2`` wrapper's per-match cost (re-encoding, offset conversion, a Match object) is what dominated.
-# ``_B64_RX_RE2`` is the same pattern on RE2, kept for the differential test.
 _B64_PATTERN = r"[A-Za-z0-9+/]{16,}(?:\r?\n[A-Za-z0-9+/]+)*={0,2}"
 _B64_RX = re.compile(_B64_PATTERN)
-_B64_RX_RE2 = re2.compile(_B64_PATTERN)
 _HEXDIGITS = "0123456789abcdefABCDEF"
 _CONTAINERS = frozenset({"zip", "tar", "gz", "zlib", "bz2", "xz"})
 _COMPRESSED_NAMES = {"gz": "gzip_file", "zlib": "zlib_data", "bz2": "bzip2_file", "xz": "xz_file"}
