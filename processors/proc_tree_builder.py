@@ -61,12 +61,17 @@ def infer_schema(data: Any) -> ProcSchema | None:
 
 def _add_tree_properties(tree: pl.DataFrame) -> pl.DataFrame:
     parent_keys = tree.get_column(Col.parent_key).drop_nulls().unique()
-    tree = tree.with_columns(
+    tree = _with_tree_flags(tree, ~pl.col(Col.proc_key).is_in(parent_keys.implode()))
+    return tree.unique(subset=[Col.proc_key], keep="first", maintain_order=True)
+
+
+def _with_tree_flags(tree: pl.DataFrame, is_leaf: pl.Expr | pl.Series) -> pl.DataFrame:
+    """Add IsRoot, IsLeaf (given), IsBranch and the zero-padded ``source_index``."""
+    return tree.with_columns(
         pl.col(Col.parent_key).is_null().alias("IsRoot"),
-        (~pl.col(Col.proc_key).is_in(parent_keys.implode())).alias("IsLeaf"),
+        is_leaf.alias("IsLeaf"),
         _source_index_expr(tree.height),
     ).with_columns((~pl.col("IsRoot") & ~pl.col("IsLeaf")).alias("IsBranch"))
-    return tree.unique(subset=[Col.proc_key], keep="first", maintain_order=True)
 
 
 def _source_index_expr(height: int) -> pl.Expr:
@@ -236,11 +241,7 @@ def _build_tree(extracted: pl.DataFrame) -> tuple[pl.DataFrame, npt.NDArray[np.i
     # Keys are unique: no row is dropped, a key is a parent key exactly when some row links to its row.
     is_parent = np.zeros(extracted.height, dtype=np.bool_)
     is_parent[parent_rows[parent_rows >= 0]] = True
-    tree = extracted.with_columns(
-        pl.col(Col.parent_key).is_null().alias("IsRoot"),
-        pl.Series("IsLeaf", ~is_parent),
-        _source_index_expr(extracted.height),
-    ).with_columns((~pl.col("IsRoot") & ~pl.col("IsLeaf")).alias("IsBranch"))
+    tree = _with_tree_flags(extracted, pl.Series(~is_parent))
     roots = parents.is_null().to_numpy()
     walk = _walk(tree.get_column(Col.source_index), parent_rows, roots, -1)
     return tree.with_columns(walk.paths, walk.parent_index), walk.preorder
