@@ -13,7 +13,8 @@ The worker repartitions raw lines by host once. :func:`audit_host` picks the hos
 same way the stage graph does (``node=`` of the line, else the envelope host or key, else the default),
 and :func:`audit_event_key` gives the (host, serial) an audit line belongs to, which the worker uses
 to hold back acks of records whose event is still being coalesced. Lines travel on the internal topic
-as their original bytes; their origin rides in headers (:func:`encode_internal` / :func:`decode_internal`).
+as their original bytes, packed per (batch, host) with each line's origin (:func:`encode_internal` /
+:func:`decode_internal`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from schemas.documents import dead_letter
 from streams.graph import RawLine
 
 __all__ = [
+    "FRAME_HEADER",
     "SOURCE_HEADER",
     "Decoded",
     "SerdeSettings",
@@ -177,37 +179,59 @@ def audit_event_key(line: RawLine, default_host: str) -> tuple[str, int] | None:
     return host, int(match.group(2))
 
 
+FRAME_HEADER: Final = "secstream-frame"
+"""Header of packed internal-topic messages (:func:`encode_internal`): the framing version."""
+_FRAME_V2: Final = b"2"
+
+
+def _line_bytes(line: RawLine) -> bytes:
+    return line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
+
+
 def encode_internal(lines: Sequence[RawLine]) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """Frame lines of one raw record (all of one host) for the internal by-host topic.
+    """Pack lines of one host (from one or many raw records) into one internal by-host message.
+
+    The value is a JSON line of per-line metadata (``s``: each line's source topic, partition, offset
+    and line index; ``h``: its envelope host or key), a newline, then the lines' original bytes,
+    newline-joined (a decoded line never contains a newline). The received time is deliberately not
+    carried: the process stage stamps lines when it consumes them, as before, because the coalescer's
+    idle flush compares it with the wall clock, and route-time stamps of a backlog would flush events
+    that are still arriving as partial.
 
     Args:
-        lines: lines decoded from the same raw record, all routed to the same host.
+        lines: lines routed to the same host, in order.
 
     Returns:
-        The value (the lines' original bytes, newline-joined) and the headers (source, envelope host).
+        The value and the headers (the framing version).
     """
-    first = lines[0]
-    source = {k: first.source[k] for k in ("topic", "partition", "offset") if k in first.source}
-    parts = [
-        line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape") for line in lines
-    ]
-    headers = [(SOURCE_HEADER, orjson.dumps(source))]
-    if first.host is not None:
-        headers.append((HOST_HEADER, first.host.encode("utf-8", "surrogateescape")))
-    return b"\n".join(parts), headers
+    meta = {
+        "s": [line.source for line in lines],
+        "h": [line.host for line in lines],
+    }
+    value = orjson.dumps(meta) + b"\n" + b"\n".join(_line_bytes(line) for line in lines)
+    return value, [(FRAME_HEADER, _FRAME_V2)]
 
 
 def decode_internal(
     value: bytes, headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None, received: float
 ) -> list[RawLine]:
-    """Recover the lines of an internal-topic message with their original source.
+    """Recover the lines of an internal-topic message with their original source and host.
 
     Args:
-        value: the message value from :func:`encode_internal`.
+        value: the message value from :func:`encode_internal` (or the older one-record framing, whose
+            source and host ride in headers).
         headers: the message headers.
-        received: wall-clock epoch seconds when it was consumed.
+        received: wall-clock epoch seconds when it was consumed (every line's received time).
     """
     header_map = dict(headers.items() if isinstance(headers, Mapping) else headers or ())
+    if header_map.get(FRAME_HEADER) == _FRAME_V2:
+        head, _, body = value.partition(b"\n")
+        meta = orjson.loads(head)
+        datas = body.split(b"\n")
+        return [
+            RawLine(data=data, source=source, host=host, received=received)
+            for data, source, host in zip(datas, meta["s"], meta["h"], strict=True)
+        ]
     raw_source = header_map.get(SOURCE_HEADER)
     source: dict[str, Any] = orjson.loads(raw_source) if raw_source else {}
     raw_host = header_map.get(HOST_HEADER)

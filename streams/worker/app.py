@@ -35,6 +35,11 @@ __all__ = ["SecstreamApp", "bootstrap_servers", "create_app", "kafka_client_opti
 log = get_logger(__name__)
 
 
+_MAX_BATCH_BYTES = 512 * 1024
+"""Producer record-batch size: outputs go out as one batch per destination partition
+(:func:`streams.worker.publish.send_records`), below Kafka's default 1 MB message limit."""
+
+
 class SecstreamApp(faust.App):
     """A Faust app that flushes in-flight events before Faust stops its consumer and commits."""
 
@@ -175,6 +180,7 @@ def create_app(
         datadir=str(data_dir),
         autodiscover=False,
         producer_acks=-1,
+        producer_max_batch_size=_MAX_BATCH_BYTES,
     )
     if exactly_once:
         _read_committed_consumers()
@@ -206,6 +212,7 @@ def create_app(
                 bootstrap_servers=servers,
                 transactional_id=transactional_id,
                 linger_ms=5,
+                max_batch_size=_MAX_BATCH_BYTES,
                 request_timeout_ms=int(max(40.0, session * 2) * 1000),
                 **options,
             )

@@ -3,9 +3,13 @@
 Both publishers take the outputs of one source partition's batch together with the Faust events to
 ack, and the offset that is safe to commit for that partition.
 
-* :class:`AtLeastOncePublisher` hands the records to Faust's producer and acks the events. Faust
-  flushes its producer before it commits offsets, and commits a partition only up to its lowest
-  unacked offset, so every acked record's outputs are on the broker before the offset moves.
+* :class:`AtLeastOncePublisher` sends the records through Faust's (aiokafka) producer and acks the
+  events once they are delivered, without holding up the next batch. Faust commits a partition only
+  up to its lowest unacked offset, so every acked record's outputs are on the broker before the
+  offset moves.
+
+Both send with aiokafka's batch API (:func:`send_records`): one record batch per destination
+partition, all futures gathered, instead of one awaited ``send`` per record.
 * :class:`TransactionalPublisher` keeps one transactional producer per source partition
   (``transactional_id = <app id>-<topic>-<partition>``, which fences a zombie owner after a rebalance
   and aborts a crashed owner's open transaction) and writes the outputs, the table changelog records
@@ -22,19 +26,24 @@ consumes (``secstream.events`` and friends), and its open transaction at shutdow
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
 from streams.logging import get_logger
 
-__all__ = ["AtLeastOncePublisher", "OutRecord", "Publisher", "TransactionalPublisher"]
+__all__ = ["AtLeastOncePublisher", "OutRecord", "Publisher", "TransactionalPublisher", "send_records"]
 
 log = get_logger(__name__)
+
+_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(slots=True)
@@ -54,6 +63,51 @@ class OutRecord:
     key: bytes | None = None
     partition: int | None = None
     headers: Sequence[tuple[str, bytes]] = ()
+
+
+async def send_records(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> list[asyncio.Future[Any]]:
+    """Enqueue ``records`` with aiokafka's batch API: one record batch per destination partition.
+
+    A record without an explicit partition goes where aiokafka's default partitioner would put it
+    (murmur2 of the key), so keyed outputs land exactly where :meth:`AIOKafkaProducer.send` would put them.
+    Nothing is awaited for delivery here.
+
+    Args:
+        producer: a started producer (inside a transaction when it is transactional).
+        records: the records, in order (order is kept per destination partition).
+
+    Returns:
+        The delivery futures; await them all before acking or committing.
+    """
+    partitions: dict[str, list[int]] = {}
+    groups: dict[tuple[str, int], list[OutRecord]] = defaultdict(list)
+    for record in records:
+        partition = record.partition
+        if partition is None:
+            all_partitions = partitions.get(record.topic)
+            if all_partitions is None:
+                all_partitions = partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
+            partition = _PARTITIONER(record.key, all_partitions, all_partitions)
+        groups[(record.topic, partition)].append(record)
+    futures: list[asyncio.Future[Any]] = []
+    for (topic, partition), group in groups.items():
+        batch = producer.create_batch()
+        for record in group:
+            headers = list(record.headers)
+            if batch.append(key=record.key, value=record.value, timestamp=None, headers=headers) is not None:
+                continue
+            if batch.record_count():
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=record.key, value=record.value, timestamp=None, headers=headers) is not None:
+                    continue
+            # larger than a whole batch: let the producer size it
+            futures.append(
+                await producer.send(topic, record.value, key=record.key, partition=partition, headers=headers or None)
+            )
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
 
 
 class Publisher(Protocol):
@@ -79,8 +133,19 @@ class Publisher(Protocol):
         """Release producers."""
 
 
+_MAX_UNDELIVERED = 16
+"""At-least-once: publishes whose delivery may be outstanding before :meth:`AtLeastOncePublisher.publish`
+waits (backpressure on the producer)."""
+
+
 class AtLeastOncePublisher:
-    """Sends through Faust's producer; Faust flushes it before committing the acked offsets.
+    """Sends through Faust's (aiokafka) producer and acks each batch's events once it is delivered.
+
+    A publish does not wait for its delivery: the next batch is processed while the broker answers.
+    Acks follow delivery in publish order (each publish's delivery future includes the previous one),
+    so an event is acked only when its outputs and every earlier output are on the broker; Faust
+    commits a partition only up to its lowest unacked offset. A failed delivery stops all later acks
+    (the offsets stay uncommitted, so the records are read again) and fails the next publish.
 
     Args:
         app: the Faust app.
@@ -88,15 +153,41 @@ class AtLeastOncePublisher:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self._delivered: asyncio.Future[Any] | None = None
+        """Resolves when every record published so far is delivered."""
+        self._undelivered = 0
+        self._failure: BaseException | None = None
 
     async def publish(
         self, source: Any, records: Sequence[OutRecord], acks: Iterable[Any], commit_offset: int | None
     ) -> None:
-        """Enqueue every record in the producer, then ack the events (the commit flushes first)."""
+        """Send every record in per-partition batches; ack the events once they (and all before) are delivered."""
         del source, commit_offset
-        producer = self.app.producer
-        for record in records:
-            await producer.send(record.topic, record.key, record.value, record.partition, None, record.headers)
+        if self._failure is not None:
+            raise RuntimeError("an earlier output batch was not delivered") from self._failure
+        acks = list(acks)
+        futures = await send_records(self.app.producer._ensure_producer(), records) if records else []
+        if self._delivered is not None and not self._delivered.done():
+            futures.append(self._delivered)
+        if not futures:
+            for event in acks:
+                event.ack()
+            return
+        delivered = asyncio.gather(*futures)
+        self._undelivered += 1
+        delivered.add_done_callback(functools.partial(self._on_delivered, acks))
+        self._delivered = delivered
+        if self._undelivered > _MAX_UNDELIVERED:
+            await asyncio.shield(delivered)
+
+    def _on_delivered(self, acks: list[Any], delivered: asyncio.Future[Any]) -> None:
+        self._undelivered -= 1
+        failure = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
+        if failure is not None:
+            if self._failure is None:
+                log.error("worker.delivery_failed", error=repr(failure))
+            self._failure = failure
+            return
         for event in acks:
             event.ack()
 
@@ -110,7 +201,9 @@ class AtLeastOncePublisher:
         del sources
 
     async def close(self) -> None:
-        """Flush the producer so that nothing enqueued is lost at shutdown."""
+        """Wait until everything published is delivered (and acked), then flush the producer."""
+        if self._delivered is not None:
+            await asyncio.wait([self._delivered])
         await self.app.producer.flush()
 
 
@@ -182,16 +275,7 @@ class TransactionalPublisher:
             return
         producer = await self._producer_for(source.topic, source.partition)
         async with producer.transaction():
-            futures = [
-                await producer.send(
-                    record.topic,
-                    record.value,
-                    key=record.key,
-                    partition=record.partition,
-                    headers=list(record.headers) or None,
-                )
-                for record in records
-            ]
+            futures = await send_records(producer, records)
             if futures:
                 await asyncio.gather(*futures)
             if commit_offset is not None:

@@ -4,7 +4,8 @@ Two stages, each an agent over batches (see :mod:`streams.worker.agents`):
 
 1. **route** (raw topics → internal by-host topics). Raw values are decoded (:mod:`streams.serde`);
    audit lines are keyed by their host (``node=``, else envelope host or key, else the default) and
-   written to ``<app>-auditd-by-host`` as their original bytes; syslog lines are parsed by the graph
+   written to ``<app>-auditd-by-host`` as their original bytes, packed into one record per (batch, host)
+   that carries each line's own source and envelope host; syslog lines are parsed by the graph
    (stateless) and their documents keyed by ``host.name`` to ``<app>-syslog-by-host``. Undecodable values
    and unparseable syslog lines go to the dead-letter topic. Every source record is acked once its
    outputs are handed to the producer.
@@ -164,6 +165,21 @@ def _parsed(docs: list[dict[str, Any]], view: PartitionView) -> Pending:
     return Pending(events=docs)
 
 
+_PACK_BYTES = 256 * 1024
+"""Upper bound (line bytes) of one packed internal record, well below Kafka's default 1 MB message limit."""
+
+
+def _packs(lines: list[RawLine]) -> Iterator[list[RawLine]]:
+    """Split one host's lines of a routed batch into internal records of at most ``_PACK_BYTES``."""
+    start, size = 0, 0
+    for i, line in enumerate(lines):
+        size += len(line.data) + 64
+        if size > _PACK_BYTES and i > start:
+            yield lines[start:i]
+            start, size = i, len(line.data) + 64
+    yield lines[start:]
+
+
 SNAPSHOT_EVERY_S = 2.0
 """At-least-once: a partition's host snapshots are written at most every this many seconds..."""
 SNAPSHOT_EVERY_BATCHES = 20
@@ -318,7 +334,11 @@ class WorkerRuntime:
     async def _batches(self, events: Sequence[Any]) -> list[tuple[Any, list[Any]]]:
         """Split a taken batch by partition (lock held): prepare new partitions, then keep each assigned
         partition's events at or above its committed offset. Events of partitions revoked while buffered
-        are left unacked: the new owner reads them again."""
+        are left unacked: the new owner reads them again. So is a batch taken before a shutdown but run
+        after its flush: processing it would emit events and hold acks that nothing flushes any more, and
+        the commit, stopped at the lowest held record, would make the next owner emit them again."""
+        if self.stopping:
+            return []
         grouped = _by_partition(events)
         await self._prepare(grouped)
         assigned = self.assigned()
@@ -347,6 +367,7 @@ class WorkerRuntime:
         default_host = self.config.input.default_host
         records: list[OutRecord] = []
         syslog_lines: list[RawLine] = []
+        by_host: dict[str, list[RawLine]] = defaultdict(list)
         for event in events:
             message = event.message
             decoded = decode_value(
@@ -365,11 +386,11 @@ class WorkerRuntime:
             if stream == "syslog":
                 syslog_lines.extend(decoded.lines)
                 continue
-            by_host: dict[str, list[RawLine]] = defaultdict(list)
             for line in decoded.lines:
                 by_host[audit_host(line, default_host)].append(line)
-            for host, lines in by_host.items():
-                value, headers = encode_internal(lines)
+        for host, lines in by_host.items():
+            for chunk in _packs(lines):
+                value, headers = encode_internal(chunk)
                 records.append(OutRecord(self.topics.auditd_by_host, value, _host_key(host), None, headers))
         if syslog_lines:
             pending = self.pipeline.syslog_lines(syslog_lines, {})

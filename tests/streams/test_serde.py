@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from schemas import schema_for
 from streams.graph import RawLine
 from streams.serde import (
+    HOST_HEADER,
+    SOURCE_HEADER,
     SerdeSettings,
     audit_event_key,
     audit_host,
@@ -125,7 +127,48 @@ class TestInternalFraming:
         assert [line.source for line in back] == [line.source for line in lines]
         assert {line.host for line in back} == {"h1"}
 
-    def test_no_host__no_host_header(self) -> None:
+    def test_packed__lines_of_many_records_keep_their_own_source_and_host(self) -> None:
+        """Lines of several raw records packed into one message come back each with its own origin."""
+        first = _decode(AUDIT + b"\n" + AUDIT, key=b"h1").lines
+        second = decode_value(
+            b'{"message": "' + AUDIT + b'"}',
+            key=None,
+            stream="auditd",
+            topic="raw",
+            partition=0,
+            offset=7,
+            received=1.0,
+        ).lines
+        third = _decode(NODE_AUDIT).lines
+        lines = first + second + third
+        value, headers = encode_internal(lines)
+        back = decode_internal(value, headers, 11.0)
+        assert [(line.data, line.source, line.host) for line in back] == [
+            (line.data, line.source, line.host) for line in lines
+        ]
+        assert {line.received for line in back} == {11.0}
+
+    def test_no_host__comes_back_without_host(self) -> None:
         """A line without envelope host or key comes back without a host."""
         value, headers = encode_internal(_decode(AUDIT).lines)
         assert decode_internal(value, dict(headers), 0.0)[0].host is None
+
+    def test_one_record_framing__still_decoded(self) -> None:
+        """Messages in the older one-record framing (source and host in headers) still decode after an upgrade."""
+        headers = [(SOURCE_HEADER, b'{"topic":"raw","partition":1,"offset":5}'), (HOST_HEADER, b"h9")]
+        back = decode_internal(AUDIT + b"\n" + AUDIT, headers, 3.0)
+        assert [line.data for line in back] == [AUDIT, AUDIT]
+        assert {line.host for line in back} == {"h9"}
+        assert back[0].source["offset"] == 5
+
+    @given(st.lists(st.tuples(st.binary(max_size=200), st.none() | st.binary(max_size=20)), min_size=1, max_size=5))
+    def test_arbitrary_records__round_trip(self, records: list[tuple[bytes, bytes | None]]) -> None:
+        """Whatever raw records decode into lines, packing and unpacking them gives the same lines."""
+        lines = [line for value, key in records for line in _decode(value, key).lines]
+        if not lines:
+            return
+        value, headers = encode_internal(lines)
+        back = decode_internal(value, headers, 0.0)
+        assert [(line.data, line.source, line.host) for line in back] == [
+            (line.data, line.source, line.host) for line in lines
+        ]
