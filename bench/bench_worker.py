@@ -317,13 +317,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def output_keys(records: list[tuple[bytes | None, bytes, int]]) -> list[tuple[tuple[str, int], int]]:
+def output_keys(records: list[tuple[bytes | None, bytes, int]]) -> list[tuple[tuple[str, int], int, bool]]:
+    """((host, serial), output timestamp, whether the event completed without EOE) per audit event."""
     out = []
     for _key, value, ts in records:
         doc = orjson.loads(value)
-        seq = doc.get("auditd", {}).get("sequence")
+        auditd = doc.get("auditd", {})
+        seq = auditd.get("sequence")
         if seq is not None:
-            out.append(((doc["host"]["name"], int(seq)), ts))
+            out.append(((doc["host"]["name"], int(seq)), ts, bool(auditd.get("partial"))))
     return out
 
 
@@ -360,7 +362,7 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
         rss = max(rss_mib(p.pid) for p in procs)
     finally:
         stop(procs)
-    outs = sorted(ts for _, ts in output_keys(asyncio.run(read_all(args.bootstrap, dep.events))))
+    outs = sorted(ts for _, ts, _ in output_keys(asyncio.run(read_all(args.bootstrap, dep.events))))
     lo, hi = percentile([float(t) for t in outs], 0.02), percentile([float(t) for t in outs], 0.98)
     seconds = max((hi - lo) / 1000, 1e-3)
     return {
@@ -396,8 +398,12 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
         stop(procs)
     inputs = input_times(asyncio.run(read_all(args.bootstrap, dep.raw)))
     outputs = output_keys(asyncio.run(read_all(args.bootstrap, dep.events)))
-    from_last = [(ts - inputs[key][1]) / 1000 for key, ts in outputs if key in inputs]
-    from_first = [(ts - inputs[key][0]) / 1000 for key, ts in outputs if key in inputs]
+    from_last = [(ts - inputs[key][1]) / 1000 for key, ts, _ in outputs if key in inputs]
+    from_first = [(ts - inputs[key][0]) / 1000 for key, ts, _ in outputs if key in inputs]
+    # an event with EOE (or a single-record one) is out as soon as it is processed; one without waits
+    # for the coalescer's timeout, so the two latencies say different things
+    whole = [(ts - inputs[key][1]) / 1000 for key, ts, partial in outputs if key in inputs and not partial]
+    timed_out = [(ts - inputs[key][1]) / 1000 for key, ts, partial in outputs if key in inputs and partial]
     return {
         "workers": workers,
         "rate": rate,
@@ -407,6 +413,9 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
         "p99_last": percentile(from_last, 0.99),
         "p50_first": percentile(from_first, 0.5),
         "p99_first": percentile(from_first, 0.99),
+        "p99_whole": percentile(whole, 0.99),
+        "p99_timed_out": percentile(timed_out, 0.99),
+        "timed_out_share": len(timed_out) / max(1, len(whole) + len(timed_out)),
         "rss_mib": rss,
     }
 
@@ -458,15 +467,18 @@ def main() -> int:
             print(f"\nsteady load, {args.duration:.0f} s (RSS: the largest worker's, read at the end of the load)")
             print(
                 f"{'workers':>7} {'lines/s':>8} {'sent':>9} {'events':>8} {'p50 s':>7} {'p99 s':>7} "
-                f"{'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8}"
+                f"{'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8} {'p99 EOE':>8} {'p99 t/o':>8} {'t/o %':>6}"
             )
             for s in loads:
                 print(
                     f"{s['workers']:>7.0f} {s['rate']:>8.0f} {s['sent']:>9.0f} {s['events']:>8.0f} "
                     f"{s['p50_last']:>7.2f} {s['p99_last']:>7.2f} {s['p50_first']:>8.2f} {s['p99_first']:>8.2f} "
-                    f"{s['rss_mib']:>8.0f}"
+                    f"{s['rss_mib']:>8.0f} {s['p99_whole']:>8.2f} {s['p99_timed_out']:>8.2f} "
+                    f"{100 * s['timed_out_share']:>6.1f}"
                 )
-            print("latency: output record time minus produce time of the event's last (1st: first) input line")
+            print("latency: output record time minus produce time of the event's last (1st: first) input line;")
+            print("EOE: events complete on arrival (EOE or single-record); t/o: events completed by the coalescer's")
+            print("timeout (event time 2 s past them, or 5 s of silence from the host), t/o %: their share")
         print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
     finally:
         if broker is not None:

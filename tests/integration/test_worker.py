@@ -244,6 +244,22 @@ class TestExactlyOnce:
         ]
         assert not wrong, (last[wrong[0]], expected[wrong[0]])
 
+    def test_rebalance_two_workers_no_duplicates(self, eos_env: WorkerEnv, audit_lines: list[bytes]) -> None:
+        """A second worker joins mid-stream: partitions change owner, every event is out exactly once."""
+        env = eos_env
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions, per_partition=2))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.4)))
+        env.start_worker()
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= 50, 60, read_committed=True))
+        env.start_worker()
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.4, 0.7)))
+        asyncio.run(collect(env.bootstrap, env.events, lambda d: False, 8, read_committed=True))
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.7, 1.0)))
+        self._check(env, expected)
+        assert all(p.poll() is None for p in env.procs), env.logs()
+        assert "auditd-by-host" in (env.tmp / "worker-2.log").read_text(), "the second worker took no partition"
+
     def test_sigterm_then_restart_no_duplicates(self, eos_env: WorkerEnv, audit_lines: list[bytes]) -> None:
         """SIGTERM mid-stream exits 0 without flushing partials; the restarted worker completes every event once."""
         env = eos_env
