@@ -1,10 +1,13 @@
 """Indicator-of-compromise extraction in linear time (msticpy ``IoCExtract`` compatible).
 
-All built-in patterns run on RE2 (``google-re2``), so hostile input cannot cause catastrophic
-backtracking: every pattern is a plain candidate scanner, and the checks RE2 cannot express
-(look-arounds, octet ranges, IPv6 grammar, TLDs) are done in Python on the candidates only.
-The text is encoded to bytes once and all built-in scanners run on those bytes (Latin-1 mode,
-ASCII classes), which avoids RE2's per-call str re-encoding.
+All built-in patterns run on a linear-time engine, so hostile input cannot cause catastrophic
+backtracking: every pattern is a plain candidate scanner, and the checks such an engine cannot
+express (look-arounds, octet ranges, IPv6 grammar, TLDs) are done in Python on the candidates only.
+The text is encoded to bytes once, and one call of the compiled scanner (``secstream_iocscan``, Rust's
+``regex`` crate with RE2 semantics: bytes, Latin-1, ASCII classes) returns the candidate spans of every
+pattern the requested types need; the Python scanners below only validate them. The patterns are also
+compiled with RE2 (``google-re2``) as the ``comp_regex`` of :attr:`IoCExtract.ioc_types` (msticpy's API),
+and custom patterns added with :meth:`IoCExtract.add_ioc_type` run on RE2.
 
 Types and rules (see also "Overlaps" below):
 
@@ -57,7 +60,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Final, NamedTuple
@@ -66,6 +69,7 @@ from urllib.parse import unquote
 import polars as pl
 import re2
 import structlog
+from secstream_iocscan import Scanner
 
 from processors.errors import MsticpyException
 from processors.psl import has_known_tld
@@ -173,7 +177,7 @@ class IoCResult:
 
 
 # --------------------------------------------------------------------------------------------------
-# RE2 candidate scanners (bytes, Latin-1 so every byte is one character and classes are ASCII)
+# Candidate patterns (bytes, Latin-1 so every byte is one character and classes are ASCII)
 
 
 def _opts(case_sensitive: bool = False) -> Any:
@@ -209,6 +213,8 @@ _DEFANG_REGEX = (
     rb"|\[:\]//|\[://\]|\[:\]|\[/\]|\bhxxps?|\bs?fxps?"
 )
 
+# RE2 compilations of the patterns: the ``comp_regex`` of ``IoCExtract.ioc_types`` (msticpy's API) and the
+# reference the tests hold the compiled scanner to. The extractor itself searches with ``_SCANNER``.
 _RX_IPV4 = _compile(IPV4_REGEX)
 _RX_IPV6 = _compile(IPV6_REGEX)
 _RX_DNS = _compile(DNS_REGEX)
@@ -220,8 +226,9 @@ _RX_WINPATH = _compile(WINPATH_REGEX)
 _RX_LXPATH = _compile(LXPATH_REGEX)
 _RX_DEFANG = _compile(_DEFANG_REGEX)
 
-# One RE2::Set pass over the text says which scanners can find anything: each member is a necessary
-# condition (a superset) of its type's candidate pattern, so a scanner whose member did not match is skipped.
+# The compiled scanner: pattern ``i`` is searched only when its gate ``_PREFILTER_PATTERNS[i]`` matches somewhere
+# in the text (all gates are tested in one pass). Each gate is a necessary condition (a superset) of its
+# pattern, so skipping a pattern whose gate did not match loses nothing.
 _PRE_DEFANG = 0
 _PRE_IPV4 = 1
 _PRE_DNS = 2
@@ -231,6 +238,7 @@ _PRE_HASH = 5
 _PRE_IPV6 = 6
 _PRE_WINPATH = 7
 _PRE_LXPATH = 8
+_PAT_DNS_NAME = 9  # a whole string that is a host name (ungated)
 _PREFILTER_PATTERNS = (
     _DEFANG_REGEX,
     rb"[0-9]\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]",
@@ -242,22 +250,22 @@ _PREFILTER_PATTERNS = (
     rb"\\",
     rb"/[a-z0-9._+@%=~,-]",
 )
-
-
-def _prefilter_set() -> Any:
-    options = _opts()
-    options.max_mem = 32 << 20
-    options.log_errors = False
-    prefilter = re2.Set.SearchSet(options)
-    for pattern in _PREFILTER_PATTERNS:
-        prefilter.Add(pattern)
-    prefilter.Compile()
-    return prefilter._set
-
-
-# A many-match DFA never gives up for being slow (only when its memory budget cannot hold a single
-# state), so with this budget the set answers for inputs of any size in linear time.
-_PREFILTER = _prefilter_set()
+_SCAN_PATTERNS = (
+    _DEFANG_REGEX,
+    IPV4_REGEX,
+    DNS_REGEX,
+    URL_REGEX,
+    EMAIL_REGEX,
+    HASH_REGEX,
+    IPV6_REGEX,
+    WINPATH_REGEX,
+    LXPATH_REGEX,
+    rb"\A(?:" + _DNS_BODY + rb")\z",
+)
+_SCANNER: Final = Scanner(_SCAN_PATTERNS, _PREFILTER_PATTERNS)
+_DEFANG_BIT = 1 << _PRE_DEFANG
+_URL_BIT = 1 << _PRE_URL
+_DNS_NAME_BIT = 1 << _PAT_DNS_NAME
 
 
 def _maybe_defanged(low: str) -> bool:
@@ -279,33 +287,9 @@ def _maybe_defanged(low: str) -> bool:
     return "{" in low and ("{.}" in low or "{dot}" in low or "{at}" in low)
 
 
-def _candidates(data: bytes) -> list[int] | tuple[()]:
-    """Return the indices of the prefilter members found in ``data``."""
-    return _PREFILTER.Match(data) or ()
-
-
-_UNANCHORED = re2._Anchor.UNANCHORED
-
-
-def _spans(rx: Any, data: bytes, needle: bytes = b"", min_len: int = 0) -> Iterator[tuple[int, int]]:
-    """Yield the (start, end) spans of successive matches of a compiled RE2 pattern in ``data``.
-
-    Calls the RE2 matcher directly: the ``re2`` module's ``finditer`` builds a ``Match`` object and a
-    generator frame per match, which dominates the cost on short command lines. ``needle`` (a byte
-    string every match contains) and ``min_len`` (the shortest match) let the search stop without
-    another regex pass when the rest of the text cannot hold a match.
-    """
-    raw = rx._regexp
-    pos = 0
-    size = len(data)
-    while pos <= size:
-        if (needle and data.find(needle, pos) == -1) or size - pos < min_len:
-            return
-        start, end = raw.Match(_UNANCHORED, data, pos, size)[0]
-        if start == -1:
-            return
-        yield start, end
-        pos = end + 1 if end == start else end
+def _is_dns_name(data: bytes) -> bool:
+    """Return whether the whole of ``data`` is a host name (``_DNS_BODY``)."""
+    return bool(_SCANNER.scan(data, _DNS_NAME_BIT))
 
 
 _DEFANG_MAP: dict[bytes, bytes] = {
@@ -415,8 +399,13 @@ class _Refanged:
         return o_start, o_end
 
 
-def _refang_bytes(data: bytes) -> _Refanged | None:
-    """Return the refanged text with an offset map, or None when nothing was defanged."""
+def _refang_bytes(data: bytes, marks: Iterable[tuple[int, int]] | None = None) -> _Refanged | None:
+    """Return the refanged text with an offset map, or None when nothing was defanged.
+
+    ``marks`` are the spans of the defang pattern in ``data`` when the caller has them already.
+    """
+    if marks is None:
+        marks = _SCANNER.scan(data, _DEFANG_BIT).get(_PRE_DEFANG, ())
     pieces: list[bytes] = []
     work_starts: list[int] = [0]
     orig_starts: list[int] = [0]
@@ -424,7 +413,7 @@ def _refang_bytes(data: bytes) -> _Refanged | None:
     last = 0
     wpos = 0
     changed = False
-    for start, end in _spans(_RX_DEFANG, data):
+    for start, end in marks:
         token = data[start:end].lower()
         new = _DEFANG_MAP.get(token)
         if new is None:
@@ -483,9 +472,24 @@ def _dec(data: bytes) -> str:
 
 
 class _Scan:
-    """One scan of one text: collects ``observable -> (type, priority, order)``."""
+    """One scan of one text: validates the candidate spans in ``hits``, collects ``observable -> (type, priority)``.
 
-    __slots__ = ("data", "found", "ignore_tlds", "orig", "refanged", "settings", "types", "url_spans", "url_starts")
+    ``hits`` is ``_SCANNER.scan(data, ...)``: ``{pattern index: [(start, end), ...]}``; a scanner method
+    (``scan_*``) is run only when its pattern has spans.
+    """
+
+    __slots__ = (
+        "data",
+        "found",
+        "hits",
+        "ignore_tlds",
+        "orig",
+        "refanged",
+        "settings",
+        "types",
+        "url_spans",
+        "url_starts",
+    )
 
     def __init__(
         self,
@@ -495,8 +499,10 @@ class _Scan:
         settings: IoCExtractSettings,
         refanged: _Refanged | None,
         orig: bytes,
+        hits: dict[int, list[tuple[int, int]]] | None = None,
     ) -> None:
         self.data = data
+        self.hits: dict[int, list[tuple[int, int]]] = {} if hits is None else hits
         self.types = types
         self.ignore_tlds = ignore_tlds
         self.settings = settings
@@ -534,9 +540,7 @@ class _Scan:
     # ---------------------------------------------------------------- types
     def scan_urls(self) -> None:
         data = self.data
-        if b"://" not in data:
-            return
-        for start, end in _spans(_RX_URL, data, b"://"):
+        for start, end in self.hits.get(_PRE_URL, ()):
             end = _trim_url_end(data, start, end)
             info = _split_url(data[start:end])
             if info is None:
@@ -570,7 +574,7 @@ class _Scan:
                 variants.append(decoded[scheme_end:] if decoded.find("://") + 3 == scheme_end else decoded)
         for variant in variants:
             vdata = variant.encode("utf-8", "surrogatepass")
-            for start, end in _spans(_RX_URL, vdata, b"://"):
+            for start, end in _SCANNER.scan(vdata, _URL_BIT).get(_PRE_URL, ()):
                 end = _trim_url_end(vdata, start, end)
                 info = _split_url(vdata[start:end])
                 if info is None:
@@ -607,20 +611,12 @@ class _Scan:
         self.add(written, "ipv6")
 
     def scan_ipv4(self) -> None:
-        # ``_spans(_RX_IPV4, data, b".", 7)``, the octet check and ``add`` inlined: on short command lines the
-        # Python call and generator overhead cost more than the RE2 search itself.
+        # the octet check and ``add`` inlined: on short command lines Python call overhead is most of the cost
         data = self.data
-        size = len(data)
-        last = size - 1
+        last = len(data) - 1
         plain = self.refanged is None or self.orig is self.data
         found = self.found
-        match = _RX_IPV4._regexp.Match
-        pos = 0
-        while size - pos >= 7 and data.find(b".", pos) != -1:
-            start, end = match(_UNANCHORED, data, pos, size)[0]
-            if start == -1:
-                return
-            pos = end  # a match is never empty
+        for start, end in self.hits.get(_PRE_IPV4, ()):
             if end < last and data[end] == 0x2E and data[end + 1] in _DIGITS:
                 continue
             if start >= 2 and data[start - 1] == 0x2E and data[start - 2] in _DIGITS:
@@ -643,9 +639,9 @@ class _Scan:
     def scan_ipv6(self) -> None:
         data = self.data
         if b"::" not in data and data.count(b":") < 7:
-            return
+            return  # an address needs "::" or eight groups: the candidates (times like 10:30:00) are not addresses
         size = len(data)
-        for start, end in _spans(_RX_IPV6, data, b":", 2):
+        for start, end in self.hits.get(_PRE_IPV6, ()):
             if start > 0 and data[start - 1] in _IPV6_NEIGHBOUR:
                 continue
             if end < size:
@@ -674,17 +670,10 @@ class _Scan:
         check_tld = not self.ignore_tlds
         plain = self.refanged is None or self.orig is self.data
         size = len(data)
-        match = _RX_DNS._regexp.Match
-        pos = 0
-        # ``_spans(_RX_DNS, data, b".", 3)`` inlined (see scan_ipv4)
-        while size - pos >= 3 and data.find(b".", pos) != -1:
-            start, end = match(_UNANCHORED, data, pos, size)[0]
-            if start == -1:
-                return
-            pos = end  # a match is never empty
+        for start, end in self.hits.get(_PRE_DNS, ()):
             if start > 0 and data[start - 1] == 0x25:  # %2F... : a percent escape, not part of the name
                 start += 2
-                if start >= end or _RX_DNS_BODY.fullmatch(data[start:end]) is None:
+                if start >= end or not _is_dns_name(data[start:end]):
                     continue
             if end < size and data[end] == 0x40:  # local part of an e-mail address
                 continue
@@ -703,7 +692,7 @@ class _Scan:
 
     def scan_email(self) -> None:
         data = self.data
-        for start, end in _spans(_RX_EMAIL, data, b"@", 5):
+        for start, end in self.hits.get(_PRE_EMAIL, ()):
             at = data.index(b"@", start)
             local = data[start:at]
             if local.startswith(b".") or local.endswith(b"."):
@@ -719,7 +708,7 @@ class _Scan:
     def scan_hashes(self) -> None:
         data = self.data
         min_distinct = self.settings.min_hash_distinct
-        for start, end in _spans(_RX_HASH, data, b"", 32):
+        for start, end in self.hits.get(_PRE_HASH, ()):
             ioc_type = _HASH_TYPES.get(end - start)
             if ioc_type is None or ioc_type not in self.types:
                 continue
@@ -730,16 +719,8 @@ class _Scan:
 
     def scan_windows_paths(self) -> None:
         data = self.data
-        size = len(data)
-        match = _RX_WINPATH._regexp.Match
         url_starts = self.url_starts
-        pos = 0
-        # ``_spans(_RX_WINPATH, data, b"\\")`` inlined (see scan_ipv4)
-        while pos <= size and data.find(b"\\", pos) != -1:
-            start, end = match(_UNANCHORED, data, pos, size)[0]
-            if start == -1:
-                return
-            pos = end  # a match is never empty
+        for start, end in self.hits.get(_PRE_WINPATH, ()):
             if data[start] == 0x5C and data[start : start + 2] != b"\\\\":  # no root
                 if data.count(b"\\", start, end) < 2:
                     continue
@@ -752,16 +733,8 @@ class _Scan:
 
     def scan_linux_paths(self) -> None:
         data = self.data
-        size = len(data)
-        match = _RX_LXPATH._regexp.Match
         url_starts = self.url_starts
-        pos = 0
-        # ``_spans(_RX_LXPATH, data, b"/", 2)`` inlined (see scan_ipv4)
-        while size - pos >= 2 and data.find(b"/", pos) != -1:
-            start, end = match(_UNANCHORED, data, pos, size)[0]
-            if start == -1:
-                return
-            pos = end  # a match is never empty
+        for start, end in self.hits.get(_PRE_LXPATH, ()):
             if data[start] == 0x2F:
                 if start > 0 and data[start - 1] in _LXPATH_BEFORE:
                     continue
@@ -873,17 +846,18 @@ def _compile_custom(ioc_regex: str) -> Any:
     return re.compile(ioc_regex, re.I | re.X | re.M)
 
 
-# Scanners in the order they run: (types that need it, its prefilter member, the scanner).
-_SCAN_ORDER: Final[tuple[tuple[frozenset[str], int, Callable[[_Scan], None]], ...]] = (
-    (_URL_DEPENDENT, _PRE_URL, _Scan.scan_urls),
-    (frozenset({"ipv4"}), _PRE_IPV4, _Scan.scan_ipv4),
-    (_IP_TYPES, _PRE_IPV6, _Scan.scan_ipv6),
-    (frozenset({"dns"}), _PRE_DNS, _Scan.scan_dns),
-    (frozenset({"email"}), _PRE_EMAIL, _Scan.scan_email),
-    (_HASH_TYPE_SET, _PRE_HASH, _Scan.scan_hashes),
-    (frozenset({"windows_path"}), _PRE_WINPATH, _Scan.scan_windows_paths),
-    (frozenset({"linux_path"}), _PRE_LXPATH, _Scan.scan_linux_paths),
+# Scanners in the order they run: (types that need it, its pattern in ``_SCANNER``, the ``_Scan`` method).
+_SCAN_ORDER: Final[tuple[tuple[frozenset[str], int, str], ...]] = (
+    (_URL_DEPENDENT, _PRE_URL, "scan_urls"),
+    (frozenset({"ipv4"}), _PRE_IPV4, "scan_ipv4"),
+    (_IP_TYPES, _PRE_IPV6, "scan_ipv6"),
+    (frozenset({"dns"}), _PRE_DNS, "scan_dns"),
+    (frozenset({"email"}), _PRE_EMAIL, "scan_email"),
+    (_HASH_TYPE_SET, _PRE_HASH, "scan_hashes"),
+    (frozenset({"windows_path"}), _PRE_WINPATH, "scan_windows_paths"),
+    (frozenset({"linux_path"}), _PRE_LXPATH, "scan_linux_paths"),
 )
+_Plan = tuple[int, tuple[tuple[int, str], ...]]
 
 
 class IoCExtract:
@@ -895,9 +869,10 @@ class IoCExtract:
         settings: limits and heuristics; see :class:`IoCExtractSettings`.
     """
 
-    # msticpy's pattern constants. These are the RE2 patterns secstream scans with (matched
-    # case-insensitively on UTF-8 bytes, then validated in Python: octet ranges, TLDs, hash lengths), so
-    # they differ from msticpy's Python patterns, which need look-arounds RE2 does not offer.
+    # msticpy's pattern constants. These are the patterns secstream scans with (RE2 syntax, matched
+    # case-insensitively on UTF-8 bytes by the compiled scanner, then validated in Python: octet ranges,
+    # TLDs, hash lengths), so they differ from msticpy's Python patterns, which need look-arounds that
+    # linear-time engines do not offer.
     IPV4_REGEX: ClassVar[str] = IPV4_REGEX.decode()
     IPV6_REGEX: ClassVar[str] = IPV6_REGEX.decode()
     DNS_REGEX: ClassVar[str] = DNS_REGEX.decode()
@@ -921,7 +896,7 @@ class IoCExtract:
         self._custom: set[str] = set()
         self._type_cache: dict[str, frozenset[str]] = {}
         self._builtin_cache: dict[frozenset[str], frozenset[str]] = {}
-        self._plan_cache: dict[frozenset[str], tuple[tuple[int, Callable[[_Scan], None]], ...]] = {}
+        self._plan_cache: dict[frozenset[str], _Plan] = {}
         self._names_cache: dict[tuple[Any, ...], frozenset[str]] = {}
         self._memo: dict[str, object] = {}
         self._memo_state: tuple[Any, ...] = ()
@@ -1202,12 +1177,16 @@ class IoCExtract:
                 self._builtin_cache[types] = cached
         return cached
 
-    def _plan(self, types: frozenset[str]) -> tuple[tuple[int, Callable[[_Scan], None]], ...]:
-        """Return the (prefilter index, scanner) pairs to run for ``types``, in scan order (cached per type set)."""
+    def _plan(self, types: frozenset[str]) -> _Plan:
+        """Return (pattern mask, (pattern, scanner method) pairs in scan order) for ``types`` (cached per type set)."""
         plan = self._plan_cache.get(types)
         if plan is None:
             builtin = self._builtin(types)
-            plan = tuple((member, scan) for needs, member, scan in _SCAN_ORDER if not builtin.isdisjoint(needs))
+            steps = tuple((pattern, name) for needs, pattern, name in _SCAN_ORDER if not builtin.isdisjoint(needs))
+            mask = 0
+            for pattern, _name in steps:
+                mask |= 1 << pattern
+            plan = (mask, steps)
             if len(self._plan_cache) < 256:
                 self._plan_cache[types] = plan
         return plan
@@ -1219,26 +1198,29 @@ class IoCExtract:
         if not scanned:
             return IoCResult({}, size > limit, size, 0)
         orig = scanned.encode("utf-8", "surrogatepass")
-        found = _candidates(orig)
+        mask, steps = self._plan_cache.get(types) or self._plan(types)
+        # one call finds the candidates of every pattern the types need (and the defang marks)
+        hits = _SCANNER.scan(orig, mask | _DEFANG_BIT if self.defanged else mask)
         custom = types & self._custom if self._custom else None
-        if not found and not custom:
+        if not hits and not custom:
             return IoCResult({}, size > limit, size, len(scanned))
         refanged = None
         data = orig
-        if _PRE_DEFANG in found and self.defanged:
-            refanged = _refang_bytes(orig)
+        marks = hits.get(_PRE_DEFANG)
+        if marks is not None:
+            refanged = _refang_bytes(orig, marks)
             if refanged is not None:
                 data = refanged.data
-                found = _candidates(data)
+                hits = _SCANNER.scan(data, mask)
         scan: _Scan | None = None
-        for pre, scanner in self._plan(types):
-            if pre in found:
+        for pattern, method in steps:
+            if pattern in hits:
                 if scan is None:
-                    scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig)
-                scanner(scan)
+                    scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig, hits)
+                getattr(scan, method)()
         if custom:
             if scan is None:
-                scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig)
+                scan = _Scan(data, types, ignore_tlds, self.settings, refanged, data if self.refang else orig, hits)
             for name in custom:
                 self._scan_custom(scanned if not refanged or not self.refang else _dec(data), name, scan)
         if scan is None:

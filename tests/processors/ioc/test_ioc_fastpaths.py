@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import tarfile
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import re2
@@ -32,6 +34,29 @@ b64_texts = st.one_of(
         lambda parts: " x ".join(base64.b64encode(part).decode() for part in parts)
     ),
 )
+
+
+_UNANCHORED = re2._Anchor.UNANCHORED  # the product searches with its compiled scanner; this is the RE2 twin
+
+
+def _spans(rx: Any, data: bytes, needle: bytes = b"", min_len: int = 0) -> Iterator[tuple[int, int]]:
+    """Yield the (start, end) spans of successive matches of a compiled RE2 pattern in ``data``.
+
+    The RE2 twin of the compiled scanner's search, run on a ``comp_regex`` of :attr:`IoCExtract.ioc_types`.
+    ``needle`` (a byte string every match contains) and ``min_len`` (the shortest match) let the search
+    stop without another regex pass when the rest of the text cannot hold a match.
+    """
+    raw = rx._regexp
+    pos = 0
+    size = len(data)
+    while pos <= size:
+        if (needle and data.find(needle, pos) == -1) or size - pos < min_len:
+            return
+        start, end = raw.Match(_UNANCHORED, data, pos, size)[0]
+        if start == -1:
+            return
+        yield start, end
+        pos = end + 1 if end == start else end
 
 
 class TestDefangCheck:
@@ -240,7 +265,7 @@ class _GeneralScan(iocextract._Scan):
         data = self.data
         last = len(data) - 1
         plain = self.refanged is None or self.orig is self.data
-        for start, end in iocextract._spans(iocextract._RX_IPV4, data, b".", 7):
+        for start, end in _spans(iocextract._RX_IPV4, data, b".", 7):
             if end < last and data[end] == 0x2E and data[end + 1] in iocextract._DIGITS:
                 continue
             if start >= 2 and data[start - 1] == 0x2E and data[start - 2] in iocextract._DIGITS:
@@ -255,7 +280,7 @@ class _GeneralScan(iocextract._Scan):
         ambiguous = self.settings.ambiguous_tlds
         check_tld = not self.ignore_tlds
         plain = self.refanged is None or self.orig is self.data
-        for start, end in iocextract._spans(iocextract._RX_DNS, data, b".", 3):
+        for start, end in _spans(iocextract._RX_DNS, data, b".", 3):
             if start > 0 and data[start - 1] == 0x25:
                 start += 2
                 if start >= end or iocextract._RX_DNS_BODY.fullmatch(data[start:end]) is None:
@@ -276,7 +301,7 @@ class _GeneralScan(iocextract._Scan):
 
     def scan_windows_paths(self) -> None:
         data = self.data
-        for start, end in iocextract._spans(iocextract._RX_WINPATH, data, b"\\"):
+        for start, end in _spans(iocextract._RX_WINPATH, data, b"\\"):
             if data[start] == 0x5C and data[start : start + 2] != b"\\\\":
                 if data.count(b"\\", start, end) < 2:
                     continue
@@ -289,7 +314,7 @@ class _GeneralScan(iocextract._Scan):
 
     def scan_linux_paths(self) -> None:
         data = self.data
-        for start, end in iocextract._spans(iocextract._RX_LXPATH, data, b"/", 2):
+        for start, end in _spans(iocextract._RX_LXPATH, data, b"/", 2):
             if data[start] == 0x2F:
                 if start > 0 and data[start - 1] in iocextract._LXPATH_BEFORE:
                     continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from secstream_iocscan import Scanner
 
 from processors import iocextract
 from processors.iocextract import IoCExtract
@@ -46,9 +47,8 @@ texts = st.one_of(
 EXTRACTORS = [IoCExtract(), IoCExtract(refang=False), IoCExtract(defanged=False)]
 
 
-def _all_scanners(data: bytes) -> frozenset[int]:
-    del data
-    return frozenset(range(len(iocextract._PREFILTER_PATTERNS)))
+# the same patterns without gates: every pattern is searched whatever the text holds
+UNGATED = Scanner(iocextract._SCAN_PATTERNS)
 
 
 class TestPrefilter:
@@ -65,7 +65,7 @@ class TestPrefilter:
             for tlds in (False, True)
         ]
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(iocextract, "_candidates", _all_scanners)
+            patch.setattr(iocextract, "_SCANNER", UNGATED)
             full = [
                 ext.extract_text(text, include_paths=paths, ignore_tlds=tlds).iocs
                 for ext in EXTRACTORS
@@ -76,7 +76,7 @@ class TestPrefilter:
 
     def test_ordinary_command_line_has_no_candidates(self) -> None:
         """A plain command line without dots, colons, '@', hex runs or backslashes matches no scanner."""
-        assert not iocextract._candidates(b"ls -la --color=auto")
+        assert not iocextract._SCANNER.gates_found(b"ls -la --color=auto")
         assert IoCExtract().extract_text("ls -la --color=auto", include_paths=True).iocs == {}
 
     def test_defanged_text_is_rescanned_after_refanging(self) -> None:

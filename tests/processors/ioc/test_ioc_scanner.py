@@ -91,7 +91,7 @@ class TestBuiltinPatterns:
     def test_gates_found_as_re2(self, data: bytes) -> None:
         """The gates reported present are those RE2 finds."""
         expected = [index for index, rx in enumerate(GATE_TWINS) if rx.search(data) is not None]
-        assert iocextract._candidates(data) == expected
+        assert iocextract._SCANNER.gates_found(data) == expected
 
     def test_mask_selects_patterns(self) -> None:
         """Only the patterns whose bit is set are searched."""
