@@ -24,6 +24,7 @@ from streams.config import SecstreamConfig
 from streams.graph import Pipeline
 from streams.logging import get_logger
 from streams.worker.agents import register_agents
+from streams.worker.consumer import deliver_inline
 from streams.worker.metrics import register_web
 from streams.worker.publish import AtLeastOncePublisher, Publisher, TransactionalPublisher
 from streams.worker.runtime import WorkerRuntime
@@ -55,6 +56,7 @@ class SecstreamApp(faust.App):
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
+        deliver_inline(consumer)
         if self.commits_in_transactions:
 
             async def _no_commit(offsets: Any) -> bool:
