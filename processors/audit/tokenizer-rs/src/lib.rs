@@ -61,6 +61,27 @@ fn key_object<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
     })
 }
 
+/// A Python `str` holding `text`, which the caller has checked is ASCII.
+///
+/// `PyString::new` decodes its argument as UTF-8; every value here is known to be ASCII (`split_line`
+/// declines anything else), so the string is allocated as ASCII and filled with one copy.
+fn ascii_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
+    debug_assert!(text.is_ascii());
+    let size = pyo3::ffi::Py_ssize_t::try_from(text.len())?;
+    // SAFETY: PyUnicode_New(size, 127) returns a new, uninitialised compact ASCII string of `size`
+    // characters (one byte each) or NULL with an exception set; its data is written exactly once
+    // below, before the object is used, and the bytes are ASCII as that kind requires.
+    unsafe {
+        let object = pyo3::ffi::PyUnicode_New(size, 127);
+        if object.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let data = pyo3::ffi::PyUnicode_DATA(object).cast::<u8>();
+        std::ptr::copy_nonoverlapping(text.as_ptr(), data, text.len());
+        Ok(Bound::from_owned_ptr(py, object).cast_into_unchecked())
+    }
+}
+
 /// Add the plain `k=v` tokens of `text` to `fields` (double quotes removed, quoted keys to `quoted`).
 /// Returns false when the text is not plain: a token without `=`, an empty key, a key already in
 /// `fields`, a double quote anywhere but around a whole value.
@@ -79,32 +100,43 @@ fn split_flat<'py>(
         if i == bytes.len() {
             break;
         }
+        // One pass over the token: the first `=` ends the key; a quote in the key is not plain.
         let start = i;
-        while i < bytes.len() && !is_space(bytes[i]) {
+        while i < bytes.len() && !matches!(bytes[i], b'=' | b'"') && !is_space(bytes[i]) {
             i += 1;
         }
-        let token = &bytes[start..i];
-        let Some(eq) = token.iter().position(|&b| b == b'=') else {
-            return Ok(false);
-        };
-        if eq == 0 || token[..eq].contains(&b'"') {
-            return Ok(false);
+        if i == start || bytes.get(i) != Some(&b'=') {
+            return Ok(false); // an empty key, a key with a quote, or a token without `=`
         }
-        let (mut from, mut to) = (start + eq + 1, i);
-        let is_quoted = bytes.get(from) == Some(&b'"');
-        if is_quoted {
-            if to - from < 2 || bytes[to - 1] != b'"' {
+        let eq = i;
+        i += 1;
+        let is_quoted = bytes.get(i) == Some(&b'"');
+        let (from, to) = if is_quoted {
+            // the value runs to the next quote, which must end the token
+            let from = i + 1;
+            let Some(close) = bytes[from..].iter().position(|&b| b == b'"') else {
+                return Ok(false);
+            };
+            i = from + close + 1;
+            if bytes[from..from + close].iter().any(|&b| is_space(b))
+                || (i < bytes.len() && !is_space(bytes[i]))
+            {
                 return Ok(false);
             }
-            from += 1;
-            to -= 1;
-        }
-        if bytes[from..to].contains(&b'"') {
-            return Ok(false);
-        }
-        let key = key_object(py, &text[start..start + eq]);
+            (from, from + close)
+        } else {
+            let from = i;
+            while i < bytes.len() && !is_space(bytes[i]) {
+                if bytes[i] == b'"' {
+                    return Ok(false);
+                }
+                i += 1;
+            }
+            (from, i)
+        };
+        let key = key_object(py, &text[start..eq]);
         let size = fields.len();
-        fields.set_item(&key, PyString::new(py, &text[from..to]))?;
+        fields.set_item(&key, ascii_string(py, &text[from..to])?)?;
         if fields.len() == size {
             return Ok(false); // a repeated key
         }
@@ -152,7 +184,7 @@ fn split_body<'py>(
     let key = key_object(py, &body[key_start..eq]);
     let size = fields.len();
     let inner_text = &body[open + 1..close];
-    fields.set_item(key, PyString::new(py, inner_text))?;
+    fields.set_item(key, ascii_string(py, inner_text)?)?;
     // The nested fields go into the same mapping: any clash with an outer key is a repeated key.
     Ok(fields.len() > size && split_flat(py, inner_text, fields, quoted)?)
 }
@@ -254,15 +286,19 @@ fn split_line<'py>(py: Python<'py>, line: &str) -> PyResult<Option<Split<'py>>> 
     if !split_body(py, extra, &enriched, &PyList::empty(py))? {
         return Ok(None);
     }
+    let node = match head.node {
+        Some((from, to)) => Some(ascii_string(py, &main[from..to])?),
+        None => None,
+    };
     Ok(Some((
-        head.node.map(|(from, to)| PyString::new(py, &main[from..to])),
+        node,
         key_object(py, &main[head.rtype.0..head.rtype.1]),
-        PyString::new(py, time),
+        ascii_string(py, time)?,
         head.serial,
         epoch,
         fields,
         enriched,
-        PyString::new(py, text),
+        ascii_string(py, text)?,
         quoted,
     )))
 }
