@@ -56,13 +56,14 @@ def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
     """
     event = doc.get("event") or {}
     action = event.get("action")
-    user = doc.get("user") or {}
     if event.get("module") == "auditd" and action in _EXEC_ACTIONS:
+        user = doc.get("user") or {}
         audit = user.get("audit") or {}
         name = user.get("name") or audit.get("name") or user.get("id") or audit.get("id") or "unknown"
         command = (doc.get("process") or {}).get("command_line") or ""
         return str(name), str(command)
     if action == "sudo_command" and event.get("outcome") == "success":
+        user = doc.get("user") or {}
         return str(user.get("name") or "unknown"), str((doc.get("syslog") or {}).get("command") or "")
     return None
 

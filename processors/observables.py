@@ -346,6 +346,10 @@ def annotate_event(
     truncated = False
     limits: list[str] = []
     seen: set[str] = set()
+    # Most texts were analysed before: look them up in the extractor's memo before calling _summary.
+    memo = None
+    if settings is None or settings == _DEFAULT_SETTINGS:
+        memo = (extractor or _default_extractor()).analysis_memo()
     for name in analysis_fields:
         value = _get_path(doc, name)
         if isinstance(value, list):
@@ -353,7 +357,8 @@ def annotate_event(
         if not isinstance(value, str) or not value or value in seen:
             continue
         seen.add(value)
-        summary = _summary(value, extractor, settings)
+        cached = memo.get(value) if memo is not None else None
+        summary = cast(_Summary, cached) if cached is not None else _summary(value, extractor, settings)
         if summary is _EMPTY:
             continue
         if summary.iocs:

@@ -334,7 +334,7 @@ class _Plan:
     rules; the rules RE2 cannot compile (Python ``re`` fallbacks) are searched one by one.
     """
 
-    __slots__ = ("any_decoded", "fallback", "fields", "paths", "rule_fields", "rules", "set", "set_rules")
+    __slots__ = ("any_decoded", "fallback", "fields", "memo", "paths", "rule_fields", "rules", "set", "set_rules")
 
     def __init__(self, rules: tuple[Rule, ...], log_type: str) -> None:
         self.rules = rules
@@ -371,6 +371,19 @@ class _Plan:
         if set_rules:
             pattern_set.Compile()
             self.set = pattern_set._set
+        # Texts repeat across events (templated audit messages, cron jobs): short ones are matched once.
+        self.memo: dict[str, frozenset[int]] = {}
+
+    def matched_memo(self, text: str) -> frozenset[int]:
+        """:meth:`matched`, remembered for texts up to 2048 characters (4096 texts, oldest dropped first)."""
+        hit = self.memo.get(text)
+        if hit is None:
+            hit = frozenset(self.matched(text))
+            if len(text) <= _MEMO_MAX_TEXT:
+                if len(self.memo) >= _MEMO_MAX_ENTRIES:
+                    del self.memo[next(iter(self.memo))]
+                self.memo[text] = hit
+        return hit
 
     def matched(self, text: str) -> frozenset[int] | set[int]:
         """Return the positions (in :attr:`rules`) of the rules whose pattern occurs in ``text``."""
@@ -408,6 +421,8 @@ class _Plan:
 
 
 _NONE: frozenset[int] = frozenset()
+_MEMO_MAX_ENTRIES = 4096
+_MEMO_MAX_TEXT = 2048
 
 
 class RuleEngine:
@@ -484,9 +499,8 @@ class RuleEngine:
 
     @staticmethod
     def _match_doc(doc: Mapping[str, Any], plan: _Plan) -> list[tuple[Rule, str, str]]:
-        memo: dict[str, frozenset[int] | set[int]] = {}
         values: list[str] = []  # "" for a missing field, whose match set is always empty
-        found: list[frozenset[int] | set[int]] = []
+        found: list[frozenset[int]] = []
         anything = False
         for path in plan.paths:
             value = _lookup(doc, path)
@@ -494,20 +508,16 @@ class RuleEngine:
                 values.append("")
                 found.append(_NONE)
                 continue
-            hit = memo.get(value)
-            if hit is None:
-                hit = memo[value] = plan.matched(value)
+            hit = plan.matched_memo(value)
             values.append(value)
             found.append(hit)
             anything = anything or bool(hit)
-        decoded: list[tuple[int, str, frozenset[int] | set[int]]] = []
+        decoded: list[tuple[int, str, frozenset[int]]] = []
         if plan.any_decoded and "secstream" in doc:
             for layer, text in enumerate(decoded_texts(doc)):
                 if not text:
                     continue
-                hit = memo.get(text)
-                if hit is None:
-                    hit = memo[text] = plan.matched(text)
+                hit = plan.matched_memo(text)
                 if hit:
                     decoded.append((layer, text, hit))
                     anything = True

@@ -166,6 +166,10 @@ class LogonSessionState:
                 found.schedule(record, limits)
         return found
 
+    def register_index(self, host: str, index: _HostIndex) -> None:
+        """Keep ``index`` as the lookup index of ``host`` (built alongside its first sessions)."""
+        self._index[host] = index
+
     def drop_host(self, host: str) -> None:
         """Forget a host whose sessions are all gone."""
         self.hosts.pop(host, None)
@@ -219,15 +223,20 @@ class LogonSessionTracker:
         now = event_epoch(doc)
         sessions = state.hosts.get(host)
         if sessions is None:
-            sessions = state.hosts[host] = {}
-        index = state.index(host, sessions, self._limits)
-        expiries = index.expiries
-        if expiries and now > expiries[0][0]:
-            self._expire(sessions, index, now)
+            # Most documents of a host without sessions open none: its state is registered only when one opens.
+            sessions, index = {}, _HostIndex()
+        else:
+            index = state.index(host, sessions, self._limits)
+            expiries = index.expiries
+            if expiries and now > expiries[0][0]:
+                self._expire(sessions, index, now)
         if event.get("module") == "auditd":
             record, closed = self._auditd(doc, event, sessions, index, host, now)
         else:
             record, closed = self._syslog(doc, event, sessions, index, host, now)
+        if sessions and state.hosts.get(host) is not sessions:
+            state.hosts[host] = sessions
+            state.register_index(host, index)
         if record is None:
             if not sessions:
                 state.drop_host(host)

@@ -486,10 +486,24 @@ def _int(value: str | None) -> int | None:
     return int(value)
 
 
+def _set_value(value: str | None) -> str | None:
+    """``value``, or None when it is missing or one of auditd's "unset" spellings."""
+    return None if value in _UNSET else value
+
+
 def _id(value: str | None) -> str | None:
     if value in _UNSET or value == "-1":
         return None
     return value
+
+
+def _id_and_name(ident: str | None, name: str | None) -> dict[str, Any]:
+    """``{"id": ..., "name": ...}`` with the keys that are set (at least one is)."""
+    if name is None:
+        return {"id": ident}
+    if ident is None:
+        return {"name": name}
+    return {"id": ident, "name": name}
 
 
 _IP_CACHE: dict[str, str | None] = {}
@@ -521,7 +535,7 @@ _OUTCOMES: Final[dict[str | None, str]] = {
     **dict.fromkeys(("no", "failed", "failure", "0"), "failure"),
 }
 #: Fields that ``process``/``user``/``auditd.session`` carry, hence left out of ``auditd.data``.
-_OTHER_SKIP: Final = frozenset({"pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "cwd", "ses", "msg"})
+_OTHER_SKIP: Final = ("pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "cwd", "ses", "msg")
 _SYSCALL_SKIP: Final = frozenset({"pid", "ppid", "exe", "comm", "uid", "auid", "euid", "gid", "ses", "syscall", "arch"})
 
 
@@ -618,54 +632,48 @@ def _build(
     if cwd is not None:
         process["working_directory"] = cwd
 
-    user: dict[str, Any] = {}
-    audit: dict[str, Any] = {}
-    effective: dict[str, Any] = {}
-    value = _id(pick("uid"))
-    if value is not None:
-        user["id"] = value
-    user_name = enriched.get("UID") if enriched else None
-    if user_name in _UNSET:
-        user_name = None
+    # user.*: ids from the records, names from the ENRICHED fields (and acct); sub-documents only when set
+    user_name = audit_name = effective_name = group_name = None
+    if enriched:
+        user_name = _set_value(enriched.get("UID"))
+        audit_name = _set_value(enriched.get("AUID"))
+        effective_name = _set_value(enriched.get("EUID"))
+        group_name = _set_value(enriched.get("GID"))
     acct = other.get("acct") if other else None
     if acct in _UNSET:
         acct = None
+    user: dict[str, Any] = {}
+    value = _id(pick("uid"))
+    if value is not None:
+        user["id"] = value
     if user_name or acct is not None:
         user["name"] = user_name or acct
     value = _id(pick("auid"))
-    if value is not None:
-        audit["id"] = value
-    if enriched:
-        value = enriched.get("AUID")
-        if value is not None and value not in _UNSET:
-            audit["name"] = value
-    if audit:
-        user["audit"] = audit
+    if value is not None or audit_name is not None:
+        user["audit"] = _id_and_name(value, audit_name)
     value = _id(pick("euid"))
-    if value is not None:
-        effective["id"] = value
-    if enriched:
-        value = enriched.get("EUID")
-        if value is not None and value not in _UNSET:
-            effective["name"] = value
-    if effective:
-        user["effective"] = effective
-    group: dict[str, Any] = {}
+    if value is not None or effective_name is not None:
+        user["effective"] = _id_and_name(value, effective_name)
     value = _id(pick("gid"))
-    if value is not None:
-        group["id"] = value
-    if enriched:
-        value = enriched.get("GID")
-        if value is not None and value not in _UNSET:
-            group["name"] = value
-    if group:
-        user["group"] = group
+    if value is not None or group_name is not None:
+        user["group"] = _id_and_name(value, group_name)
 
-    data: dict[str, Any] = {key: value for key, value in other.items() if key not in _OTHER_SKIP} if other else {}
+    # auditd.data: the other records' fields, then the SYSCALL record's, without what process/user carry
+    if other:
+        data: dict[str, Any] = dict(other)
+        for key in _OTHER_SKIP:
+            data.pop(key, None)
+        if sc:
+            for key, value in sc.items():
+                if key not in _SYSCALL_SKIP:
+                    data[key] = value
+    elif sc:
+        data = dict(sc)
+        for key in _SYSCALL_SKIP:
+            data.pop(key, None)
+    else:
+        data = {}
     if sc:
-        for key, value in sc.items():
-            if key not in _SYSCALL_SKIP:
-                data[key] = value
         syscall_value = sc_name or sc.get("syscall")
         if syscall_value is not None:
             data["syscall"] = syscall_value
@@ -742,10 +750,9 @@ def _build(
         audit_key = other.get("key")
     if audit_key is not None and audit_key not in _UNSET:
         doc["tags"] = [part for part in audit_key.split("\x01") if part]
-    if user_name or acct or audit or effective:
-        related_users = sorted({v for v in (user_name, acct, audit.get("name"), effective.get("name")) if v})
-        if related_users:
-            doc["related"] = {"user": related_users}
+    related_users = [who for who in (user_name, acct, audit_name, effective_name) if who]
+    if related_users:
+        doc["related"] = {"user": related_users if len(related_users) == 1 else sorted(set(related_users))}
     if related_ips:
         doc.setdefault("related", {})["ip"] = sorted(set(related_ips))
     doc["message"] = _message(has_execve, other, sc, action, process)

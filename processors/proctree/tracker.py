@@ -146,6 +146,10 @@ class ProcessNode:
 
     def summary(self) -> dict[str, Any]:
         """Return the ECS lineage shape (``pid, entity_id, executable, name, command_line, start``), a new dict."""
+        return dict(self._lineage())
+
+    def _lineage(self) -> dict[str, Any]:
+        """The lineage shape, built once and shared: callers must copy it before handing it out."""
         cached = self._summary
         if cached is None:
             cached = {"pid": self.pid, "entity_id": self.entity_id}
@@ -157,7 +161,7 @@ class ProcessNode:
                 cached["command_line"] = self.command_line
             cached["start"] = iso_timestamp(self.start)
             self._summary = cached
-        return dict(cached)
+        return cached
 
     def to_row(self) -> list[Any]:
         """Return the compact snapshot row of this node."""
@@ -316,6 +320,8 @@ class ProcessTrackerState:
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: ``YYYY-MM-DDTHH:MM:SS`` → epoch seconds, for the ``@timestamp`` shape that ``iso_timestamp`` writes.
 _SECOND_CACHE: dict[str, int] = {}
+#: whole ``@timestamp`` text → epoch seconds, for the stamps that took the fast path of ``_event_time``.
+_STAMP_TIMES: dict[str, float] = {}
 
 
 def _section(value: Any) -> Mapping[str, Any]:
@@ -334,7 +340,11 @@ def _parse_time(stamp: str, doc: Mapping[str, Any]) -> float:
 
 def _event_time(doc: Mapping[str, Any]) -> float:
     stamp = doc.get("@timestamp")
-    if type(stamp) is not str:
+    if type(stamp) is str:
+        known = _STAMP_TIMES.get(stamp)
+        if known is not None:
+            return known  # events of the same millisecond are common (one login writes several records)
+    else:
         if not isinstance(stamp, str):
             raise LineageError("document has no @timestamp", raw=_raw(doc))
         return _parse_time(stamp, doc)
@@ -353,7 +363,11 @@ def _event_time(doc: Mapping[str, Any]) -> float:
         if len(_SECOND_CACHE) >= 4096:
             _SECOND_CACHE.clear()
         _SECOND_CACHE[prefix] = second
-    return round((second * 1_000_000 + int(millis) * 1000) / 1_000_000, 6)
+    value = round((second * 1_000_000 + int(millis) * 1000) / 1_000_000, 6)
+    if len(_STAMP_TIMES) >= 4096:
+        _STAMP_TIMES.clear()
+    _STAMP_TIMES[stamp] = value
+    return value
 
 
 def _raw(doc: Mapping[str, Any]) -> str:
@@ -404,6 +418,7 @@ class ProcessTracker:
 
     def __init__(self, settings: ProcessTrackerSettings | None = None) -> None:
         self.settings = settings or ProcessTrackerSettings()
+        self._windows = (self.settings.exited_grace_s, self.settings.idle_ttl_s, self.settings.backfill_window_s)
 
     # ------------------------------------------------------------------ public API
 
@@ -433,7 +448,10 @@ class ProcessTracker:
         pid_value = proc_in.get("pid")
         if pid_value is None:
             return out
-        host = self._host_of(doc, state)
+        host_doc = doc.get("host")
+        host = host_doc.get("name") if type(host_doc) is dict else None
+        if type(host) is not str or host != state.host:  # else: the state's own host, nothing to check
+            host = self._host_of(doc, state)
         now = _event_time(doc)
         pid = _as_int(pid_value, "process.pid", doc)
         ppid = _as_int(proc_in.get("ppid"), "process.ppid", doc)
@@ -442,10 +460,12 @@ class ProcessTracker:
         data = _section(auditd.get("data"))
         event = _section(doc.get("event"))
         syscall = str(data.get("syscall") or event.get("action") or "")
-        failed = event.get("outcome") == "failure" or data.get("success") == "no"
         session = auditd.get("session")
         session = str(session) if session is not None else None
-        auid = _section(_section(doc.get("user")).get("audit")).get("id")
+        # only exec and fork events add nodes: most events need neither the outcome nor the audit user
+        adds_node = syscall in EXEC_SYSCALLS or syscall in FORK_SYSCALLS
+        failed = adds_node and (event.get("outcome") == "failure" or data.get("success") == "no")
+        auid = _section(_section(doc.get("user")).get("audit")).get("id") if adds_node else None
         auid = str(auid) if auid is not None else None
 
         node: ProcessNode | None
@@ -505,14 +525,15 @@ class ProcessTracker:
         Returns:
             The number of process nodes evicted.
         """
-        settings = self.settings
-        windows = (settings.exited_grace_s, settings.idle_ttl_s, settings.backfill_window_s)
+        # The driver calls this after every record, so the common "nothing due" answer must be cheap.
+        windows = self._windows
         if (
             now_event_time < state.due_hint - _HINT_MARGIN_S
             and state.hint_windows == windows
-            and len(state.nodes) <= settings.max_per_host
+            and len(state.nodes) <= self.settings.max_per_host
         ):
             return 0  # nothing can be due yet: skip the scan
+        settings = self.settings
         referenced: set[str] = set()
         for node in state.nodes.values():
             if node.exited_at is not None:
@@ -800,9 +821,8 @@ class ProcessTracker:
     ) -> dict[str, Any]:
         parent: ProcessNode | None = None
         if node is not None:
-            own = node.summary()
             proc["entity_id"] = node.entity_id
-            proc["start"] = own["start"]
+            proc["start"] = node._lineage()["start"]
             if node.parent_entity_id is not None:
                 parent = state.nodes.get(node.parent_entity_id)
             if ppid is None:
