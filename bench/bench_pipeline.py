@@ -20,6 +20,7 @@ from pathlib import Path
 
 from streams.build import build_pipeline
 from streams.config import load_config
+from streams.gcpolicy import apply_streaming_gc_policy
 from streams.runner import InputSpec, OutputSink, run_pipeline
 
 _HEADER = re.compile(r"audit\((\d+\.\d+):(\d+)\)")
@@ -42,6 +43,7 @@ def make_corpus(template: Path, out: Path, reps: int, hosts: int) -> int:
 async def run_once(corpus: Path, out: Path, enrichment: bool) -> tuple[float, int, int]:
     config = load_config(environ={"SECSTREAM_ENRICHMENT__ENABLED": "true" if enrichment else "false"})
     pipeline = await build_pipeline(config)
+    apply_streaming_gc_policy()  # as `secstream run` does
     sink = OutputSink(out)
     started = time.process_time()
     try:

@@ -264,8 +264,11 @@ class Pipeline:
     def audit_lines(self, lines: Iterable[RawLine], states: MutableMapping[str, HostState]) -> Pending:
         """Parse and coalesce raw audit lines; decode, track and annotate every event they complete."""
         pending = Pending()
+        count = 0
+        default_host = self.config.input.default_host
+        state_host, state = None, None  # the last host's state: lines of one host come in runs
         for line in lines:
-            self.stats.lines_in["auditd"] += 1
+            count += 1
             oversized = self._too_long(line, "auditd")
             if oversized is not None:
                 pending.deadletters.append(oversized)
@@ -275,8 +278,9 @@ class Pipeline:
                 if record.node is None and line.host is not None:
                     # The envelope's host stands in for node=, so that event ids differ between hosts.
                     record = replace(record, node=line.host)
-                host = record.node or self.config.input.default_host
-                state = states[host]
+                host = record.node or default_host
+                if host != state_host or state is None:
+                    state_host, state = host, states[host]
                 completed = self.coalescer.push(record, state.coalescer, wall_time=line.received)
             except SecstreamError as error:
                 pending.deadletters.append(self._bad(line, error, "auditd"))
@@ -286,6 +290,7 @@ class Pipeline:
             completed += self.coalescer.expire(state.coalescer)
             self._emit_audit(completed, host, state, pending)
             self.tracker.evict(state.tracker, record.epoch)
+        self.stats.lines_in["auditd"] += count
         return pending
 
     def _emit_audit(

@@ -13,6 +13,7 @@ from typing import Any
 from processors.errors import ConfigError
 from streams.build import build_pipeline
 from streams.config import bundled_config_dir, load_config
+from streams.gcpolicy import apply_streaming_gc_policy
 from streams.runner import InputSpec, OutputSink, RunResult, run_pipeline
 
 __all__ = ["format_summary", "run_command"]
@@ -105,6 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 async def _run(config: Any, inputs: list[InputSpec], sink: OutputSink, advance: Any) -> RunResult:
     pipeline = await build_pipeline(config)
+    apply_streaming_gc_policy()
     try:
         return await run_pipeline(pipeline, inputs, sink, progress=advance)
     finally:

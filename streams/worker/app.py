@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.config import SecstreamConfig
+from streams.gcpolicy import apply_streaming_gc_policy
 from streams.graph import Pipeline
 from streams.logging import get_logger
 from streams.worker.agents import register_agents
@@ -52,6 +53,7 @@ class SecstreamApp(faust.App):
         """Build the stage graph (enrichment clients need the running loop) before agents start."""
         if self.runtime is not None:
             await self.runtime.start()
+            apply_streaming_gc_policy()
         await super().on_start()
 
     def _new_consumer(self) -> Any:
