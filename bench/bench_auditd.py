@@ -9,19 +9,25 @@ Run: ``/work/venv/bin/python bench/bench_auditd.py [--lines 1000000] [--hosts 8]
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import resource
+import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from processors.audit import Coalescer, CoalescerSettings, CoalescerState, decode_event, parse_line
 from processors.audit.coalesce import AuditEvent
 from processors.auditdextract import read_from_file
+from streams.gcpolicy import apply_streaming_gc_policy
 
 HEADER = re.compile(r"msg=audit\((\d+)\.(\d+):(\d+)\)")
 DEFAULT_LOG = Path(__file__).resolve().parents[1].parent / "shared/testdata/msticpy/tests/testdata/auditd_log.txt"
@@ -103,6 +109,38 @@ def run_stream(path: Path, decode: bool, quiet: bool = False) -> tuple[int, int,
     return lines, events, cpu, dict(state.counters)
 
 
+@contextmanager
+def streaming_gc() -> Iterator[None]:
+    """The collector policy of ``secstream run`` and ``secstream worker`` (streams/gcpolicy.py), then back."""
+    thresholds = gc.get_threshold()
+    apply_streaming_gc_policy()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def stream_in_child(path: Path, mode: str, decode: bool) -> dict[str, Any]:
+    """Run one :func:`run_stream` pass in a fresh interpreter (``mode``: default or policy collector)."""
+    cmd = [sys.executable, __file__, "--child", mode, "--child-input", str(path)]
+    if decode:
+        cmd.append("--decode")
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def child(path: Path, mode: str, decode: bool) -> int:
+    """The body of :func:`stream_in_child`: one pass, its result as a JSON line on stdout."""
+    if mode == "policy":
+        apply_streaming_gc_policy()
+    lines, events, cpu, counters = run_stream(path, decode=decode, quiet=True)
+    result = {"lines": lines, "events": events, "cpu": cpu, "counters": counters, "rss_mib": peak_rss_mb()}
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a report."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-msticpy", action="store_true", help="do not run the msticpy side")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds on the single-host file")
     parser.add_argument("--decode", action="store_true", help="also time decode_event + orjson on the big corpus")
+    parser.add_argument("--passes", type=int, default=2, help="passes over the big corpus per collector mode")
+    parser.add_argument("--child", choices=["default", "policy"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-input", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child_input, args.child, args.decode)
 
     args.out.mkdir(parents=True, exist_ok=True)
     multi = args.out / f"auditd_multi_{args.lines}_{args.hosts}.log"
@@ -130,16 +173,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"calibration: empty python loop of 1e7 iterations = {time.process_time() - start:.2f}s CPU")
     print(f"corpus: {multi} ({multi.stat().st_size / 2**20:.1f} MiB), {args.hosts} hosts")
 
-    lines, events, seconds, counters = run_stream(multi, decode=False)
-    rate = lines / seconds
-    print(f"secstream parse+coalesce: {lines} lines, {events} events in {seconds:.2f}s CPU = {rate:,.0f} lines/s")
-    print(f"  counters: {counters}")
-    print(f"  peak RSS after streaming: {peak_rss_mb():.1f} MiB")
+    # Each pass over the big corpus runs in a fresh process: in one process the heap left by the previous
+    # pass moved the next one's figure by up to a third. Modes alternate; each keeps its best.
+    passes: dict[str, list[dict[str, Any]]] = {"default": [], "policy": []}
+    for _ in range(args.passes):
+        for mode in passes:
+            passes[mode].append(stream_in_child(multi, mode, decode=False))
+    best = {mode: max(results, key=lambda r: r["lines"] / r["cpu"]) for mode, results in passes.items()}
+    default_rate = best["default"]["lines"] / best["default"]["cpu"]
+    result = best["policy"]
+    rate = result["lines"] / result["cpu"]
+    print(f"secstream parse+coalesce, 1 pass each, best of {args.passes} fresh processes:")
+    print(f"  default collector (library use): {default_rate:,.0f} lines/s")
+    print(
+        f"  collector policy of `secstream run`/`worker`: {result['lines']} lines, {result['events']} events in "
+        f"{result['cpu']:.2f}s CPU = {rate:,.0f} lines/s"
+    )
+    print(f"  counters: {result['counters']}")
+    print(f"  peak RSS of the pass: {result['rss_mib']:.1f} MiB")
     if args.decode:
-        lines_d, events_d, seconds_d, _ = run_stream(multi, decode=True)
+        decoded = stream_in_child(multi, "policy", decode=True)
         print(
-            f"secstream parse+coalesce+decode+orjson: {lines_d / seconds_d:,.0f} lines/s, "
-            f"{events_d / seconds_d:,.0f} events/s"
+            f"secstream parse+coalesce+decode+orjson (collector policy): {decoded['lines'] / decoded['cpu']:,.0f} "
+            f"lines/s, {decoded['events'] / decoded['cpu']:,.0f} events/s"
         )
 
     try:
@@ -156,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         return time.process_time() - start
 
     def ours_stream() -> float:
-        return run_stream(single, decode=False, quiet=True)[2]
+        with streaming_gc():
+            return run_stream(single, decode=False, quiet=True)[2]
 
     def theirs_read() -> float:
         with warnings.catch_warnings():
