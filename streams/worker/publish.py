@@ -7,15 +7,15 @@ ack, and the offset that is safe to commit for that partition.
   events once they are delivered, without holding up the next batch. Faust commits a partition only
   up to its lowest unacked offset, so every acked record's outputs are on the broker before the
   offset moves.
-
-Both send with aiokafka's batch API (:func:`send_records`): one record batch per destination
-partition, all futures gathered, instead of one awaited ``send`` per record.
 * :class:`TransactionalPublisher` keeps one transactional producer per source partition
   (``transactional_id = <app id>-<topic>-<partition>``, which fences a zombie owner after a rebalance
   and aborts a crashed owner's open transaction) and writes the outputs, the table changelog records
   and the consumed offset in one transaction. Faust's own offset commits are switched off in this
   mode (see :mod:`streams.worker.app`): a late Faust commit could otherwise move an offset back behind
   a committed transaction, and a restart would emit its outputs again.
+
+Both send with aiokafka's batch API (:func:`send_records`): one record batch per destination
+partition, all futures gathered, instead of one awaited ``send`` per record.
 
 Faust's built-in ``processing_guarantee="exactly_once"`` is not used: its transaction manager routes a
 send by the destination topic's partition group, which does not exist for sink topics the app never
@@ -166,6 +166,8 @@ class AtLeastOncePublisher:
         if self._failure is not None:
             raise RuntimeError("an earlier output batch was not delivered") from self._failure
         acks = list(acks)
+        # Faust's producer wrapper has no batch API: batches go to the aiokafka producer it wraps, which
+        # Faust's commit flushes like everything else it sent.
         futures = await send_records(self.app.producer._ensure_producer(), records) if records else []
         if self._delivered is not None and not self._delivered.done():
             futures.append(self._delivered)
