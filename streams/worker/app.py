@@ -260,12 +260,15 @@ def create_app(
             partitions = len(app.consumer.assignment())
         except Exception:
             return False, {"uptime_s": round(time.time() - started, 1)}
-        ok = not runtime.stopping and not app.rebalancing
-        return ok, {
+        details: dict[str, Any] = {
             "partitions": partitions,
             "held_acks": runtime.holds.count(),
             "uptime_s": round(time.time() - started, 1),
         }
+        failure = runtime.publisher.failure
+        if failure is not None:  # outputs are no longer acked: restart the worker to read them again
+            return False, {"status": "failing", "delivery_failed": repr(failure), **details}
+        return not runtime.stopping and not app.rebalancing, details
 
     register_web(app, runtime.metrics, healthy)
 

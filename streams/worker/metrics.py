@@ -126,7 +126,8 @@ def register_web(app: Any, metrics: WorkerMetrics, healthy: Any) -> None:
     Args:
         app: the Faust app.
         metrics: the worker metrics.
-        healthy: a callable returning (ok, details).
+        healthy: a callable returning (ok, details); ``details`` may carry its own ``status`` (else
+            ``ok``, or ``starting`` when not ok).
     """
 
     async def _metrics(web: Any, request: Any) -> Any:

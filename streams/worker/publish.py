@@ -118,6 +118,10 @@ class Publisher(Protocol):
     ) -> None:
         """Write ``records``, then ack ``acks``; ``commit_offset`` is the next offset safe to commit."""
 
+    @property
+    def failure(self) -> BaseException | None:
+        """An output delivery failure that stopped acks (reported by the health check), or None."""
+
     async def prepare(self, sources: Iterable[Any]) -> dict[Any, int]:
         """Get ready to publish for newly assigned source partitions.
 
@@ -181,6 +185,11 @@ class AtLeastOncePublisher:
         self._delivered = delivered
         if self._undelivered > _MAX_UNDELIVERED:
             await asyncio.shield(delivered)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The first delivery failure: from then on nothing is acked and every publish fails."""
+        return self._failure
 
     def _on_delivered(self, acks: list[Any], delivered: asyncio.Future[Any]) -> None:
         self._undelivered -= 1
@@ -246,6 +255,11 @@ class TransactionalPublisher:
             self.group_id, partitions=[TopicPartition(topic, partition) for topic, partition in wanted]
         )
         return {wanted[(tp.topic, tp.partition)]: meta.offset for tp, meta in found.items()}
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Always None: a failed transaction raises out of :meth:`publish` and ends the agent."""
+        return None
 
     async def prepare(self, sources: Iterable[Any]) -> dict[Any, int]:
         """Start (initialise) the producers of ``sources``, then read their committed offsets."""

@@ -1,0 +1,88 @@
+"""The at-least-once publisher on a real broker: acks follow delivery, a failed delivery stops them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.worker.publish import AtLeastOncePublisher, OutRecord
+
+pytestmark = pytest.mark.integration
+
+
+class _Event:
+    """Stands in for a Faust event: only its ack is observed."""
+
+    def __init__(self) -> None:
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    """A real producer, as Faust's producer wrapper holds one."""
+    started = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+async def _topics(bootstrap: str) -> tuple[str, str]:
+    """A normal topic and one whose broker-side limit rejects any record over 256 bytes."""
+    tag = uuid.uuid4().hex[:8]
+    normal, small = f"pub-ok-{tag}", f"pub-small-{tag}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(normal, num_partitions=2, replication_factor=1),
+                NewTopic(small, num_partitions=1, replication_factor=1, topic_configs={"max.message.bytes": "256"}),
+            ]
+        )
+    finally:
+        await admin.close()
+    return normal, small
+
+
+def _publisher(producer: AIOKafkaProducer) -> AtLeastOncePublisher:
+    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer, flush=producer.flush))
+    return AtLeastOncePublisher(app)
+
+
+class TestAtLeastOncePublisher:
+    async def test_acks_after_delivery(self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
+        """Events are acked once their records are on the broker, and the publisher stays healthy."""
+        normal, _ = await _topics(kafka_bootstrap)
+        publisher = _publisher(producer)
+        events = [_Event(), _Event()]
+        records = [OutRecord(normal, b"doc-%d" % i, key=b"host-%d" % (i % 3)) for i in range(50)]
+        await publisher.publish(None, records, events, None)
+        await publisher.close()
+        assert all(event.acked for event in events)
+        assert publisher.failure is None
+
+    async def test_failed_delivery_stops_later_acks(self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
+        """A rejected batch is never acked, nor is any batch published after it, and the next publish fails."""
+        normal, small = await _topics(kafka_bootstrap)
+        publisher = _publisher(producer)
+        before, rejected, after = _Event(), _Event(), _Event()
+        await publisher.publish(None, [OutRecord(normal, b"fine", key=b"h")], [before], None)
+        await publisher.publish(None, [OutRecord(small, b"x" * 4096, key=b"h")], [rejected], None)
+        await publisher.publish(None, [OutRecord(normal, b"fine again", key=b"h")], [after], None)
+        await publisher.close()
+        assert before.acked
+        assert not rejected.acked
+        assert not after.acked, "acks must not pass a batch that was not delivered"
+        assert publisher.failure is not None
+        with pytest.raises(RuntimeError, match="not delivered"):
+            await publisher.publish(None, [OutRecord(normal, b"more", key=b"h")], [_Event()], None)
