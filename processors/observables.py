@@ -303,15 +303,22 @@ def _summarize(analysis: TextAnalysis) -> _Summary:
     )
 
 
-def _summary(text: str, extractor: IoCExtract | None, settings: ObservablesSettings | None) -> _Summary:
+def _analysis_memo(extractor: IoCExtract | None, settings: ObservablesSettings | None) -> dict[str, object] | None:
+    """The extractor's memo of analysed texts, or None when settings differ from the defaults (no memo)."""
     if settings is not None and settings != _DEFAULT_SETTINGS:
+        return None
+    return (extractor or _default_extractor()).analysis_memo()
+
+
+def _summary(
+    text: str, extractor: IoCExtract | None, settings: ObservablesSettings | None, memo: dict[str, object] | None
+) -> _Summary:
+    if memo is None:
         return _summarize(analyze_text(text, extractor=extractor, settings=settings))
-    ext = extractor or _default_extractor()
-    memo = ext.analysis_memo()
     cached = memo.get(text)
     if cached is not None:
         return cast(_Summary, cached)
-    summary = _summarize(analyze_text(text, extractor=ext))
+    summary = _summarize(analyze_text(text, extractor=extractor or _default_extractor()))
     if (
         len(text) <= _MEMO_MAX_TEXT
         and sum(len(layer.get("text") or "") for layer in summary.layers) <= _MEMO_MAX_LAYER_TEXT
@@ -346,10 +353,7 @@ def annotate_event(
     truncated = False
     limits: list[str] = []
     seen: set[str] = set()
-    # Most texts were analysed before: look them up in the extractor's memo before calling _summary.
-    memo = None
-    if settings is None or settings == _DEFAULT_SETTINGS:
-        memo = (extractor or _default_extractor()).analysis_memo()
+    memo = _analysis_memo(extractor, settings)  # resolved once per document, not per field
     for name in analysis_fields:
         value = _get_path(doc, name)
         if isinstance(value, list):
@@ -357,8 +361,7 @@ def annotate_event(
         if not isinstance(value, str) or not value or value in seen:
             continue
         seen.add(value)
-        cached = memo.get(value) if memo is not None else None
-        summary = cast(_Summary, cached) if cached is not None else _summary(value, extractor, settings)
+        summary = _summary(value, extractor, settings, memo)
         if summary is _EMPTY:
             continue
         if summary.iocs:
