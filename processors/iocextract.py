@@ -213,18 +213,16 @@ _DEFANG_REGEX = (
     rb"|\[:\]//|\[://\]|\[:\]|\[/\]|\bhxxps?|\bs?fxps?"
 )
 
-# RE2 compilations of the patterns: the ``comp_regex`` of ``IoCExtract.ioc_types`` (msticpy's API) and the
-# reference the tests hold the compiled scanner to. The extractor itself searches with ``_SCANNER``.
+# RE2 compilations of the patterns: the ``comp_regex`` of ``IoCExtract.ioc_types`` (msticpy's API). The
+# extractor itself searches with ``_SCANNER``.
 _RX_IPV4 = _compile(IPV4_REGEX)
 _RX_IPV6 = _compile(IPV6_REGEX)
 _RX_DNS = _compile(DNS_REGEX)
-_RX_DNS_BODY = _compile(_DNS_BODY)
 _RX_URL = _compile(URL_REGEX)
 _RX_EMAIL = _compile(EMAIL_REGEX)
 _RX_HASH = _compile(HASH_REGEX)
 _RX_WINPATH = _compile(WINPATH_REGEX)
 _RX_LXPATH = _compile(LXPATH_REGEX)
-_RX_DEFANG = _compile(_DEFANG_REGEX)
 
 # The compiled scanner: pattern ``i`` is searched only when its gate ``_PREFILTER_PATTERNS[i]`` matches somewhere
 # in the text (all gates are tested in one pass). Each gate is a necessary condition (a superset) of its
@@ -1198,7 +1196,7 @@ class IoCExtract:
         if not scanned:
             return IoCResult({}, size > limit, size, 0)
         orig = scanned.encode("utf-8", "surrogatepass")
-        mask, steps = self._plan_cache.get(types) or self._plan(types)
+        mask, steps = self._plan(types)
         # one call finds the candidates of every pattern the types need (and the defang marks)
         hits = _SCANNER.scan(orig, mask | _DEFANG_BIT if self.defanged else mask)
         custom = types & self._custom if self._custom else None

@@ -36,6 +36,9 @@ b64_texts = st.one_of(
 )
 
 
+# RE2 twins of patterns the product runs only through its compiled scanner
+RX_DEFANG = iocextract._compile(iocextract._DEFANG_REGEX)
+RX_DNS_BODY = iocextract._compile(iocextract._DNS_BODY)
 _UNANCHORED = re2._Anchor.UNANCHORED  # the product searches with its compiled scanner; this is the RE2 twin
 
 
@@ -67,7 +70,7 @@ class TestDefangCheck:
     def test_check_is_a_superset_of_the_re2_pattern(self, text: str) -> None:
         """Whenever the RE2 defang pattern matches, the cheap check says the text may be defanged."""
         data = text.encode("utf-8", "surrogatepass")
-        if iocextract._RX_DEFANG.search(data) is not None:
+        if RX_DEFANG.search(data) is not None:
             assert iocextract._maybe_defanged(text.lower())
 
     @settings(max_examples=300, deadline=None)
@@ -283,7 +286,7 @@ class _GeneralScan(iocextract._Scan):
         for start, end in _spans(iocextract._RX_DNS, data, b".", 3):
             if start > 0 and data[start - 1] == 0x25:
                 start += 2
-                if start >= end or iocextract._RX_DNS_BODY.fullmatch(data[start:end]) is None:
+                if start >= end or RX_DNS_BODY.fullmatch(data[start:end]) is None:
                     continue
             if end < len(data) and data[end] == 0x40:
                 continue
