@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from secstream_tokenizer import split_line
+from secstream_tokenizer import RecordTokenizer
 
 from processors.errors import ParseError
 
@@ -78,6 +78,8 @@ _new_object = object.__new__
     getattr(AuditRecord, name).__set__
     for name in ("node", "rtype", "time", "serial", "epoch", "fields", "enriched", "raw", "quoted")
 )
+#: The compiled tokenizer: a line's record (its slots set in Rust, likewise without ``__init__``), or None.
+_tokenize: Final = RecordTokenizer(AuditRecord, _NO_QUOTED)
 
 
 def _key_before(body: str, end: int) -> str:
@@ -161,20 +163,9 @@ def parse_line(line: str) -> AuditRecord:
     Raises:
         ParseError: the line is not an audit record (``raw`` holds the original text).
     """
-    split = split_line(line)
-    if split is not None:
+    record = _tokenize(line)
+    if record is not None:
         # The compiled tokenizer answered (it does only when its answer is exact; see tokenizer-rs).
-        record: AuditRecord = _new_object(AuditRecord)
-        node, rtype, time, serial, epoch, fields, enriched, text, quoted = split
-        _set_node(record, node)
-        _set_rtype(record, rtype)
-        _set_time(record, time)
-        _set_serial(record, serial)
-        _set_epoch(record, epoch)
-        _set_fields(record, fields)
-        _set_enriched(record, enriched)
-        _set_raw(record, text)
-        _set_quoted(record, frozenset(quoted) if quoted else _NO_QUOTED)
         return record
     return _parse_python(line)
 

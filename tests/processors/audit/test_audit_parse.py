@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from secstream_tokenizer import split_line
+from secstream_tokenizer import RecordTokenizer
 
-from processors.audit.parse import AuditRecord, _parse_python, parse_line
+from processors.audit.parse import AuditRecord, _parse_python, _tokenize, parse_line
 from processors.errors import ParseError
 
 SYSCALL = (
@@ -193,34 +193,50 @@ class TestCompiledTokenizer:
     def test_compiled_equals_python(self, body: str, header: str) -> None:
         """Whenever the compiled tokenizer answers, it gives exactly the Python parser's record."""
         line = header + body
-        split = split_line(line)
-        if split is None:
+        compiled = _tokenize(line)
+        if compiled is None:
             return
         try:
             python = _parse_python(line)
         except ParseError:
             pytest.fail(f"the compiled tokenizer answered for a line the parser rejects: {line!r}")
-        node, rtype, time, serial, epoch, fields, enriched, raw, quoted = split
-        assert (node, rtype, time, serial, epoch, raw) == (
-            python.node,
-            python.rtype,
-            python.time,
-            python.serial,
-            python.epoch,
-            python.raw,
-        )
-        assert list(fields.items()) == list(python.fields.items())
-        assert enriched == python.enriched
-        assert frozenset(quoted) == python.quoted
+        assert type(compiled) is AuditRecord
+        assert compiled == python
+        assert list(compiled.fields.items()) == list(python.fields.items())
+        assert type(compiled.quoted) is frozenset
 
     @given(st.text(max_size=120))
     def test_compiled_never_answers_for_bad_lines(self, text: str) -> None:
         """On arbitrary text the compiled tokenizer answers only for lines the Python parser accepts."""
-        if split_line(text) is not None:
+        if _tokenize(text) is not None:
             assert isinstance(_parse_python(text), AuditRecord)
+
+    def test_compiled_records_stay_frozen(self) -> None:
+        """A record the compiled tokenizer made is as immutable and hashable as one the parser made."""
+        line = "type=CWD msg=audit(1.5:7): cwd=/root"
+        record = _tokenize(line)
+        assert record is not None
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.rtype = "EOE"  # type: ignore[misc]
+        assert hash(record.quoted) == hash(_parse_python(line).quoted)
+
+    def test_class_without_the_slots_is_refused(self) -> None:
+        """Binding a class that lacks one of the record's slots fails at once, not on the first line."""
+
+        @dataclasses.dataclass(slots=True)
+        class Partial:
+            node: str | None
+            rtype: str
+
+        class Plain:
+            node = rtype = time = serial = epoch = fields = enriched = raw = quoted = None
+
+        for cls in (Partial, Plain, dict):
+            with pytest.raises(TypeError, match="is not a slot"):
+                RecordTokenizer(cls, frozenset())
 
     def test_auditd_lines_take_the_compiled_path(self, msticpy_testdata: Path) -> None:
         """Every line of msticpy's auditd sample is split by the compiled tokenizer, as the Python parser does."""
         lines = (msticpy_testdata / "auditd_log.txt").read_text().splitlines()
-        assert all(split_line(line) is not None for line in lines)
+        assert all(_tokenize(line) is not None for line in lines)
         assert [parse_line(line) for line in lines] == [_parse_python(line) for line in lines]

@@ -1,13 +1,14 @@
 //! secstream's compiled auditd line tokenizer.
 //!
-//! `split_line` does what `processors.audit.parse.parse_line` does for the lines auditd writes, about
-//! five times faster: the header, then `key=value` fields, with one nested `msg='...'` at the end. It
+//! `RecordTokenizer` does what `processors.audit.parse.parse_line` does for the lines auditd writes,
+//! several times faster: the header, then `key=value` fields, with one nested `msg='...'` at the end. It
 //! answers only when its answer is exact, and returns `None` otherwise (non-ASCII text, values with
 //! spaces, stray quotes, repeated keys, a malformed header): the Python parser, which defines the
 //! result, then handles the line. A differential test holds the two to the same answer.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::exceptions::PyTypeError;
+use pyo3::types::{PyDict, PyFloat, PyFrozenSet, PyList, PyString, PyType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -63,7 +64,7 @@ fn key_object<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
 
 /// A Python `str` holding `text`, which the caller has checked is ASCII.
 ///
-/// `PyString::new` decodes its argument as UTF-8; every value here is known to be ASCII (`split_line`
+/// `PyString::new` decodes its argument as UTF-8; every value here is known to be ASCII (`split`
 /// declines anything else), so the string is allocated as ASCII and filled with one copy.
 fn ascii_string<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyString>> {
     debug_assert!(text.is_ascii());
@@ -246,22 +247,22 @@ fn header(bytes: &[u8]) -> Option<Header> {
     Some(Header { node, rtype: (i + 5, rtype_end), time: (time_start, time_end), serial, end })
 }
 
-type Split<'py> = (
-    Option<Bound<'py, PyString>>,
-    Bound<'py, PyString>,
-    Bound<'py, PyString>,
-    u64,
-    f64,
-    Bound<'py, PyDict>,
-    Bound<'py, PyDict>,
-    Bound<'py, PyString>,
-    Bound<'py, PyList>,
-);
+/// The parts of one record, in the order of `RecordTokenizer`'s slot names.
+struct Split<'py> {
+    node: Option<Bound<'py, PyString>>,
+    rtype: Bound<'py, PyString>,
+    time: Bound<'py, PyString>,
+    serial: u64,
+    epoch: f64,
+    fields: Bound<'py, PyDict>,
+    enriched: Bound<'py, PyDict>,
+    text: Bound<'py, PyString>,
+    quoted: Bound<'py, PyList>,
+}
 
-/// Split one raw audit line into `(node, rtype, time, serial, epoch, fields, enriched, text, quoted)`,
-/// or return None when the Python parser must decide (see the module documentation).
-#[pyfunction]
-fn split_line<'py>(py: Python<'py>, line: &str) -> PyResult<Option<Split<'py>>> {
+/// Split one raw audit line, or return None when the Python parser must decide (see the module
+/// documentation).
+fn split<'py>(py: Python<'py>, line: &str) -> PyResult<Option<Split<'py>>> {
     if !line.is_ascii() {
         return Ok(None);
     }
@@ -290,21 +291,91 @@ fn split_line<'py>(py: Python<'py>, line: &str) -> PyResult<Option<Split<'py>>> 
         Some((from, to)) => Some(ascii_string(py, &main[from..to])?),
         None => None,
     };
-    Ok(Some((
+    Ok(Some(Split {
         node,
-        key_object(py, &main[head.rtype.0..head.rtype.1]),
-        ascii_string(py, time)?,
-        head.serial,
+        rtype: key_object(py, &main[head.rtype.0..head.rtype.1]),
+        time: ascii_string(py, time)?,
+        serial: head.serial,
         epoch,
         fields,
         enriched,
-        ascii_string(py, text)?,
+        text: ascii_string(py, text)?,
         quoted,
-    )))
+    }))
+}
+
+const SLOTS: [&str; 9] = ["node", "rtype", "time", "serial", "epoch", "fields", "enriched", "raw", "quoted"];
+
+/// Makes record objects of a slotted class (the parser's `AuditRecord`) straight from raw lines.
+///
+/// The slots are set as `object.__setattr__` would set them, past the class's own `__init__` and
+/// `__setattr__` (a frozen dataclass has both): in Python those calls cost a third of the parse.
+/// `quoted` is a frozenset of the double-quoted keys, or `no_quoted` when there are none.
+#[pyclass(frozen, module = "secstream_tokenizer")]
+struct RecordTokenizer {
+    cls: Py<PyType>,
+    new: Py<PyAny>,
+    names: Vec<Py<PyString>>,
+    no_quoted: Py<PyAny>,
+}
+
+#[pymethods]
+impl RecordTokenizer {
+    #[new]
+    fn py_new(py: Python<'_>, cls: Bound<'_, PyType>, no_quoted: Bound<'_, PyAny>) -> PyResult<Self> {
+        let member = py.import("types")?.getattr("MemberDescriptorType")?;
+        let mut names = Vec::with_capacity(SLOTS.len());
+        for name in SLOTS {
+            let is_slot = match cls.getattr(name) {
+                Ok(attribute) => attribute.is_instance(&member)?,
+                Err(_) => false,
+            };
+            if !is_slot {
+                return Err(PyTypeError::new_err(format!("{}.{name} is not a slot", cls.name()?)));
+            }
+            names.push(PyString::intern(py, name).unbind());
+        }
+        let new = py.import("builtins")?.getattr("object")?.getattr("__new__")?;
+        Ok(RecordTokenizer { cls: cls.unbind(), new: new.unbind(), names, no_quoted: no_quoted.unbind() })
+    }
+
+    /// Return the record of one raw audit line, or None when the Python parser must decide.
+    fn __call__<'py>(&self, py: Python<'py>, line: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(parts) = split(py, line)? else {
+            return Ok(None);
+        };
+        let quoted = if parts.quoted.is_empty() {
+            self.no_quoted.bind(py).clone()
+        } else {
+            PyFrozenSet::new(py, parts.quoted.iter())?.into_any()
+        };
+        let values: [Bound<'py, PyAny>; 9] = [
+            parts.node.map_or_else(|| py.None().into_bound(py), Bound::into_any),
+            parts.rtype.into_any(),
+            parts.time.into_any(),
+            parts.serial.into_pyobject(py)?.into_any(),
+            PyFloat::new(py, parts.epoch).into_any(),
+            parts.fields.into_any(),
+            parts.enriched.into_any(),
+            parts.text.into_any(),
+            quoted,
+        ];
+        let record = self.new.bind(py).call1((self.cls.bind(py),))?;
+        for (name, value) in self.names.iter().zip(values.iter()) {
+            // SAFETY: all three pointers are live objects held by this frame; GenericSetAttr finds the
+            // slot's member descriptor on the type (checked in `new`) and stores a new reference.
+            let status =
+                unsafe { pyo3::ffi::PyObject_GenericSetAttr(record.as_ptr(), name.as_ptr(), value.as_ptr()) };
+            if status < 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(Some(record))
+    }
 }
 
 #[pymodule]
 fn secstream_tokenizer(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(split_line, module)?)?;
+    module.add_class::<RecordTokenizer>()?;
     Ok(())
 }
