@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.devworker import DevDeployment, create_topics
+
 sys.path.insert(0, str(Path(__file__).parent))
 from worker_harness import (
-    WorkerEnv,
     collect,
-    create_topics,
     hosts_spanning,
     leave_open_transaction,
     partition_of,
@@ -36,17 +36,22 @@ def audit_lines(msticpy_testdata: Path) -> list[bytes]:
     return [line for line in (msticpy_testdata / "auditd_log.txt").read_bytes().splitlines() if line.strip()]
 
 
-def _env(kafka_bootstrap: str, tmp_path: Path, **kwargs: Any) -> Iterator[WorkerEnv]:
-    env = WorkerEnv(kafka_bootstrap, tmp_path, **kwargs)
+def _env(kafka_bootstrap: str, tmp_path: Path, guarantee: str = "at_least_once") -> Iterator[DevDeployment]:
+    settings: dict[str, dict[str, Any]] = {
+        "worker": {"processing_guarantee": guarantee, "batch_size": 200, "batch_within_s": 0.2},
+        "coalescer": {"idle_flush_s": 2.0},
+        "enrichment": {"enabled": False},
+    }
+    env = DevDeployment(kafka_bootstrap, tmp_path, prefix="it", settings=settings)
     asyncio.run(create_topics(kafka_bootstrap, env.topics, env.partitions))
     try:
         yield env
     finally:
-        env.stop_all()
+        env.stop_all(graceful=False)
 
 
 @pytest.fixture
-def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerEnv]:
+def env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[DevDeployment]:
     """An isolated at-least-once deployment (own app id and topics); its workers are killed at the end."""
     yield from _env(kafka_bootstrap, tmp_path)
 
@@ -63,14 +68,14 @@ def _records(corpus: dict[str, list[bytes]], start: float = 0.0, stop: float = 1
     return out
 
 
-def _reference(env: WorkerEnv, corpus: dict[str, list[bytes]]) -> dict[str, dict[str, Any]]:
+def _reference(env: DevDeployment, corpus: dict[str, list[bytes]]) -> dict[str, dict[str, Any]]:
     expected: dict[str, dict[str, Any]] = {}
     for lines in corpus.values():
         expected.update(reference_events(env.config_path(), lines))
     return expected
 
 
-def _events(env: WorkerEnv, want: set[str], timeout: float, **kwargs: Any) -> list[dict[str, Any]]:
+def _events(env: DevDeployment, want: set[str], timeout: float, **kwargs: Any) -> list[dict[str, Any]]:
     def alive() -> None:
         for proc in env.procs:
             if proc.poll() is not None:
@@ -95,7 +100,7 @@ def _missing(docs: list[dict[str, Any]], want: set[str]) -> set[str]:
 class TestWorkerOutputs:
     @pytest.fixture
     def run_and_worker(
-        self, env: WorkerEnv, audit_lines: list[bytes]
+        self, env: DevDeployment, audit_lines: list[bytes]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """The embedded runner's events and the worker's events for the same multi-host corpus."""
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
@@ -105,18 +110,22 @@ class TestWorkerOutputs:
         docs = _events(env, set(expected), timeout=90)
         return expected, {d["event"]["id"]: d for d in docs}
 
-    def test_same_event_ids_as_run(self, env: WorkerEnv, run_and_worker: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    def test_same_event_ids_as_run(
+        self, env: DevDeployment, run_and_worker: tuple[dict[str, Any], dict[str, Any]]
+    ) -> None:
         """The worker emits exactly the event ids the embedded runner emits on the same lines."""
         expected, got = run_and_worker
         assert set(got) == set(expected), env.logs()
 
-    def test_same_documents_as_run(self, env: WorkerEnv, run_and_worker: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    def test_same_documents_as_run(
+        self, env: DevDeployment, run_and_worker: tuple[dict[str, Any], dict[str, Any]]
+    ) -> None:
         """Every worker document equals the runner's, apart from processing timestamps."""
         expected, got = run_and_worker
         differing = [i for i in expected if i in got and stable(got[i]) != stable(expected[i])]
         assert not differing, orjson.dumps([stable(got[differing[0]]), stable(expected[differing[0]])]).decode()
 
-    def test_poison_goes_to_dead_letters(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_poison_goes_to_dead_letters(self, env: DevDeployment, audit_lines: list[bytes]) -> None:
         """Undecodable values become dead letters with original bytes and source; later input still flows."""
         poison = [b'{"message": 5}', b'{"broken json', b"type=NOPE garbage without header"]
         good = with_node(audit_lines[:60], "hostp")
@@ -136,17 +145,17 @@ class TestWorkerOutputs:
 
 
 class TestWorkerFailures:
-    def test_kill_9_loses_nothing(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_kill_9_loses_nothing(self, env: DevDeployment, audit_lines: list[bytes]) -> None:
         """kill -9 mid-stream then restart: every event is emitted, with the lineage of a clean run."""
-        env.idle_flush_s = 30.0  # in-flight events stay held (unacked) at the time of the kill
+        env.settings["coalescer"]["idle_flush_s"] = 30.0  # in-flight events stay held (unacked) at the time of the kill
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
         expected = _reference(env, corpus)
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.5)))
-        first = env.start_worker()
+        first, _ = env.start_worker()
         asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= 50, 60))
         env.kill(first)
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.5, 1.0)))
-        env.idle_flush_s = 2.0
+        env.settings["coalescer"]["idle_flush_s"] = 2.0
         env.start_worker()
         docs = _events(env, set(expected), timeout=120)
         assert not _missing(docs, set(expected)), env.logs()
@@ -158,22 +167,22 @@ class TestWorkerFailures:
         ]
         assert not wrong, (last[wrong[0]], expected[wrong[0]])
 
-    def test_sigterm_flushes_and_commits(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_sigterm_flushes_and_commits(self, env: DevDeployment, audit_lines: list[bytes]) -> None:
         """SIGTERM flushes in-flight events, commits and exits 0; a restart does not start over."""
-        env.idle_flush_s = 30.0
+        env.settings["coalescer"]["idle_flush_s"] = 30.0
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
         expected = _reference(env, corpus)
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus)))
-        first = env.start_worker()
+        first, _ = env.start_worker()
         asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= len(expected) * 0.5, 60))
         assert env.terminate(first) == 0, env.logs()
-        env.idle_flush_s = 2.0
+        env.settings["coalescer"]["idle_flush_s"] = 2.0
         env.start_worker()
         docs = _events(env, set(expected), timeout=90)
         assert not _missing(docs, set(expected)), env.logs()
         assert len(docs) < 1.1 * len(expected), "the restarted worker re-read input committed before SIGTERM"
 
-    def test_rebalance_two_workers(self, env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_rebalance_two_workers(self, env: DevDeployment, audit_lines: list[bytes]) -> None:
         """A second worker joins mid-stream; after the rebalance every event is still emitted."""
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions, per_partition=2))
         expected = _reference(env, corpus)
@@ -197,11 +206,11 @@ def _no_duplicates(docs: list[dict[str, Any]], what: str) -> None:
 
 class TestExactlyOnce:
     @pytest.fixture
-    def eos_env(self, kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerEnv]:
+    def eos_env(self, kafka_bootstrap: str, tmp_path: Path) -> Iterator[DevDeployment]:
         """An exactly-once deployment."""
         yield from _env(kafka_bootstrap, tmp_path, guarantee="exactly_once")
 
-    def _check(self, env: WorkerEnv, expected: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    def _check(self, env: DevDeployment, expected: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         docs = _events(env, set(expected), timeout=120, read_committed=True)
         assert not _missing(docs, set(expected)), env.logs()
         _no_duplicates(docs, "event")
@@ -212,14 +221,16 @@ class TestExactlyOnce:
         _no_duplicates(detections, "detection")
         return docs
 
-    def test_no_duplicates_after_kill_9(self, eos_env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_no_duplicates_after_kill_9(self, eos_env: DevDeployment, audit_lines: list[bytes]) -> None:
         """kill -9 mid-stream and restart: every event is out once; the dead owner's open transaction is aborted."""
         env = eos_env
-        env.idle_flush_s = 30.0  # in-flight events sit in the committed host state at the time of the kill
+        env.settings["coalescer"]["idle_flush_s"] = (
+            30.0  # in-flight events sit in the committed host state at the time of the kill
+        )
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
         expected = _reference(env, corpus)
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.5)))
-        first = env.start_worker()
+        first, _ = env.start_worker()
         # mid-stream: half of the produced events are committed, the worker is still processing
         half = len(expected) // 4
         asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= half, 60, read_committed=True))
@@ -232,7 +243,7 @@ class TestExactlyOnce:
         ]
         asyncio.run(leave_open_transaction(env.bootstrap, f"{env.app_id}-{env.app_id}-auditd-by-host-0", zombie))
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.5, 1.0)))
-        env.idle_flush_s = 2.0
+        env.settings["coalescer"]["idle_flush_s"] = 2.0
         env.start_worker()
         docs = self._check(env, expected)
         assert "zombie" not in {d["event"]["id"] for d in docs}
@@ -244,7 +255,7 @@ class TestExactlyOnce:
         ]
         assert not wrong, (last[wrong[0]], expected[wrong[0]])
 
-    def test_rebalance_two_workers_no_duplicates(self, eos_env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_rebalance_two_workers_no_duplicates(self, eos_env: DevDeployment, audit_lines: list[bytes]) -> None:
         """A second worker joins mid-stream: partitions change owner, every event is out exactly once."""
         env = eos_env
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions, per_partition=2))
@@ -258,21 +269,21 @@ class TestExactlyOnce:
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.7, 1.0)))
         self._check(env, expected)
         assert all(p.poll() is None for p in env.procs), env.logs()
-        assert "auditd-by-host" in (env.tmp / "worker-2.log").read_text(), "the second worker took no partition"
+        assert "auditd-by-host" in env.worker_log(2).read_text(), "the second worker took no partition"
 
-    def test_sigterm_then_restart_no_duplicates(self, eos_env: WorkerEnv, audit_lines: list[bytes]) -> None:
+    def test_sigterm_then_restart_no_duplicates(self, eos_env: DevDeployment, audit_lines: list[bytes]) -> None:
         """SIGTERM mid-stream exits 0 without flushing partials; the restarted worker completes every event once."""
         env = eos_env
-        env.idle_flush_s = 30.0
+        env.settings["coalescer"]["idle_flush_s"] = 30.0
         corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
         expected = _reference(env, corpus)
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.0, 0.5)))
-        first = env.start_worker()
+        first, _ = env.start_worker()
         half = len(expected) // 4
         asyncio.run(collect(env.bootstrap, env.events, lambda d: len(d) >= half, 60, read_committed=True))
         assert env.terminate(first) == 0, env.logs()
         asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus, 0.5, 1.0)))
-        env.idle_flush_s = 2.0
+        env.settings["coalescer"]["idle_flush_s"] = 2.0
         env.start_worker()
         docs = self._check(env, expected)
         partial = {d["event"]["id"] for d in docs if d.get("auditd", {}).get("partial")}

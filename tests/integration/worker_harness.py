@@ -1,32 +1,20 @@
-"""Helpers for the worker integration tests: config, worker subprocesses, produce, collect, reference."""
+"""Helpers for the worker integration tests: hosts per partition, produce, collect, the reference output.
+
+Deployments and worker processes come from :mod:`streams.devworker`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
-
-REPO = Path(__file__).resolve().parents[2]
-VENV_PYTHON = Path(sys.executable)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -45,119 +33,6 @@ def hosts_spanning(partitions: int, per_partition: int = 1) -> list[str]:
             bucket.append(name)
         i += 1
     return sorted(h for v in chosen.values() for h in v)
-
-
-@dataclass
-class WorkerEnv:
-    """One isolated deployment: its own app id, topics and config file."""
-
-    bootstrap: str
-    tmp: Path
-    guarantee: str = "at_least_once"
-    partitions: int = 2
-    idle_flush_s: float = 2.0
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    """Running workers (killed or terminated ones are removed)."""
-    started: int = 0
-
-    @property
-    def raw_auditd(self) -> str:
-        return f"raw.auditd.{self.tag}"
-
-    @property
-    def raw_syslog(self) -> str:
-        return f"raw.syslog.{self.tag}"
-
-    @property
-    def events(self) -> str:
-        return f"events.{self.tag}"
-
-    @property
-    def detections(self) -> str:
-        return f"detections.{self.tag}"
-
-    @property
-    def deadletter(self) -> str:
-        return f"deadletter.{self.tag}"
-
-    @property
-    def app_id(self) -> str:
-        return f"secstream-it-{self.tag}"
-
-    @property
-    def topics(self) -> list[str]:
-        """The topics the test creates up front (outputs too: a test reader would auto-create them)."""
-        return [self.raw_auditd, self.raw_syslog, self.events, self.detections, self.deadletter]
-
-    def config_text(self, web_port: int) -> str:
-        return f"""
-[kafka]
-broker = "kafka://{self.bootstrap}"
-[topics]
-raw_auditd = "{self.raw_auditd}"
-raw_syslog = "{self.raw_syslog}"
-events = "{self.events}"
-detections = "{self.detections}"
-deadletter = "{self.deadletter}"
-partitions = {self.partitions}
-[worker]
-app_id = "{self.app_id}"
-processing_guarantee = "{self.guarantee}"
-batch_size = 200
-batch_within_s = 0.2
-web_port = {web_port}
-session_timeout_s = 6.0
-heartbeat_interval_s = 0.5
-data_dir = "{self.tmp / "faust"}"
-[coalescer]
-idle_flush_s = {self.idle_flush_s}
-[enrichment]
-enabled = false
-"""
-
-    def config_path(self, web_port: int = 0) -> Path:
-        path = self.tmp / f"worker-{web_port}.toml"
-        path.write_text(self.config_text(web_port))
-        return path
-
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        port = free_port()
-        config = self.config_path(port)
-        cmd = [str(VENV_PYTHON), "-m", "streams.cli", "--log-level", "INFO", "worker", "--config", str(config)]
-        self.started += 1
-        with (self.tmp / f"worker-{self.started}.log").open("wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        self.procs.remove(proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def terminate(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-        self.procs.remove(proc)
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout=timeout)
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.tmp.glob("worker-*.log")))
-
-
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
-    finally:
-        await admin.close()
 
 
 async def leave_open_transaction(
