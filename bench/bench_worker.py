@@ -1,7 +1,9 @@
 """Benchmark: the Kafka worker end to end on a real local broker (throughput, latency, memory).
 
 Corpus: msticpy's ``auditd_log.txt`` replayed over ``--hosts`` hosts (``node=`` prefix), each round with
-shifted event times and new serials, hosts interleaved line by line, one line per Kafka record.
+new serials, hosts interleaved line by line, ``--lines-per-record`` lines per Kafka record. The capacity
+backlog keeps the template's event times (shifted a round's span each round); under steady load each
+event is stamped with the wall-clock time at which it is produced, as on a live host.
 
 Phases (each with its own app id and topics, ``--partitions`` partitions):
 
@@ -13,7 +15,9 @@ Phases (each with its own app id and topics, ``--partitions`` partitions):
    lines/s (default: 80% of the measured one-worker capacity, at most 20k) for ``--duration`` seconds
    (2 minutes by default; ``--duration 600`` is the issue's 10-minute soak); latency per event = output
    record timestamp minus the produce timestamp of the event's last (and first) input record, matched by
-   host and serial; worker RSS is read from ``/proc/<pid>/status`` at the end of the load.
+   host and serial, leaving out the events of the load's last ``COOL_DOWN_S`` seconds (when the load
+   stops, every host falls silent and those wait for the idle flush); worker RSS is read from
+   ``/proc/<pid>/status`` at the end of the load.
 
 Enrichment is on with the local blocklist only (the "warm TI cache" case: no network lookups); GeoIP is
 off (no database). Python, the broker and the producer share this machine's cores.
@@ -28,27 +32,26 @@ import argparse
 import asyncio
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
+
+from streams.devworker import DevDeployment, create_topics, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LOG = REPO.parent / "shared/testdata/msticpy/tests/testdata/auditd_log.txt"
 HEADER = re.compile(r"msg=audit\((\d+)\.(\d+):(\d+)\)")
 RAW_KEY = re.compile(rb"^node=(\S+) type=\S+ msg=audit\([0-9.]+:(\d+)\)")
+# The coalescer's default idle flush (5 s) and event-time timeout (2 s), plus a second.
+COOL_DOWN_S = 8.0
 
 
 # -- corpus -----------------------------------------------------------------------------------------
@@ -71,14 +74,27 @@ class Template:
                 parts.append((line[: match.start()], sec, match.group(2), int(match.group(3)), line[match.end() :]))
         return cls(parts, max(seconds) - min(seconds) + 10)
 
-    def lines(self, hosts: int, first_round: int = 0) -> Iterator[tuple[bytes, bytes]]:
-        """(host, line) forever: rounds of the template, each line once per host, new times and serials."""
+    def lines(
+        self, hosts: int, first_round: int = 0, clock: Callable[[], float] | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(host, line) forever: rounds of the template, each line once per host, new times and serials.
+
+        Without ``clock`` event times are the template's, shifted by a round's span (a backlog: event time
+        has nothing to do with the wall clock). With ``clock`` an event is stamped with the time at which
+        its first line is generated, as auditd stamps records on a live host: under steady load event time
+        then follows the wall clock and the coalescer's event-time timeout means what it says.
+        """
         names = [f"host{h:03d}" for h in range(hosts)]
         round_no = first_round
         while True:
             shift, serials = round_no * self.span, round_no * 1_000_000
+            stamps: dict[tuple[int, str, int], str] = {}
             for before, sec, ms, serial, after in self.parts:
-                header = f"msg=audit({sec + shift}.{ms}:{serial + serials})"
+                if clock is None:
+                    stamp = f"{sec + shift}.{ms}"
+                else:
+                    stamp = stamps.get((sec, ms, serial)) or stamps.setdefault((sec, ms, serial), f"{clock():.3f}")
+                header = f"msg=audit({stamp}:{serial + serials})"
                 for name in names:
                     yield name.encode(), f"node={name} {before}{header}{after}".encode()
             round_no += 1
@@ -100,15 +116,6 @@ def records(lines: Iterator[tuple[bytes, bytes]], per_record: int) -> Iterator[t
 
 
 # -- Kafka helpers --------------------------------------------------------------------------------
-
-
-async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names])
-    finally:
-        await admin.close()
 
 
 async def produce_backlog(bootstrap: str, topic: str, values: Iterator[tuple[bytes, bytes, int]], n: int) -> float:
@@ -206,105 +213,6 @@ async def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes
 # -- workers ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Deployment:
-    bootstrap: str
-    tmp: Path
-    partitions: int
-    batch_size: int
-    tag: str
-
-    @property
-    def raw(self) -> str:
-        return f"bench.raw.auditd.{self.tag}"
-
-    @property
-    def events(self) -> str:
-        return f"bench.events.{self.tag}"
-
-    @property
-    def topics(self) -> list[str]:
-        """Topics created up front (Faust does not create the raw topics it reads)."""
-        return [self.raw, f"bench.raw.syslog.{self.tag}", self.events]
-
-    def config(self, web_port: int) -> Path:
-        path = self.tmp / f"worker-{self.tag}-{web_port}.toml"
-        path.write_text(
-            f"""
-[kafka]
-broker = "kafka://{self.bootstrap}"
-[topics]
-raw_auditd = "{self.raw}"
-raw_syslog = "bench.raw.syslog.{self.tag}"
-events = "{self.events}"
-detections = "bench.detections.{self.tag}"
-deadletter = "bench.deadletter.{self.tag}"
-partitions = {self.partitions}
-[worker]
-app_id = "bench-{self.tag}"
-batch_size = {self.batch_size}
-batch_within_s = 0.2
-web_port = {web_port}
-session_timeout_s = 6.0
-heartbeat_interval_s = 0.5
-data_dir = "{self.tmp / ("faust-" + self.tag)}"
-[enrichment]
-enabled = true
-blocklists = ["{REPO / "config/ti/sample_blocklist.csv"}"]
-"""
-        )
-        return path
-
-    def start(self) -> tuple[subprocess.Popen[bytes], int]:
-        port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "streams.cli",
-            "--log-level",
-            "WARNING",
-            "worker",
-            "--config",
-            str(self.config(port)),
-        ]
-        log = (self.tmp / f"worker-{self.tag}-{port}.log").open("wb")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True)
-        return proc, port
-
-
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], limit_s: float = 60.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-                if resp.status == 200 and orjson.loads(resp.read()).get("partitions"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("worker not healthy")
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -346,13 +254,30 @@ def input_times(records: list[tuple[bytes | None, bytes, int]]) -> dict[tuple[st
 # -- phases ----------------------------------------------------------------------------------------
 
 
+def deployment(args: argparse.Namespace, tmp: Path) -> DevDeployment:
+    """A deployment of its own for one phase, with enrichment from the local blocklist."""
+    return DevDeployment(
+        args.bootstrap,
+        tmp,
+        prefix="bench",
+        partitions=args.partitions,
+        log_level="WARNING",
+        settings={
+            "worker": {"batch_size": args.batch_size, "batch_within_s": 0.2},
+            "enrichment": {"enabled": True, "blocklists": [str(REPO / "config/ti/sample_blocklist.csv")]},
+        },
+    )
+
+
 def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: int) -> dict[str, float]:
-    dep = Deployment(args.bootstrap, tmp, args.partitions, args.batch_size, uuid.uuid4().hex[:6])
+    dep = deployment(args, tmp)
     asyncio.run(create_topics(args.bootstrap, dep.topics, args.partitions))
     produced = asyncio.run(
-        produce_backlog(args.bootstrap, dep.raw, records(template.lines(args.hosts), args.lines_per_record), args.lines)
+        produce_backlog(
+            args.bootstrap, dep.raw_auditd, records(template.lines(args.hosts), args.lines_per_record), args.lines
+        )
     )
-    procs = [dep.start()[0] for _ in range(workers)]
+    procs = [dep.start_worker()[0] for _ in range(workers)]
     started = time.monotonic()
     try:
         asyncio.run(
@@ -361,7 +286,7 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
         wall = time.monotonic() - started - 8.0
         rss = max(rss_mib(p.pid) for p in procs)
     finally:
-        stop(procs)
+        dep.stop_all()
     outs = sorted(ts for _, ts, _ in output_keys(asyncio.run(read_all(args.bootstrap, dep.events))))
     lo, hi = percentile([float(t) for t in outs], 0.02), percentile([float(t) for t in outs], 0.98)
     seconds = max((hi - lo) / 1000, 1e-3)
@@ -378,16 +303,20 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
 
 
 def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float, workers: int) -> dict[str, float]:
-    dep = Deployment(args.bootstrap, tmp, args.partitions, args.batch_size, uuid.uuid4().hex[:6])
+    dep = deployment(args, tmp)
     asyncio.run(create_topics(args.bootstrap, dep.topics, args.partitions))
-    started = [dep.start() for _ in range(workers)]
+    started = [dep.start_worker() for _ in range(workers)]
     procs = [proc for proc, _ in started]
     try:
         for proc, port in started:
             wait_healthy(port, proc)
         sent = asyncio.run(
             produce_steady(
-                args.bootstrap, dep.raw, records(template.lines(args.hosts), args.lines_per_record), rate, args.duration
+                args.bootstrap,
+                dep.raw_auditd,
+                records(template.lines(args.hosts, clock=time.time), args.lines_per_record),
+                rate,
+                args.duration,
             )
         )
         rss = max(rss_mib(proc.pid) for proc in procs)
@@ -395,9 +324,15 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
             wait_quiet(args.bootstrap, dep.events, args.partitions, quiet_s=8.0, limit_s=args.limit, alive=procs)
         )
     finally:
-        stop(procs)
-    inputs = input_times(asyncio.run(read_all(args.bootstrap, dep.raw)))
-    outputs = output_keys(asyncio.run(read_all(args.bootstrap, dep.events)))
+        dep.stop_all()
+    inputs = input_times(asyncio.run(read_all(args.bootstrap, dep.raw_auditd)))
+    # When the load stops every host falls silent at once, and the events still waiting for their
+    # event-time timeout come out by the wall-clock idle flush instead; leave that cool-down out.
+    load_end = max(last for _, last in inputs.values())
+    cutoff = load_end - 1000 * COOL_DOWN_S
+    tail = {key for key, (_, last) in inputs.items() if last > cutoff}
+    every = output_keys(asyncio.run(read_all(args.bootstrap, dep.events)))
+    outputs = [out for out in every if out[0] not in tail]
     from_last = [(ts - inputs[key][1]) / 1000 for key, ts, _ in outputs if key in inputs]
     from_first = [(ts - inputs[key][0]) / 1000 for key, ts, _ in outputs if key in inputs]
     # an event with EOE (or a single-record one) is out as soon as it is processed; one without waits
@@ -408,7 +343,7 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
         "workers": workers,
         "rate": rate,
         "sent": sent,
-        "events": len(outputs),
+        "events": len(every),
         "p50_last": percentile(from_last, 0.5),
         "p99_last": percentile(from_last, 0.99),
         "p50_first": percentile(from_first, 0.5),
@@ -416,6 +351,7 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
         "p99_whole": percentile(whole, 0.99),
         "p99_timed_out": percentile(timed_out, 0.99),
         "timed_out_share": len(timed_out) / max(1, len(whole) + len(timed_out)),
+        "cool_down_events": len(tail),
         "rss_mib": rss,
     }
 
@@ -478,7 +414,10 @@ def main() -> int:
                 )
             print("latency: output record time minus produce time of the event's last (1st: first) input line;")
             print("EOE: events complete on arrival (EOE or single-record); t/o: events completed by the coalescer's")
-            print("timeout (event time 2 s past them, or 5 s of silence from the host), t/o %: their share")
+            print("timeout (event time 2 s past them, or 5 s of silence from the host), t/o %: their share;")
+            print(f"events whose last line came in the last {COOL_DOWN_S:.0f} s of the load are left out (the")
+            print("load's end silences every host, so they wait for the idle flush):", end=" ")
+            print(", ".join(f"{s['cool_down_events']:.0f}" for s in loads))
         print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
     finally:
         if broker is not None:
