@@ -18,15 +18,17 @@ Rules:
   Completed events are remembered per node (the last ``done_memory`` of them, with a CRC-32 of each record).
 * An ``EOE`` for an event that is neither in flight nor remembered raises :class:`OrphanEndOfEventError`.
 
-The state is a plain object handed in by the caller; :meth:`CoalescerState.snapshot` gives orjson-ready data.
+The state is an object handed in by the caller; :meth:`CoalescerState.snapshot` gives orjson-ready data.
+The rules run in compiled code (``processors/audit/native-rs/src/coalesce.rs``); this module defines
+them, the outputs and the Python API.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
+
+from secstream_audit_native import CoalescerBuffer, CoalescerCore
 
 from processors.audit.parse import AuditRecord, parse_line
 from processors.errors import OrphanEndOfEventError
@@ -137,12 +139,6 @@ class LateRecord:
 
 CoalescerOutput = AuditEvent | LateRecord
 
-_new_object = object.__new__
-# Slot setters: building the frozen dataclass this way skips its slow ``__init__`` on the hot path.
-(_set_node, _set_time, _set_serial, _set_epoch, _set_records, _set_partial, _set_reason) = (
-    getattr(AuditEvent, name).__set__ for name in ("node", "time", "serial", "epoch", "records", "partial", "reason")
-)
-
 
 @dataclass(frozen=True, slots=True)
 class CoalescerSettings:
@@ -161,72 +157,19 @@ class CoalescerSettings:
     done_memory: int = 4096
 
 
-@dataclass(slots=True)
-class _Pending:
-    """An in-flight event."""
-
-    epoch: float
-    records: list[AuditRecord]
-    last_wall: float | None
-
-
-def _crc(record: AuditRecord) -> int:
-    return zlib.crc32(record.raw.encode("utf-8", "surrogatepass"))
-
-
-_COUNTERS: Final[tuple[str, ...]] = ("completed", "partial", "late", "duplicate", "overflow", "orphan_eoe")
-
-
-@dataclass(slots=True)
-class CoalescerState:
-    """Mutable coalescer state, owned by the caller.
+class CoalescerState(CoalescerBuffer):
+    """Mutable coalescer state, owned by the caller; the in-flight records live in compiled code.
 
     Attributes:
-        in_flight: in-flight events keyed by ``(node, time, serial)``, oldest first.
-        done: per node, the completed event keys ``(time, serial)`` with the CRC-32 of their records.
-        node_max: per node, the max event time seen.
+        counters: completed, partial, late, duplicate, overflow, orphan_eoe (a new dict on each read).
+        in_flight: the in-flight events, oldest first: ``(node, time, serial)`` → records (a copy).
+        done: per node, the remembered completed events ``(time, serial)``, oldest first (a copy).
         wall_now: the last wall-clock time handed in (used for records pushed without one).
-        counters: completed, partial, late, duplicate, overflow, orphan_eoe.
-        earliest_epoch: a lower bound of the in-flight events' times (None: unknown), so that
-            :meth:`Coalescer.expire` can return at once when nothing can be due; not part of the snapshot.
-        latest_epoch: the max event time seen on any node (kept with ``node_max``).
+
+    ``snapshot()`` returns a plain, orjson-ready copy (records as raw lines): ``in_flight`` (node, time,
+    serial, epoch, last_wall, records), ``done`` (per node, ``[time, serial, sorted CRC-32s]``), ``node_max``,
+    ``wall_now`` and ``counters``.
     """
-
-    in_flight: dict[EventKey, _Pending] = field(default_factory=dict)
-    # CRCs are kept in tuples: a tuple of ints is invisible to the garbage collector, a set is not.
-    done: dict[str | None, OrderedDict[tuple[str, int], tuple[int, ...]]] = field(default_factory=dict)
-    node_max: dict[str | None, float] = field(default_factory=dict)
-    wall_now: float | None = None
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
-    earliest_epoch: float | None = field(default=None, compare=False)
-    latest_epoch: float = field(default=0.0, compare=False)
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return a plain, orjson-ready copy of the state (records are kept as raw lines).
-
-        Returns:
-            The snapshot.
-        """
-        return {
-            "in_flight": [
-                {
-                    "node": node,
-                    "time": time,
-                    "serial": serial,
-                    "epoch": pending.epoch,
-                    "last_wall": pending.last_wall,
-                    "records": [record.raw for record in pending.records],
-                }
-                for (node, time, serial), pending in self.in_flight.items()
-            ],
-            "done": [
-                {"node": node, "events": [[time, serial, sorted(crcs)] for (time, serial), crcs in keys.items()]}
-                for node, keys in self.done.items()
-            ],
-            "node_max": [[node, value] for node, value in self.node_max.items()],
-            "wall_now": self.wall_now,
-            "counters": dict(self.counters),
-        }
 
     @classmethod
     def from_snapshot(cls, data: dict[str, Any]) -> CoalescerState:
@@ -239,193 +182,35 @@ class CoalescerState:
             The state.
         """
         state = cls()
-        for item in data.get("in_flight", []):
-            key: EventKey = (item["node"], item["time"], int(item["serial"]))
-            records = [parse_line(raw) for raw in item["records"]]
-            state.in_flight[key] = _Pending(float(item["epoch"]), records, item.get("last_wall"))
-        for item in data.get("done", []):
-            memory: OrderedDict[tuple[str, int], tuple[int, ...]] = OrderedDict()
-            for time, serial, crcs in item["events"]:
-                memory[(time, int(serial))] = tuple(crcs)
-            state.done[item["node"]] = memory
-        state.node_max = {node: float(value) for node, value in data.get("node_max", [])}
-        state.latest_epoch = max(state.node_max.values(), default=0.0)
-        state.wall_now = data.get("wall_now")
-        state.counters.update({k: int(v) for k, v in data.get("counters", {}).items()})
+        state.restore(data, parse_line)
         return state
 
 
-class Coalescer:
+class Coalescer(CoalescerCore):
     """Groups audit records into events (see the module docstring for the rules).
+
+    The rules run in compiled code (``processors/audit/native-rs/src/coalesce.rs``), called without a
+    Python frame in between: ``push`` runs for every record. This class hands them the settings, the
+    output classes, the single-record rule and the event id.
+
+    * ``push(record, state, *, wall_time=None)`` adds one record and returns the events it completed (EOE,
+      single-record type, overflow) or a :class:`LateRecord`; it raises :class:`OrphanEndOfEventError` for an
+      EOE of an event neither in flight nor remembered.
+    * ``expire(state, *, event_time=None, wall_time=None)`` completes the events that timed out in event time
+      (each node's max, or the ``event_time`` watermark when later) or whose last record arrived more than
+      ``idle_flush_s`` before ``wall_time``, ordered by event time and serial.
+    * ``flush_all(state)`` completes every in-flight event (shutdown), ordered by event time and serial.
 
     Args:
         settings: the coalescer settings.
     """
 
-    def __init__(self, settings: CoalescerSettings | None = None) -> None:
-        self.settings = settings or CoalescerSettings()
+    settings: CoalescerSettings
 
-    def push(
-        self, record: AuditRecord, state: CoalescerState, *, wall_time: float | None = None
-    ) -> list[CoalescerOutput]:
-        """Add one record.
-
-        Args:
-            record: the parsed record.
-            state: the coalescer state (mutated).
-            wall_time: the wall-clock time of arrival (defaults to the last one handed in).
-
-        Returns:
-            The events completed by this record (EOE, single-record type, overflow) or a late record.
-
-        Raises:
-            OrphanEndOfEventError: an EOE arrived for an event that is neither in flight nor remembered.
-        """
-        if wall_time is not None:
-            state.wall_now = wall_time
-        node = record.node
-        epoch = record.epoch
-        node_max = state.node_max
-        if epoch > node_max.get(node, 0.0):
-            node_max[node] = epoch
-            if epoch > state.latest_epoch:
-                state.latest_epoch = epoch
-        key: EventKey = (node, record.time, record.serial)
-        pending = state.in_flight.get(key)
-        if pending is not None:
-            if record.rtype == "EOE":
-                del state.in_flight[key]
-                return [self._complete(state, key, pending.epoch, pending.records, False, "eoe", record)]
-            raw = record.raw
-            for seen in pending.records:
-                if seen.raw == raw:
-                    state.counters["duplicate"] += 1
-                    return []
-            pending.records.append(record)
-            pending.last_wall = state.wall_now
-            return []
-        memory = state.done.get(node)
-        if memory is not None:
-            done_key = (record.time, record.serial)
-            crcs = memory.get(done_key)
-            if crcs is not None:
-                crc = _crc(record)
-                if crc in crcs:
-                    state.counters["duplicate"] += 1
-                    return []
-                memory[done_key] = (*crcs, crc)
-                state.counters["late"] += 1
-                return [LateRecord(record, event_id_for(node, record.time, record.serial))]
-        if record.rtype == "EOE":
-            state.counters["orphan_eoe"] += 1
-            raise OrphanEndOfEventError(
-                f"EOE for event {record.time}:{record.serial} that is not in flight", raw=record.raw, host=node
-            )
-        single = _SINGLE_CACHE.get(record.rtype)
-        if single is None:
-            single = is_single_record_type(record.rtype)
-        if single:
-            return [self._complete(state, key, epoch, [record], False, "single")]
-        state.in_flight[key] = _Pending(epoch, [record], state.wall_now)
-        if state.earliest_epoch is not None and epoch < state.earliest_epoch:
-            state.earliest_epoch = epoch
-        if len(state.in_flight) > self.settings.max_in_flight:
-            oldest = next(iter(state.in_flight))
-            state.counters["overflow"] += 1
-            pending = state.in_flight.pop(oldest)
-            return [self._complete(state, oldest, pending.epoch, pending.records, True, "overflow")]
-        return []
-
-    def expire(
-        self, state: CoalescerState, *, event_time: float | None = None, wall_time: float | None = None
-    ) -> list[CoalescerOutput]:
-        """Complete the in-flight events that timed out.
-
-        Args:
-            state: the coalescer state (mutated).
-            event_time: a watermark in event time applied to every node (in addition to each node's max
-                seen event time).
-            wall_time: the current wall-clock time; events whose last record arrived more than
-                ``idle_flush_s`` before it are flushed.
-
-        Returns:
-            The completed events, ordered by event time and serial.
-        """
-        timeout = self.settings.event_timeout_s
-        if wall_time is not None:
-            state.wall_now = wall_time
-        elif state.earliest_epoch is not None:
-            # Called after every record: return at once unless some in-flight event can be due.
-            latest = state.latest_epoch if event_time is None else max(state.latest_epoch, event_time)
-            if latest - state.earliest_epoch <= timeout:
-                return []
-        idle = self.settings.idle_flush_s
-        due: list[tuple[EventKey, str]] = []
-        node_max = state.node_max
-        for key, pending in state.in_flight.items():
-            now = node_max.get(key[0], 0.0)
-            if event_time is not None and event_time > now:
-                now = event_time
-            if now - pending.epoch > timeout:
-                due.append((key, "timeout"))
-            elif wall_time is not None and pending.last_wall is not None and wall_time - pending.last_wall > idle:
-                due.append((key, "idle"))
-        completed: list[CoalescerOutput] = []
-        if due:
-            due.sort(key=lambda item: (state.in_flight[item[0]].epoch, item[0][2]))
-            for key, reason in due:
-                pending = state.in_flight.pop(key)
-                completed.append(self._complete(state, key, pending.epoch, pending.records, True, reason))
-        state.earliest_epoch = min((pending.epoch for pending in state.in_flight.values()), default=float("inf"))
-        return completed
-
-    def flush_all(self, state: CoalescerState) -> list[CoalescerOutput]:
-        """Complete every in-flight event (shutdown).
-
-        Args:
-            state: the coalescer state (mutated).
-
-        Returns:
-            The completed events, ordered by event time and serial.
-        """
-        keys = sorted(state.in_flight, key=lambda key: (state.in_flight[key].epoch, key[2]))
-        completed: list[CoalescerOutput] = []
-        for key in keys:
-            pending = state.in_flight.pop(key)
-            completed.append(self._complete(state, key, pending.epoch, pending.records, True, "shutdown"))
-        return completed
-
-    def _complete(
-        self,
-        state: CoalescerState,
-        key: EventKey,
-        epoch: float,
-        records: list[AuditRecord],
-        partial: bool,
-        reason: str,
-        eoe: AuditRecord | None = None,
-    ) -> AuditEvent:
-        # Positional arguments and no per-event helper objects: this runs once per event on the hot path.
-        node, time, serial = key
-        memory = state.done.get(node)
-        if memory is None:
-            memory = state.done[node] = OrderedDict()
-        crcs = (_crc(records[0]),) if len(records) == 1 else tuple({_crc(record) for record in records})
-        if eoe is not None:
-            crcs = (*crcs, _crc(eoe))
-        memory[(time, serial)] = crcs
-        if len(memory) > self.settings.done_memory:
-            memory.popitem(last=False)
-        counters = state.counters
-        counters["completed"] += 1
-        if partial:
-            counters["partial"] += 1
-        event: AuditEvent = _new_object(AuditEvent)
-        _set_node(event, node)
-        _set_time(event, time)
-        _set_serial(event, serial)
-        _set_epoch(event, epoch)
-        _set_records(event, tuple(records))
-        _set_partial(event, partial)
-        _set_reason(event, reason)
-        return event
+    def __new__(cls, settings: CoalescerSettings | None = None) -> Coalescer:
+        settings = settings or CoalescerSettings()
+        self = super().__new__(
+            cls, settings, AuditEvent, LateRecord, event_id_for, OrphanEndOfEventError, is_single_record_type
+        )
+        self.settings = settings
+        return self

@@ -18,7 +18,7 @@ Accepted shapes::
 Anything else raises :class:`ParseError` carrying the original line and a clear reason.
 
 The lines auditd writes (ASCII, values without spaces, at most one nested ``msg='...'``) are split by the
-compiled tokenizer ``secstream_tokenizer`` (``processors/audit/tokenizer-rs``, Rust), several times faster than
+compiled tokenizer ``secstream_audit_native`` (``processors/audit/native-rs``, Rust), several times faster than
 the regular expressions below. It answers only when its answer is exact and returns None otherwise; the
 Python code here defines the result and handles every other line.
 """
@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from secstream_tokenizer import RecordTokenizer
+from secstream_audit_native import RecordTokenizer
 
 from processors.errors import ParseError
 
@@ -165,7 +165,7 @@ def parse_line(line: str) -> AuditRecord:
     """
     record = _tokenize(line)
     if record is not None:
-        # The compiled tokenizer answered (it does only when its answer is exact; see tokenizer-rs).
+        # The compiled tokenizer answered (it does only when its answer is exact; see native-rs).
         return record
     return _parse_python(line)
 

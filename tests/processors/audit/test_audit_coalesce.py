@@ -238,6 +238,33 @@ class TestCoalescer:
         assert out_a == out_b
         assert restored.counters == s.counters
 
+    def test_surrogates_in_node_and_records(self) -> None:
+        """Undecodable bytes (kept as lone surrogates) key events and duplicates like any other text."""
+        node = "h\udcff"
+        lines = [rec("SYSCALL", "1.0", 1, "comm=\udce9", node), rec("EOE", "1.0", 1, "", node)]
+        c, s = Coalescer(), CoalescerState()
+        (event,) = push_all(c, s, lines)
+        assert isinstance(event, AuditEvent) and (event.node, event.reason) == (node, "eoe")
+        assert push_all(c, s, lines[:1]) == []
+        assert s.counters["duplicate"] == 1
+        assert CoalescerState.from_snapshot(s.snapshot()).done == {node: [("1.0", 1)]}
+
+    def test_twenty_digit_serial(self) -> None:
+        """A serial wider than 64 bits (the header allows 20 digits) is kept exactly."""
+        serial = 99_999_999_999_999_999_999
+        c, s = Coalescer(), CoalescerState()
+        (event,) = push_all(c, s, [rec("SYSCALL", "1.0", serial), rec("EOE", "1.0", serial)])
+        assert isinstance(event, AuditEvent) and event.serial == serial
+        assert push_all(c, s, [rec("PATH", "1.0", serial)])[0] == LateRecord(
+            parse_line(rec("PATH", "1.0", serial)), event.event_id
+        )
+
+    def test_settings_are_kept(self) -> None:
+        """The coalescer exposes the settings it was made with."""
+        settings = CoalescerSettings(event_timeout_s=7.0)
+        assert Coalescer(settings).settings is settings
+        assert Coalescer().settings == CoalescerSettings()
+
 
 @st.composite
 def host_streams(draw: st.DrawFn) -> dict[str, list[str]]:

@@ -1,4 +1,4 @@
-//! secstream's compiled auditd line tokenizer.
+//! The auditd line tokenizer.
 //!
 //! `RecordTokenizer` does what `processors.audit.parse.parse_line` does for the lines auditd writes,
 //! several times faster: the header, then `key=value` fields, with one nested `msg='...'` at the end. It
@@ -6,32 +6,15 @@
 //! spaces, stray quotes, repeated keys, a malformed header): the Python parser, which defines the
 //! result, then handles the line. A differential test holds the two to the same answer.
 
+use crate::hash::WordHasher;
+use crate::slots::SlotClass;
 use pyo3::prelude::*;
-use pyo3::exceptions::PyTypeError;
 use pyo3::types::{PyDict, PyFloat, PyFrozenSet, PyList, PyString, PyType};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
-/// FNV-1a: field names are short and trusted to be few (the cache is bounded), so a fast simple hash
-/// beats the default SipHash here.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for &byte in bytes {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
-
-type KeyCache = HashMap<Vec<u8>, Py<PyString>, BuildHasherDefault<Fnv>>;
+type KeyCache = HashMap<Vec<u8>, Py<PyString>, BuildHasherDefault<WordHasher>>;
 
 /// Python's `str.isspace()` on ASCII (the only text this module accepts).
 fn is_space(b: u8) -> bool {
@@ -156,7 +139,11 @@ fn split_body<'py>(
     quoted: &Bound<'py, PyList>,
 ) -> PyResult<bool> {
     let bytes = body.as_bytes();
-    let mut ticks = bytes.iter().enumerate().filter(|&(_, &b)| b == b'\'').map(|(i, _)| i);
+    let mut ticks = bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\'')
+        .map(|(i, _)| i);
     let Some(open) = ticks.next() else {
         return split_flat(py, body, fields, quoted);
     };
@@ -200,7 +187,10 @@ struct Header {
 }
 
 fn digits(bytes: &[u8], from: usize, max: usize) -> Option<usize> {
-    let count = bytes[from..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let count = bytes[from..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     (1..=max).contains(&count).then_some(from + count)
 }
 
@@ -209,7 +199,10 @@ fn token_end(bytes: &[u8], from: usize) -> usize {
 }
 
 fn header(bytes: &[u8]) -> Option<Header> {
-    let mut i = bytes.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    let mut i = bytes
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
     let mut node = None;
     if bytes[i..].starts_with(b"node=") {
         let end = token_end(bytes, i + 5);
@@ -239,12 +232,21 @@ fn header(bytes: &[u8]) -> Option<Header> {
     if bytes.get(serial_end) != Some(&b')') {
         return None;
     }
-    let serial = std::str::from_utf8(&bytes[time_end + 1..serial_end]).ok()?.parse().ok()?;
+    let serial = std::str::from_utf8(&bytes[time_end + 1..serial_end])
+        .ok()?
+        .parse()
+        .ok()?;
     let mut end = serial_end + 1;
     if bytes.get(end) == Some(&b':') {
         end += 1;
     }
-    Some(Header { node, rtype: (i + 5, rtype_end), time: (time_start, time_end), serial, end })
+    Some(Header {
+        node,
+        rtype: (i + 5, rtype_end),
+        time: (time_start, time_end),
+        serial,
+        end,
+    })
 }
 
 /// The parts of one record, in the order of `RecordTokenizer`'s slot names.
@@ -304,43 +306,45 @@ fn split<'py>(py: Python<'py>, line: &str) -> PyResult<Option<Split<'py>>> {
     }))
 }
 
-const SLOTS: [&str; 9] = ["node", "rtype", "time", "serial", "epoch", "fields", "enriched", "raw", "quoted"];
+const SLOTS: [&str; 9] = [
+    "node", "rtype", "time", "serial", "epoch", "fields", "enriched", "raw", "quoted",
+];
 
 /// Makes record objects of a slotted class (the parser's `AuditRecord`) straight from raw lines.
 ///
-/// The slots are set as `object.__setattr__` would set them, past the class's own `__init__` and
-/// `__setattr__` (a frozen dataclass has both): in Python those calls cost a third of the parse.
-/// `quoted` is a frozenset of the double-quoted keys, or `no_quoted` when there are none.
-#[pyclass(frozen, module = "secstream_tokenizer")]
-struct RecordTokenizer {
-    cls: Py<PyType>,
-    new: Py<PyAny>,
-    names: Vec<Py<PyString>>,
+/// The record is made as `SlotClass` makes instances: in Python, `__init__` or slot setters cost a third
+/// of the parse. `quoted` is a frozenset of the double-quoted keys, or `no_quoted` when there are none.
+#[pyclass(frozen, module = "secstream_audit_native")]
+pub(crate) struct RecordTokenizer {
+    class: SlotClass,
     no_quoted: Py<PyAny>,
 }
 
 #[pymethods]
 impl RecordTokenizer {
     #[new]
-    fn py_new(py: Python<'_>, cls: Bound<'_, PyType>, no_quoted: Bound<'_, PyAny>) -> PyResult<Self> {
-        let member = py.import("types")?.getattr("MemberDescriptorType")?;
-        let mut names = Vec::with_capacity(SLOTS.len());
-        for name in SLOTS {
-            let is_slot = match cls.getattr(name) {
-                Ok(attribute) => attribute.is_instance(&member)?,
-                Err(_) => false,
-            };
-            if !is_slot {
-                return Err(PyTypeError::new_err(format!("{}.{name} is not a slot", cls.name()?)));
-            }
-            names.push(PyString::intern(py, name).unbind());
-        }
-        let new = py.import("builtins")?.getattr("object")?.getattr("__new__")?;
-        Ok(RecordTokenizer { cls: cls.unbind(), new: new.unbind(), names, no_quoted: no_quoted.unbind() })
+    fn py_new(
+        py: Python<'_>,
+        cls: Bound<'_, PyType>,
+        no_quoted: Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        Ok(RecordTokenizer {
+            class: SlotClass::bind(py, &cls, &SLOTS)?,
+            no_quoted: no_quoted.unbind(),
+        })
     }
 
     /// Return the record of one raw audit line, or None when the Python parser must decide.
-    fn __call__<'py>(&self, py: Python<'py>, line: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        line: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        // Text with lone surrogates (undecodable bytes kept by `surrogateescape`) has no UTF-8 form; it is
+        // not ASCII either, so the Python parser decides.
+        let Ok(line) = line.to_str() else {
+            return Ok(None);
+        };
         let Some(parts) = split(py, line)? else {
             return Ok(None);
         };
@@ -350,7 +354,9 @@ impl RecordTokenizer {
             PyFrozenSet::new(py, parts.quoted.iter())?.into_any()
         };
         let values: [Bound<'py, PyAny>; 9] = [
-            parts.node.map_or_else(|| py.None().into_bound(py), Bound::into_any),
+            parts
+                .node
+                .map_or_else(|| py.None().into_bound(py), Bound::into_any),
             parts.rtype.into_any(),
             parts.time.into_any(),
             parts.serial.into_pyobject(py)?.into_any(),
@@ -360,22 +366,6 @@ impl RecordTokenizer {
             parts.text.into_any(),
             quoted,
         ];
-        let record = self.new.bind(py).call1((self.cls.bind(py),))?;
-        for (name, value) in self.names.iter().zip(values.iter()) {
-            // SAFETY: all three pointers are live objects held by this frame; GenericSetAttr finds the
-            // slot's member descriptor on the type (checked in `new`) and stores a new reference.
-            let status =
-                unsafe { pyo3::ffi::PyObject_GenericSetAttr(record.as_ptr(), name.as_ptr(), value.as_ptr()) };
-            if status < 0 {
-                return Err(PyErr::fetch(py));
-            }
-        }
-        Ok(Some(record))
+        Ok(Some(self.class.make(py, &values)?))
     }
-}
-
-#[pymodule]
-fn secstream_tokenizer(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_class::<RecordTokenizer>()?;
-    Ok(())
 }

@@ -1,0 +1,55 @@
+"""secstream's compiled auditd hot paths: the line tokenizer and the coalescer (see src/)."""
+
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+_R = TypeVar("_R")
+
+class RecordTokenizer(Generic[_R]):
+    """Makes record objects of a slotted class straight from raw audit lines."""
+
+    def __init__(self, cls: type[_R], no_quoted: frozenset[str]) -> None:
+        """Bind the record class (slots node, rtype, time, serial, epoch, fields, enriched, raw, quoted)."""
+
+    def __call__(self, line: str) -> _R | None:
+        """Return the record of one raw audit line, or None when the Python parser must decide."""
+
+class CoalescerBuffer:
+    """The coalescer's state: in-flight events, completed-event memory, node times and counters."""
+
+    @property
+    def counters(self) -> dict[str, int]: ...
+    @property
+    def in_flight(self) -> dict[tuple[str | None, str, int], list[Any]]: ...
+    @property
+    def done(self) -> dict[str | None, list[tuple[str, int]]]: ...
+    @property
+    def wall_now(self) -> float | None: ...
+    def snapshot(self) -> dict[str, Any]:
+        """Return a plain, orjson-ready copy of the state (records as raw lines)."""
+
+    def restore(self, data: dict[str, Any], parse: Callable[[str], Any]) -> None:
+        """Load a snapshot into this new state, parsing records back with ``parse``."""
+
+class CoalescerCore:
+    """The coalescer's rules: push, expire and flush over a :class:`CoalescerBuffer`."""
+
+    def __new__(
+        cls: type[_R],
+        settings: Any,
+        event_class: type,
+        late_class: type,
+        event_id: Callable[[str | None, str, int], str],
+        orphan_error: type[BaseException],
+        is_single: Callable[[str], bool],
+    ) -> _R: ...
+    def push(self, record: Any, state: CoalescerBuffer, *, wall_time: float | None = None) -> list[Any]:
+        """Add one record; return the events it completed or a late record."""
+
+    def expire(
+        self, state: CoalescerBuffer, *, event_time: float | None = None, wall_time: float | None = None
+    ) -> list[Any]:
+        """Complete the in-flight events that timed out or went idle."""
+
+    def flush_all(self, state: CoalescerBuffer) -> list[Any]:
+        """Complete every in-flight event."""

@@ -1,0 +1,749 @@
+//! The coalescer's hot path: `processors.audit.coalesce` defines the rules and the Python API; this
+//! holds its state and runs push, expire and flush.
+//!
+//! `CoalescerCore` is subclassed by `Coalescer` and `CoalescerBuffer` by `CoalescerState`, so that the
+//! runtimes call these methods without a Python frame in between. The outputs are the Python module's
+//! own classes (`AuditEvent`, made as `RecordTokenizer` makes records, and `LateRecord`), handed in when
+//! the coalescer is made, as are the single-record rule and the event id.
+
+use crate::hash::WordHasher;
+use crate::slots::SlotClass;
+use hashbrown::{Equivalent, HashMap};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
+use pyo3::{intern, IntoPyObjectExt};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::BuildHasherDefault;
+
+type WordMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
+
+/// A node name as UTF-8 bytes (lone surrogates encoded as `surrogatepass` does); None without `node=`.
+type NodeKey = Option<Box<[u8]>>;
+
+/// `(node, time, serial)` of an in-flight event; serials have up to 20 digits, more than a u64 holds.
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct EventKey {
+    node: NodeKey,
+    time: Box<[u8]>,
+    serial: u128,
+}
+
+/// The same key borrowed from a record, to look events up without copying; it hashes as `EventKey`.
+#[derive(Hash)]
+struct EventKeyRef<'a> {
+    node: Option<&'a [u8]>,
+    time: &'a [u8],
+    serial: u128,
+}
+
+impl Equivalent<EventKey> for EventKeyRef<'_> {
+    fn equivalent(&self, key: &EventKey) -> bool {
+        self.serial == key.serial && *self.time == *key.time && self.node == key.node.as_deref()
+    }
+}
+
+impl EventKeyRef<'_> {
+    fn to_owned_key(&self) -> EventKey {
+        EventKey {
+            node: self.node.map(Into::into),
+            time: self.time.into(),
+            serial: self.serial,
+        }
+    }
+}
+
+/// `(time, serial)` of a completed event, in its node's memory.
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct DoneKey {
+    time: Box<[u8]>,
+    serial: u128,
+}
+
+#[derive(Hash)]
+struct DoneKeyRef<'a> {
+    time: &'a [u8],
+    serial: u128,
+}
+
+impl Equivalent<DoneKey> for DoneKeyRef<'_> {
+    fn equivalent(&self, key: &DoneKey) -> bool {
+        self.serial == key.serial && *self.time == *key.time
+    }
+}
+
+const COUNTERS: [&str; 6] = [
+    "completed",
+    "partial",
+    "late",
+    "duplicate",
+    "overflow",
+    "orphan_eoe",
+];
+const COMPLETED: usize = 0;
+const PARTIAL: usize = 1;
+const LATE: usize = 2;
+const DUPLICATE: usize = 3;
+const OVERFLOW: usize = 4;
+const ORPHAN_EOE: usize = 5;
+const EVENT_SLOTS: [&str; 7] = [
+    "node", "time", "serial", "epoch", "records", "partial", "reason",
+];
+
+/// The UTF-8 bytes of a str, as `text.encode("utf-8", "surrogatepass")` gives them (borrowed unless the
+/// text holds lone surrogates).
+fn utf8<'a>(text: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    let text = text.cast::<PyString>()?;
+    match text.to_str() {
+        Ok(plain) => Ok(Cow::Borrowed(plain.as_bytes())),
+        Err(_) => {
+            let encoded =
+                text.call_method1(intern!(text.py(), "encode"), ("utf-8", "surrogatepass"))?;
+            Ok(Cow::Owned(encoded.extract::<Vec<u8>>()?))
+        }
+    }
+}
+
+fn node_bytes<'a>(node: &'a Bound<'_, PyAny>) -> PyResult<Option<Cow<'a, [u8]>>> {
+    if node.is_none() {
+        Ok(None)
+    } else {
+        Ok(Some(utf8(node)?))
+    }
+}
+
+/// An in-flight event: its records and what a completion needs of them.
+struct Pending {
+    epoch: f64,
+    node: Py<PyAny>,
+    time: Py<PyAny>,
+    serial: Py<PyAny>,
+    records: Vec<Py<PyAny>>,
+    raws: Vec<Py<PyAny>>,
+    last_wall: Option<f64>,
+    seq: u64,
+}
+
+/// The completed event keys of one node, oldest first, with the CRC-32 of their records.
+#[derive(Default)]
+struct Memory {
+    order: VecDeque<DoneKey>,
+    crcs: WordMap<DoneKey, Vec<u32>>,
+}
+
+/// What the state knows of one node: its max event time and its completed-event memory.
+struct Node {
+    key: NodeKey,
+    name: Py<PyAny>,
+    /// None until a record with a positive event time (as a missing entry of `node_max` reads 0.0).
+    max: Option<f64>,
+    /// None until the node's first event completes.
+    memory: Option<Memory>,
+}
+
+/// The coalescer state (see `CoalescerState` in Python).
+#[pyclass(subclass, module = "secstream_audit_native")]
+#[derive(Default)]
+pub struct CoalescerBuffer {
+    in_flight: WordMap<EventKey, Pending>,
+    /// Arrival order of the in-flight events (overflow drops the oldest; ties sort by arrival).
+    order: BTreeMap<u64, EventKey>,
+    next_seq: u64,
+    /// The nodes, in order of first sight (a state usually serves one host).
+    nodes: Vec<Node>,
+    /// Node indices in the order their max event time was first set, then their first completion.
+    max_order: Vec<usize>,
+    done_order: Vec<usize>,
+    wall_now: Option<f64>,
+    counters: [i64; 6],
+    /// A lower bound of the in-flight events' times (None: unknown), so that `expire` can return at once.
+    earliest_epoch: Option<f64>,
+    latest_epoch: f64,
+}
+
+impl CoalescerBuffer {
+    fn node_index(&mut self, key: Option<&[u8]>, name: &Bound<'_, PyAny>) -> usize {
+        if let Some(index) = self
+            .nodes
+            .iter()
+            .position(|node| node.key.as_deref() == key)
+        {
+            return index;
+        }
+        let node = Node {
+            key: key.map(Into::into),
+            name: name.clone().unbind(),
+            max: None,
+            memory: None,
+        };
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn node_max_of(&self, key: &NodeKey) -> f64 {
+        self.nodes
+            .iter()
+            .find(|node| node.key == *key)
+            .and_then(|node| node.max)
+            .unwrap_or(0.0)
+    }
+
+    fn insert(&mut self, key: EventKey, mut pending: Pending) {
+        pending.seq = self.next_seq;
+        self.order.insert(self.next_seq, key.clone());
+        self.next_seq += 1;
+        self.in_flight.insert(key, pending);
+    }
+
+    fn remove<Q: std::hash::Hash + Equivalent<EventKey>>(
+        &mut self,
+        key: &Q,
+    ) -> Option<(EventKey, Pending)> {
+        let (key, pending) = self.in_flight.remove_entry(key)?;
+        self.order.remove(&pending.seq);
+        Some((key, pending))
+    }
+}
+
+fn py_int<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    py.get_type::<pyo3::types::PyInt>().call1((value,))
+}
+
+#[pymethods]
+impl CoalescerBuffer {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self::default()
+    }
+
+    /// completed, partial, late, duplicate, overflow, orphan_eoe (a new dict).
+    #[getter]
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let counters = PyDict::new(py);
+        for (name, value) in COUNTERS.iter().zip(self.counters) {
+            counters.set_item(name, value)?;
+        }
+        Ok(counters)
+    }
+
+    /// The in-flight events, oldest first: `(node, time, serial)` → records (a new dict).
+    #[getter]
+    fn in_flight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for key in self.order.values() {
+            let pending = &self.in_flight[key];
+            let records = PyList::new(py, pending.records.iter().map(|record| record.bind(py)))?;
+            out.set_item(
+                (
+                    pending.node.bind(py),
+                    pending.time.bind(py),
+                    pending.serial.bind(py),
+                ),
+                records,
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Per node, the remembered completed events `(time, serial)`, oldest first (a new dict).
+    #[getter]
+    fn done<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for &index in &self.done_order {
+            let node = &self.nodes[index];
+            let keys = PyList::empty(py);
+            for key in &node.memory.as_ref().expect("completed").order {
+                keys.append((
+                    PyString::new(py, &String::from_utf8_lossy(&key.time)),
+                    key.serial,
+                ))?;
+            }
+            out.set_item(node.name.bind(py), keys)?;
+        }
+        Ok(out)
+    }
+
+    /// The last wall-clock time handed in.
+    #[getter]
+    fn wall_now(&self) -> Option<f64> {
+        self.wall_now
+    }
+
+    /// Return a plain, orjson-ready copy of the state (records are kept as raw lines).
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let in_flight = PyList::empty(py);
+        for key in self.order.values() {
+            let pending = &self.in_flight[key];
+            let item = PyDict::new(py);
+            item.set_item("node", pending.node.bind(py))?;
+            item.set_item("time", pending.time.bind(py))?;
+            item.set_item("serial", pending.serial.bind(py))?;
+            item.set_item("epoch", pending.epoch)?;
+            item.set_item("last_wall", pending.last_wall)?;
+            item.set_item(
+                "records",
+                PyList::new(py, pending.raws.iter().map(|raw| raw.bind(py)))?,
+            )?;
+            in_flight.append(item)?;
+        }
+        let done = PyList::empty(py);
+        for &index in &self.done_order {
+            let node = &self.nodes[index];
+            let events = PyList::empty(py);
+            let memory = node.memory.as_ref().expect("completed");
+            for key in &memory.order {
+                let mut crcs = memory.crcs[key].clone();
+                crcs.sort_unstable();
+                let time = PyString::new(py, &String::from_utf8_lossy(&key.time)).into_any();
+                let serial = key.serial.into_pyobject(py)?.into_any();
+                events.append(PyList::new(
+                    py,
+                    [time, serial, PyList::new(py, crcs)?.into_any()],
+                )?)?;
+            }
+            let item = PyDict::new(py);
+            item.set_item("node", node.name.bind(py))?;
+            item.set_item("events", events)?;
+            done.append(item)?;
+        }
+        let node_max = PyList::empty(py);
+        for &index in &self.max_order {
+            let node = &self.nodes[index];
+            let max = PyFloat::new(py, node.max.unwrap_or(0.0)).into_any();
+            node_max.append(PyList::new(py, [node.name.bind(py).clone(), max])?)?;
+        }
+        let out = PyDict::new(py);
+        out.set_item("in_flight", in_flight)?;
+        out.set_item("done", done)?;
+        out.set_item("node_max", node_max)?;
+        out.set_item("wall_now", self.wall_now)?;
+        out.set_item("counters", self.counters(py)?)?;
+        Ok(out)
+    }
+
+    /// Load a `snapshot()` into this (new) state; `parse` turns a raw line back into its record.
+    fn restore(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        parse: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let get = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            let item = data.call_method1(intern!(py, "get"), (key,))?;
+            Ok((!item.is_none()).then_some(item))
+        };
+        if let Some(items) = get("in_flight")? {
+            for item in items.try_iter()? {
+                let item = item?;
+                let node = item.get_item("node")?;
+                let time = item.get_item("time")?;
+                let serial = py_int(py, &item.get_item("serial")?)?;
+                let key = EventKey {
+                    node: node_bytes(&node)?.map(|bytes| bytes.into_owned().into_boxed_slice()),
+                    time: utf8(&time)?.into_owned().into_boxed_slice(),
+                    serial: serial.extract()?,
+                };
+                let mut pending = Pending {
+                    epoch: item.get_item("epoch")?.extract()?,
+                    node: node.clone().unbind(),
+                    time: time.clone().unbind(),
+                    serial: serial.unbind(),
+                    records: Vec::new(),
+                    raws: Vec::new(),
+                    last_wall: item
+                        .call_method1(intern!(py, "get"), ("last_wall",))?
+                        .extract()?,
+                    seq: 0,
+                };
+                for raw in item.get_item("records")?.try_iter()? {
+                    let raw = raw?;
+                    pending.records.push(parse.call1((&raw,))?.unbind());
+                    pending.raws.push(raw.unbind());
+                }
+                self.insert(key, pending);
+            }
+        }
+        if let Some(items) = get("done")? {
+            for item in items.try_iter()? {
+                let item = item?;
+                let name = item.get_item("node")?;
+                let index = self.node_index(node_bytes(&name)?.as_deref(), &name);
+                let mut memory = Memory::default();
+                for event in item.get_item("events")?.try_iter()? {
+                    let event = event?;
+                    let time = event.get_item(0)?;
+                    let key = DoneKey {
+                        time: utf8(&time)?.into_owned().into_boxed_slice(),
+                        serial: py_int(py, &event.get_item(1)?)?.extract()?,
+                    };
+                    if memory
+                        .crcs
+                        .insert(key.clone(), event.get_item(2)?.extract()?)
+                        .is_none()
+                    {
+                        memory.order.push_back(key);
+                    }
+                }
+                self.nodes[index].memory = Some(memory);
+                self.done_order.push(index);
+            }
+        }
+        if let Some(items) = get("node_max")? {
+            for item in items.try_iter()? {
+                let item = item?;
+                let name = item.get_item(0)?;
+                let index = self.node_index(node_bytes(&name)?.as_deref(), &name);
+                self.nodes[index].max = Some(item.get_item(1)?.extract()?);
+                self.max_order.push(index);
+            }
+        }
+        self.latest_epoch = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.max)
+            .fold(0.0, f64::max);
+        if let Some(wall_now) = get("wall_now")? {
+            self.wall_now = Some(wall_now.extract()?);
+        }
+        if let Some(counters) = get("counters")? {
+            for (index, name) in COUNTERS.iter().enumerate() {
+                if let Ok(value) = counters.get_item(name) {
+                    self.counters[index] = py_int(py, &value)?.extract()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The coalescer's rules (see `Coalescer` in Python): settings and the classes it makes.
+#[pyclass(subclass, module = "secstream_audit_native")]
+pub struct CoalescerCore {
+    max_in_flight: usize,
+    done_memory: usize,
+    event_timeout_s: f64,
+    idle_flush_s: f64,
+    event_class: SlotClass,
+    late_class: Py<PyAny>,
+    event_id: Py<PyAny>,
+    orphan_error: Py<PyAny>,
+    is_single: Py<PyAny>,
+    /// Record type → single-record, as `is_single` answered (bounded: hostile input has any types).
+    single: WordMap<Box<[u8]>, bool>,
+}
+
+const MAX_CACHED_TYPES: usize = 4096;
+
+impl CoalescerCore {
+    fn is_single(&mut self, rtype: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let text = utf8(rtype)?;
+        if let Some(&single) = self.single.get(&*text) {
+            return Ok(single);
+        }
+        let single = self
+            .is_single
+            .bind(rtype.py())
+            .call1((rtype,))?
+            .is_truthy()?;
+        if self.single.len() < MAX_CACHED_TYPES {
+            self.single
+                .insert(text.into_owned().into_boxed_slice(), single);
+        }
+        Ok(single)
+    }
+
+    /// Remember a completed event, count it and make its `AuditEvent`.
+    #[allow(clippy::too_many_arguments)]
+    fn complete<'py>(
+        &self,
+        py: Python<'py>,
+        state: &mut CoalescerBuffer,
+        key: &EventKey,
+        pending: Pending,
+        partial: bool,
+        reason: &'static str,
+        eoe_raw: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut crcs: Vec<u32> = Vec::with_capacity(pending.raws.len() + 1);
+        for raw in &pending.raws {
+            let crc = crc32fast::hash(&utf8(raw.bind(py))?);
+            if !crcs.contains(&crc) {
+                crcs.push(crc);
+            }
+        }
+        if let Some(raw) = eoe_raw {
+            crcs.push(crc32fast::hash(&utf8(raw)?));
+        }
+        let index = state.node_index(key.node.as_deref(), pending.node.bind(py));
+        let node = &mut state.nodes[index];
+        if node.memory.is_none() {
+            node.memory = Some(Memory::default());
+            state.done_order.push(index);
+        }
+        let memory = node.memory.as_mut().expect("just set");
+        let done_key = DoneKey {
+            time: key.time.clone(),
+            serial: key.serial,
+        };
+        if memory.crcs.insert(done_key.clone(), crcs).is_none() {
+            memory.order.push_back(done_key);
+        }
+        if memory.order.len() > self.done_memory {
+            if let Some(oldest) = memory.order.pop_front() {
+                memory.crcs.remove(&oldest);
+            }
+        }
+        state.counters[COMPLETED] += 1;
+        if partial {
+            state.counters[PARTIAL] += 1;
+        }
+        let records = PyTuple::new(py, pending.records.iter().map(|record| record.bind(py)))?;
+        let values: [Bound<'py, PyAny>; 7] = [
+            pending.node.into_bound(py),
+            pending.time.into_bound(py),
+            pending.serial.into_bound(py),
+            PyFloat::new(py, pending.epoch).into_any(),
+            records.into_any(),
+            partial.into_bound_py_any(py)?,
+            PyString::intern(py, reason).into_any(),
+        ];
+        let event = self.event_class.make(py, &values)?;
+        Ok(event)
+    }
+
+    /// Complete the given in-flight events, ordered by event time and serial (ties: arrival order).
+    fn complete_all<'py>(
+        &self,
+        py: Python<'py>,
+        state: &mut CoalescerBuffer,
+        mut due: Vec<(EventKey, &'static str)>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let rank = |key: &EventKey| {
+            let pending = &state.in_flight[key];
+            (pending.epoch, key.serial, pending.seq)
+        };
+        let mut ranked: Vec<_> = due
+            .drain(..)
+            .map(|(key, reason)| (rank(&key), key, reason))
+            .collect();
+        ranked.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let out = PyList::empty(py);
+        for (_, key, reason) in ranked {
+            if let Some((key, pending)) = state.remove(&key) {
+                out.append(self.complete(py, state, &key, pending, true, reason, None)?)?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl CoalescerCore {
+    #[new]
+    #[pyo3(signature = (settings, event_class, late_class, event_id, orphan_error, is_single, *_args, **_kwargs))]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        py: Python<'_>,
+        settings: &Bound<'_, PyAny>,
+        event_class: Bound<'_, PyType>,
+        late_class: Bound<'_, PyAny>,
+        event_id: Bound<'_, PyAny>,
+        orphan_error: Bound<'_, PyAny>,
+        is_single: Bound<'_, PyAny>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        Ok(CoalescerCore {
+            max_in_flight: settings.getattr("max_in_flight")?.extract()?,
+            done_memory: settings.getattr("done_memory")?.extract()?,
+            event_timeout_s: settings.getattr("event_timeout_s")?.extract()?,
+            idle_flush_s: settings.getattr("idle_flush_s")?.extract()?,
+            event_class: SlotClass::bind(py, &event_class, &EVENT_SLOTS)?,
+            late_class: late_class.unbind(),
+            event_id: event_id.unbind(),
+            orphan_error: orphan_error.unbind(),
+            is_single: is_single.unbind(),
+            single: WordMap::default(),
+        })
+    }
+
+    /// Add one record; return the events it completed (EOE, single-record type, overflow) or a late record.
+    #[pyo3(signature = (record, state, *, wall_time = None))]
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        record: &Bound<'py, PyAny>,
+        state: &Bound<'py, CoalescerBuffer>,
+        wall_time: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut guard = state.borrow_mut();
+        let state = &mut *guard;
+        if wall_time.is_some() {
+            state.wall_now = wall_time;
+        }
+        let node = record.getattr(intern!(py, "node"))?;
+        let time = record.getattr(intern!(py, "time"))?;
+        let serial = record.getattr(intern!(py, "serial"))?;
+        let epoch: f64 = record.getattr(intern!(py, "epoch"))?.extract()?;
+        let rtype = record.getattr(intern!(py, "rtype"))?;
+        let raw = record.getattr(intern!(py, "raw"))?;
+        let node_text = node_bytes(&node)?;
+        let time_text = utf8(&time)?;
+        let key = EventKeyRef {
+            node: node_text.as_deref(),
+            time: &time_text,
+            serial: serial.extract()?,
+        };
+        let index = state.node_index(key.node, &node);
+        if epoch > state.nodes[index].max.unwrap_or(0.0) {
+            if state.nodes[index].max.is_none() {
+                state.max_order.push(index);
+            }
+            state.nodes[index].max = Some(epoch);
+            if epoch > state.latest_epoch {
+                state.latest_epoch = epoch;
+            }
+        }
+        let is_eoe = rtype
+            .cast::<PyString>()?
+            .to_str()
+            .is_ok_and(|text| text == "EOE");
+        let out = PyList::empty(py);
+        if is_eoe {
+            if let Some((owned, pending)) = state.remove(&key) {
+                out.append(self.complete(py, state, &owned, pending, false, "eoe", Some(&raw))?)?;
+                return Ok(out);
+            }
+        } else if let Some(pending) = state.in_flight.get_mut(&key) {
+            for seen in &pending.raws {
+                if seen.bind(py).eq(&raw)? {
+                    state.counters[DUPLICATE] += 1;
+                    return Ok(out);
+                }
+            }
+            pending.records.push(record.clone().unbind());
+            pending.raws.push(raw.unbind());
+            pending.last_wall = state.wall_now;
+            return Ok(out);
+        }
+        if let Some(memory) = state.nodes[index].memory.as_mut() {
+            if let Some(crcs) = memory.crcs.get_mut(&DoneKeyRef {
+                time: key.time,
+                serial: key.serial,
+            }) {
+                let crc = crc32fast::hash(&utf8(&raw)?);
+                if crcs.contains(&crc) {
+                    state.counters[DUPLICATE] += 1;
+                    return Ok(out);
+                }
+                crcs.push(crc);
+                state.counters[LATE] += 1;
+                let event_id = self.event_id.bind(py).call1((&node, &time, &serial))?;
+                out.append(self.late_class.bind(py).call1((record, event_id))?)?;
+                return Ok(out);
+            }
+        }
+        if is_eoe {
+            state.counters[ORPHAN_EOE] += 1;
+            let message = format!("EOE for event {time}:{serial} that is not in flight");
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("raw", &raw)?;
+            kwargs.set_item("host", &node)?;
+            let error = self.orphan_error.bind(py).call((message,), Some(&kwargs))?;
+            return Err(PyErr::from_value(error));
+        }
+        let owned = key.to_owned_key();
+        let pending = Pending {
+            epoch,
+            node: node.clone().unbind(),
+            time: time.clone().unbind(),
+            serial: serial.unbind(),
+            records: vec![record.clone().unbind()],
+            raws: vec![raw.unbind()],
+            last_wall: state.wall_now,
+            seq: 0,
+        };
+        if self.is_single(&rtype)? {
+            out.append(self.complete(py, state, &owned, pending, false, "single", None)?)?;
+            return Ok(out);
+        }
+        state.insert(owned, pending);
+        if let Some(earliest) = state.earliest_epoch {
+            if epoch < earliest {
+                state.earliest_epoch = Some(epoch);
+            }
+        }
+        if state.in_flight.len() > self.max_in_flight {
+            let oldest = state.order.values().next().cloned().expect("in flight");
+            state.counters[OVERFLOW] += 1;
+            let (oldest, pending) = state.remove(&oldest).expect("in flight");
+            out.append(self.complete(py, state, &oldest, pending, true, "overflow", None)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Complete the in-flight events that timed out (event time) or went idle (wall clock).
+    #[pyo3(signature = (state, *, event_time = None, wall_time = None))]
+    fn expire<'py>(
+        &self,
+        py: Python<'py>,
+        state: &Bound<'py, CoalescerBuffer>,
+        event_time: Option<f64>,
+        wall_time: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut guard = state.borrow_mut();
+        let state = &mut *guard;
+        let timeout = self.event_timeout_s;
+        if wall_time.is_some() {
+            state.wall_now = wall_time;
+        } else if let Some(earliest) = state.earliest_epoch {
+            // Called after every record: return at once unless some in-flight event can be due.
+            let latest = event_time.map_or(state.latest_epoch, |time| state.latest_epoch.max(time));
+            if latest - earliest <= timeout {
+                return Ok(PyList::empty(py));
+            }
+        }
+        let mut due: Vec<(EventKey, &'static str)> = Vec::new();
+        for key in state.order.values() {
+            let pending = &state.in_flight[key];
+            let mut now = state.node_max_of(&key.node);
+            if let Some(time) = event_time {
+                if time > now {
+                    now = time;
+                }
+            }
+            if now - pending.epoch > timeout {
+                due.push((key.clone(), "timeout"));
+            } else if let (Some(wall), Some(last)) = (wall_time, pending.last_wall) {
+                if wall - last > self.idle_flush_s {
+                    due.push((key.clone(), "idle"));
+                }
+            }
+        }
+        let out = self.complete_all(py, state, due)?;
+        let earliest = state
+            .in_flight
+            .values()
+            .map(|pending| pending.epoch)
+            .fold(f64::INFINITY, f64::min);
+        state.earliest_epoch = Some(earliest);
+        Ok(out)
+    }
+
+    /// Complete every in-flight event (shutdown), ordered by event time and serial.
+    fn flush_all<'py>(
+        &self,
+        py: Python<'py>,
+        state: &Bound<'py, CoalescerBuffer>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut guard = state.borrow_mut();
+        let state = &mut *guard;
+        let due: Vec<(EventKey, &'static str)> = state
+            .order
+            .values()
+            .map(|key| (key.clone(), "shutdown"))
+            .collect();
+        self.complete_all(py, state, due)
+    }
+}

@@ -1,0 +1,22 @@
+//! secstream's compiled auditd hot paths, a Python extension module.
+//!
+//! - `tokenizer`: `RecordTokenizer`, the line parser of `processors.audit.parse` for the lines auditd
+//!   writes (the Python parser defines the result and handles every other line).
+//! - `coalesce`: `CoalescerCore` and `CoalescerBuffer`, the push, expire and flush of
+//!   `processors.audit.coalesce` (which defines the rules and the Python API).
+//! - `slots`: instances of the Python module's slotted record and event classes, made from Rust.
+
+mod coalesce;
+mod hash;
+mod slots;
+mod tokenizer;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn secstream_audit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<tokenizer::RecordTokenizer>()?;
+    module.add_class::<coalesce::CoalescerCore>()?;
+    module.add_class::<coalesce::CoalescerBuffer>()?;
+    Ok(())
+}
