@@ -53,6 +53,16 @@ impl EventKeyRef<'_> {
     }
 }
 
+/// A node key borrowed from a record; it hashes as `NodeKey`.
+#[derive(Hash)]
+struct NodeKeyRef<'a>(Option<&'a [u8]>);
+
+impl Equivalent<NodeKey> for NodeKeyRef<'_> {
+    fn equivalent(&self, key: &NodeKey) -> bool {
+        self.0 == key.as_deref()
+    }
+}
+
 /// `(time, serial)` of a completed event, in its node's memory.
 #[derive(Clone, Hash, PartialEq, Eq)]
 struct DoneKey {
@@ -149,8 +159,11 @@ pub struct CoalescerBuffer {
     /// Arrival order of the in-flight events (overflow drops the oldest; ties sort by arrival).
     order: BTreeMap<u64, EventKey>,
     next_seq: u64,
-    /// The nodes, in order of first sight (a state usually serves one host).
+    /// The nodes, in order of first sight (a state usually serves one host; the batch API's, many).
     nodes: Vec<Node>,
+    node_ids: WordMap<NodeKey, usize>,
+    /// The node of the last record: records of one host come in runs.
+    last_node: usize,
     /// Node indices in the order their max event time was first set, then their first completion.
     max_order: Vec<usize>,
     done_order: Vec<usize>,
@@ -163,28 +176,35 @@ pub struct CoalescerBuffer {
 
 impl CoalescerBuffer {
     fn node_index(&mut self, key: Option<&[u8]>, name: &Bound<'_, PyAny>) -> usize {
-        if let Some(index) = self
+        if self
             .nodes
-            .iter()
-            .position(|node| node.key.as_deref() == key)
+            .get(self.last_node)
+            .is_some_and(|node| node.key.as_deref() == key)
         {
-            return index;
+            return self.last_node;
         }
-        let node = Node {
-            key: key.map(Into::into),
-            name: name.clone().unbind(),
-            max: None,
-            memory: None,
+        let index = match self.node_ids.get(&NodeKeyRef(key)) {
+            Some(&index) => index,
+            None => {
+                let key: NodeKey = key.map(Into::into);
+                self.node_ids.insert(key.clone(), self.nodes.len());
+                self.nodes.push(Node {
+                    key,
+                    name: name.clone().unbind(),
+                    max: None,
+                    memory: None,
+                });
+                self.nodes.len() - 1
+            }
         };
-        self.nodes.push(node);
-        self.nodes.len() - 1
+        self.last_node = index;
+        index
     }
 
     fn node_max_of(&self, key: &NodeKey) -> f64 {
-        self.nodes
-            .iter()
-            .find(|node| node.key == *key)
-            .and_then(|node| node.max)
+        let index = self.node_ids.get(&NodeKeyRef(key.as_deref()));
+        index
+            .and_then(|&index| self.nodes[index].max)
             .unwrap_or(0.0)
     }
 
