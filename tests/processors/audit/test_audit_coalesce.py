@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
 import pytest
 from hypothesis import given
@@ -258,6 +260,25 @@ class TestCoalescer:
         assert push_all(c, s, [rec("PATH", "1.0", serial)])[0] == LateRecord(
             parse_line(rec("PATH", "1.0", serial)), event.event_id
         )
+
+    def test_snapshot_of_the_python_coalescer_restores(self) -> None:
+        """A snapshot in the format the Python coalescer wrote (zlib CRC-32s) resumes: its memory still matches."""
+        done, pending = rec("USER_AUTH", "1.0", 7), rec("SYSCALL", "2.0", 8)
+        data = {
+            "in_flight": [
+                {"node": "h1", "time": "2.0", "serial": 8, "epoch": 2.0, "last_wall": 10.0, "records": [pending]}
+            ],
+            "done": [{"node": "h1", "events": [["1.0", 7, [zlib.crc32(done.encode())]]]}],
+            "node_max": [["h1", 2.0]],
+            "wall_now": 10.0,
+            "counters": {"completed": 1, "partial": 0, "late": 0, "duplicate": 0, "overflow": 0, "orphan_eoe": 0},
+        }
+        c, s = Coalescer(), CoalescerState.from_snapshot(data)
+        assert s.snapshot() == data
+        assert push_all(c, s, [done]) == []
+        assert s.counters["duplicate"] == 1
+        (event,) = push_all(c, s, [rec("EOE", "2.0", 8)])
+        assert isinstance(event, AuditEvent) and [r.raw for r in event.records] == [pending]
 
     def test_settings_are_kept(self) -> None:
         """The coalescer exposes the settings it was made with."""
