@@ -56,8 +56,6 @@ SINGLE_RECORD_TYPES: Final[frozenset[str]] = frozenset(
 #: Kernel ANOM_* types written in a syscall context (followed by SYSCALL and EOE).
 _SYSCALL_CONTEXT_ANOM: Final[frozenset[str]] = frozenset({"ANOM_PROMISCUOUS", "ANOM_LINK", "ANOM_CREAT"})
 
-EventKey = tuple[str | None, str, int]
-
 
 _SINGLE_CACHE: dict[str, bool] = {}
 
