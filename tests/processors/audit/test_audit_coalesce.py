@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from processors.audit.coalesce import (
@@ -336,3 +337,57 @@ class TestEventId:
         from schemas.documents import stable_id
 
         assert event_id_for(node, time, serial) == stable_id("auditd", node or "", time, serial)
+
+
+_PUSH = st.tuples(
+    st.just("push"),
+    st.sampled_from(["SYSCALL", "PATH", "CWD", "EOE", "USER_AUTH"]),
+    st.sampled_from([None, "a"]),
+    st.sampled_from(["1.000", "3.500", "9.000"]),
+    st.integers(1, 2),
+    st.sampled_from(["x=1", "x=2", 'name="/tmp/a b"']),
+    st.one_of(st.none(), st.floats(0, 20)),
+)
+_EXPIRE = st.tuples(st.just("expire"), st.one_of(st.none(), st.floats(0, 20)), st.one_of(st.none(), st.floats(0, 40)))
+# pushes three times as often as expiries and restarts from a snapshot
+_OPS = st.lists(st.one_of(_PUSH, _PUSH, _PUSH, _EXPIRE, st.tuples(st.just("restore"))), min_size=20, max_size=80)
+
+
+class TestConservation:
+    @settings(max_examples=300)
+    @given(_OPS, st.integers(1, 4))
+    def test_every_record_comes_out_once_or_is_counted(self, ops: list[tuple[Any, ...]], max_in_flight: int) -> None:
+        """Whatever the records, expiries and restarts, each accepted record is in one output or counted."""
+        c = Coalescer(CoalescerSettings(max_in_flight=max_in_flight, event_timeout_s=2.0, idle_flush_s=5.0))
+        s = CoalescerState()
+        outputs: list[CoalescerOutput] = []
+        accepted = 0
+        for op in ops:
+            if op[0] == "push":
+                _, rtype, node, time, serial, body, wall = op
+                line = rec(rtype, time, serial, "" if rtype == "EOE" else body, node)
+                try:
+                    outputs.extend(c.push(parse_line(line), s, wall_time=wall))
+                except OrphanEndOfEventError:
+                    continue
+                accepted += 1
+            elif op[0] == "expire":
+                outputs.extend(c.expire(s, event_time=op[1], wall_time=op[2]))
+            else:
+                s = CoalescerState.from_snapshot(orjson.loads(orjson.dumps(s.snapshot())))
+        outputs.extend(c.flush_all(s))
+        events = [out for out in outputs if isinstance(out, AuditEvent)]
+        late = [out for out in outputs if isinstance(out, LateRecord)]
+        in_events = sum(len(event.records) for event in events)
+        closed_by_eoe = sum(1 for event in events if event.reason == "eoe")
+        assert accepted == in_events + len(late) + closed_by_eoe + s.counters["duplicate"]
+        assert len({(e.node, e.time, e.serial) for e in events}) == len(events)
+        assert all(record.rtype != "EOE" for event in events for record in event.records)
+        assert s.counters["completed"] == len(events)
+        assert s.counters["partial"] == sum(1 for event in events if event.partial)
+        assert s.counters["late"] == len(late)
+        assert not s.in_flight
+        for name in ("late", "duplicate", "overflow", "orphan_eoe"):
+            event(f"{name}: {'yes' if s.counters[name] else 'no'}")
+        for reason in sorted({e.reason for e in events}):
+            event(f"reason {reason}")
