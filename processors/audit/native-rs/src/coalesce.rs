@@ -21,10 +21,11 @@ type WordMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
 /// A node name as UTF-8 bytes (lone surrogates encoded as `surrogatepass` does); None without `node=`.
 type NodeKey = Option<Box<[u8]>>;
 
-/// `(node, time, serial)` of an in-flight event; serials have up to 20 digits, more than a u64 holds.
+/// `(node, time, serial)` of an in-flight event, the node as its index in `CoalescerBuffer::nodes`;
+/// serials have up to 20 digits, more than a u64 holds.
 #[derive(Clone, Hash, PartialEq, Eq)]
 struct EventKey {
-    node: NodeKey,
+    node: usize,
     time: Box<[u8]>,
     serial: u128,
 }
@@ -32,21 +33,21 @@ struct EventKey {
 /// The same key borrowed from a record, to look events up without copying; it hashes as `EventKey`.
 #[derive(Hash)]
 struct EventKeyRef<'a> {
-    node: Option<&'a [u8]>,
+    node: usize,
     time: &'a [u8],
     serial: u128,
 }
 
 impl Equivalent<EventKey> for EventKeyRef<'_> {
     fn equivalent(&self, key: &EventKey) -> bool {
-        self.serial == key.serial && *self.time == *key.time && self.node == key.node.as_deref()
+        self.serial == key.serial && self.node == key.node && *self.time == *key.time
     }
 }
 
 impl EventKeyRef<'_> {
     fn to_owned_key(&self) -> EventKey {
         EventKey {
-            node: self.node.map(Into::into),
+            node: self.node,
             time: self.time.into(),
             serial: self.serial,
         }
@@ -201,13 +202,6 @@ impl CoalescerBuffer {
         index
     }
 
-    fn node_max_of(&self, key: &NodeKey) -> f64 {
-        let index = self.node_ids.get(&NodeKeyRef(key.as_deref()));
-        index
-            .and_then(|&index| self.nodes[index].max)
-            .unwrap_or(0.0)
-    }
-
     fn insert(&mut self, key: EventKey, mut pending: Pending) {
         pending.seq = self.next_seq;
         self.order.insert(self.next_seq, key.clone());
@@ -223,6 +217,15 @@ impl CoalescerBuffer {
         self.order.remove(&pending.seq);
         Some((key, pending))
     }
+}
+
+/// `mapping.get(key)`, None when missing or None.
+fn get_optional<'py>(
+    mapping: &Bound<'py, PyAny>,
+    key: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let item = mapping.call_method1(intern!(mapping.py(), "get"), (key,))?;
+    Ok((!item.is_none()).then_some(item))
 }
 
 fn py_int<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -349,18 +352,14 @@ impl CoalescerBuffer {
         data: &Bound<'_, PyAny>,
         parse: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let get = |key: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
-            let item = data.call_method1(intern!(py, "get"), (key,))?;
-            Ok((!item.is_none()).then_some(item))
-        };
-        if let Some(items) = get("in_flight")? {
+        if let Some(items) = get_optional(data, "in_flight")? {
             for item in items.try_iter()? {
                 let item = item?;
                 let node = item.get_item("node")?;
                 let time = item.get_item("time")?;
                 let serial = py_int(py, &item.get_item("serial")?)?;
                 let key = EventKey {
-                    node: node_bytes(&node)?.map(|bytes| bytes.into_owned().into_boxed_slice()),
+                    node: self.node_index(node_bytes(&node)?.as_deref(), &node),
                     time: utf8(&time)?.into_owned().into_boxed_slice(),
                     serial: serial.extract()?,
                 };
@@ -371,9 +370,9 @@ impl CoalescerBuffer {
                     serial: serial.unbind(),
                     records: Vec::new(),
                     raws: Vec::new(),
-                    last_wall: item
-                        .call_method1(intern!(py, "get"), ("last_wall",))?
-                        .extract()?,
+                    last_wall: get_optional(&item, "last_wall")?
+                        .map(|wall| wall.extract())
+                        .transpose()?,
                     seq: 0,
                 };
                 for raw in item.get_item("records")?.try_iter()? {
@@ -384,7 +383,7 @@ impl CoalescerBuffer {
                 self.insert(key, pending);
             }
         }
-        if let Some(items) = get("done")? {
+        if let Some(items) = get_optional(data, "done")? {
             for item in items.try_iter()? {
                 let item = item?;
                 let name = item.get_item("node")?;
@@ -409,7 +408,7 @@ impl CoalescerBuffer {
                 self.done_order.push(index);
             }
         }
-        if let Some(items) = get("node_max")? {
+        if let Some(items) = get_optional(data, "node_max")? {
             for item in items.try_iter()? {
                 let item = item?;
                 let name = item.get_item(0)?;
@@ -423,10 +422,10 @@ impl CoalescerBuffer {
             .iter()
             .filter_map(|node| node.max)
             .fold(0.0, f64::max);
-        if let Some(wall_now) = get("wall_now")? {
+        if let Some(wall_now) = get_optional(data, "wall_now")? {
             self.wall_now = Some(wall_now.extract()?);
         }
-        if let Some(counters) = get("counters")? {
+        if let Some(counters) = get_optional(data, "counters")? {
             for (index, name) in COUNTERS.iter().enumerate() {
                 if let Ok(value) = counters.get_item(name) {
                     self.counters[index] = py_int(py, &value)?.extract()?;
@@ -495,11 +494,10 @@ impl CoalescerCore {
         if let Some(raw) = eoe_raw {
             crcs.push(crc32fast::hash(&utf8(raw)?));
         }
-        let index = state.node_index(key.node.as_deref(), pending.node.bind(py));
-        let node = &mut state.nodes[index];
+        let node = &mut state.nodes[key.node];
         if node.memory.is_none() {
             node.memory = Some(Memory::default());
-            state.done_order.push(index);
+            state.done_order.push(key.node);
         }
         let memory = node.memory.as_mut().expect("just set");
         let done_key = DoneKey {
@@ -528,8 +526,7 @@ impl CoalescerCore {
             partial.into_bound_py_any(py)?,
             PyString::intern(py, reason).into_any(),
         ];
-        let event = self.event_class.make(py, &values)?;
-        Ok(event)
+        self.event_class.make(py, &values)
     }
 
     /// Complete the given in-flight events, ordered by event time and serial (ties: arrival order).
@@ -537,14 +534,14 @@ impl CoalescerCore {
         &self,
         py: Python<'py>,
         state: &mut CoalescerBuffer,
-        mut due: Vec<(EventKey, &'static str)>,
+        due: Vec<(EventKey, &'static str)>,
     ) -> PyResult<Bound<'py, PyList>> {
         let rank = |key: &EventKey| {
             let pending = &state.in_flight[key];
             (pending.epoch, key.serial, pending.seq)
         };
         let mut ranked: Vec<_> = due
-            .drain(..)
+            .into_iter()
             .map(|(key, reason)| (rank(&key), key, reason))
             .collect();
         ranked.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
@@ -608,14 +605,13 @@ impl CoalescerCore {
         let epoch: f64 = record.getattr(intern!(py, "epoch"))?.extract()?;
         let rtype = record.getattr(intern!(py, "rtype"))?;
         let raw = record.getattr(intern!(py, "raw"))?;
-        let node_text = node_bytes(&node)?;
+        let index = state.node_index(node_bytes(&node)?.as_deref(), &node);
         let time_text = utf8(&time)?;
         let key = EventKeyRef {
-            node: node_text.as_deref(),
+            node: index,
             time: &time_text,
             serial: serial.extract()?,
         };
-        let index = state.node_index(key.node, &node);
         if epoch > state.nodes[index].max.unwrap_or(0.0) {
             if state.nodes[index].max.is_none() {
                 state.max_order.push(index);
@@ -727,7 +723,7 @@ impl CoalescerCore {
         let mut due: Vec<(EventKey, &'static str)> = Vec::new();
         for key in state.order.values() {
             let pending = &state.in_flight[key];
-            let mut now = state.node_max_of(&key.node);
+            let mut now = state.nodes[key.node].max.unwrap_or(0.0);
             if let Some(time) = event_time {
                 if time > now {
                     now = time;
