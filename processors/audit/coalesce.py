@@ -57,11 +57,10 @@ SINGLE_RECORD_TYPES: Final[frozenset[str]] = frozenset(
 _SYSCALL_CONTEXT_ANOM: Final[frozenset[str]] = frozenset({"ANOM_PROMISCUOUS", "ANOM_LINK", "ANOM_CREAT"})
 
 
-_SINGLE_CACHE: dict[str, bool] = {}
-
-
 def is_single_record_type(rtype: str) -> bool:
     """Return True when a record of this type is a complete event on its own.
+
+    The compiled coalescer calls this once per record type and remembers the answer.
 
     Args:
         rtype: the record type.
@@ -69,15 +68,9 @@ def is_single_record_type(rtype: str) -> bool:
     Returns:
         Whether the type completes an event at once.
     """
-    known = _SINGLE_CACHE.get(rtype)
-    if known is not None:
-        return known
-    single = rtype in SINGLE_RECORD_TYPES or (
+    return rtype in SINGLE_RECORD_TYPES or (
         rtype.startswith(SINGLE_RECORD_PREFIXES) and rtype not in _SYSCALL_CONTEXT_ANOM
     )
-    if len(_SINGLE_CACHE) < 4096:
-        _SINGLE_CACHE[rtype] = single
-    return single
 
 
 def event_id_for(node: str | None, time: str, serial: int) -> str:
