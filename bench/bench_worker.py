@@ -44,14 +44,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from processors.audit import CoalescerSettings
 from streams.devworker import DevDeployment, create_topics, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_LOG = REPO.parent / "shared/testdata/msticpy/tests/testdata/auditd_log.txt"
 HEADER = re.compile(r"msg=audit\((\d+)\.(\d+):(\d+)\)")
 RAW_KEY = re.compile(rb"^node=(\S+) type=\S+ msg=audit\([0-9.]+:(\d+)\)")
-# The coalescer's default idle flush (5 s) and event-time timeout (2 s), plus a second.
-COOL_DOWN_S = 8.0
+# The coalescer's default idle flush and event-time timeout (the workers run with the defaults), plus a second.
+COOL_DOWN_S = CoalescerSettings().idle_flush_s + CoalescerSettings().event_timeout_s + 1.0
 
 
 # -- corpus -----------------------------------------------------------------------------------------
@@ -93,7 +94,9 @@ class Template:
                 if clock is None:
                     stamp = f"{sec + shift}.{ms}"
                 else:
-                    stamp = stamps.get((sec, ms, serial)) or stamps.setdefault((sec, ms, serial), f"{clock():.3f}")
+                    if (sec, ms, serial) not in stamps:  # the event's first line
+                        stamps[(sec, ms, serial)] = f"{clock():.3f}"
+                    stamp = stamps[(sec, ms, serial)]
                 header = f"msg=audit({stamp}:{serial + serials})"
                 for name in names:
                     yield name.encode(), f"node={name} {before}{header}{after}".encode()
