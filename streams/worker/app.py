@@ -5,6 +5,8 @@ output path to our own per-partition Kafka transactions (see :mod:`streams.worke
 consumer to ``read_committed``, and turns Faust's own offset commits off: the offsets are committed
 inside the transactions only, so a late Faust commit can never move a partition back or ahead of its
 state. Host state is not a Faust table but our own compacted topic (:mod:`streams.worker.tables`).
+The raw topics are not Faust's either: :mod:`streams.worker.router` reads them with its own consumer
+group (``<app id>-route``), because Faust's per-record cost is too high for one line per record.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.config import SecstreamConfig
@@ -28,6 +30,7 @@ from streams.worker.agents import register_agents
 from streams.worker.consumer import deliver_inline
 from streams.worker.metrics import register_web
 from streams.worker.publish import AtLeastOncePublisher, Publisher, TransactionalPublisher
+from streams.worker.router import RawRouter, route_group
 from streams.worker.runtime import WorkerRuntime
 from streams.worker.tables import HostStateStore, changelog_topic_name, read_changelog
 from streams.worker.topics import build_topics
@@ -43,9 +46,13 @@ _MAX_BATCH_BYTES = 512 * 1024
 
 
 class SecstreamApp(faust.App):
-    """A Faust app that flushes in-flight events before Faust stops its consumer and commits."""
+    """A Faust app that runs the raw router next to its agents, and flushes in-flight events before Faust
+    stops its consumer and commits."""
 
     runtime: WorkerRuntime | None = None
+    raw_router: RawRouter | None = None
+    raw_topics: tuple[Any, ...] = ()
+    """Faust topic objects of the raw inputs: declared (created when missing) before the router starts."""
     commits_in_transactions: bool = False
     """Exactly-once: offsets are committed inside our transactions only, never by Faust's consumer."""
 
@@ -55,6 +62,14 @@ class SecstreamApp(faust.App):
             await self.runtime.start()
             apply_streaming_gc_policy()
         await super().on_start()
+
+    async def on_started(self) -> None:
+        """Start the raw router once the producer it sends through is running."""
+        await super().on_started()
+        if self.raw_router is not None:
+            for topic in self.raw_topics:
+                await topic.maybe_declare()
+            await self.raw_router.start()
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
@@ -69,7 +84,10 @@ class SecstreamApp(faust.App):
         return consumer
 
     async def on_stop(self) -> None:
-        """Flush every in-flight event, send it and ack, then let Faust commit and stop."""
+        """Stop routing (its deliveries committed), flush every in-flight event, send it and ack, then let
+        Faust commit and stop."""
+        if self.raw_router is not None:
+            await self.raw_router.stop()
         if self.runtime is not None:
             await self.runtime.shutdown()
         await super().on_stop()
@@ -208,25 +226,39 @@ def create_app(
         return await read_changelog(servers, changelog.get_topic_name(), partitions, options)
 
     store = HostStateStore(changelog.get_topic_name(), read_host_state, with_coalescer=exactly_once)
-    publisher: Publisher
-    if exactly_once:
 
-        def factory(transactional_id: str) -> AIOKafkaProducer:
-            return AIOKafkaProducer(
-                bootstrap_servers=servers,
-                transactional_id=transactional_id,
-                linger_ms=5,
-                max_batch_size=_MAX_BATCH_BYTES,
-                request_timeout_ms=int(max(40.0, session * 2) * 1000),
-                **options,
-            )
+    def factory(transactional_id: str) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=servers,
+            transactional_id=transactional_id,
+            linger_ms=5,
+            max_batch_size=_MAX_BATCH_BYTES,
+            request_timeout_ms=int(max(40.0, session * 2) * 1000),
+            **options,
+        )
 
-        def admin_factory() -> AIOKafkaAdminClient:
-            return AIOKafkaAdminClient(bootstrap_servers=servers, **options)
+    def admin_factory() -> AIOKafkaAdminClient:
+        return AIOKafkaAdminClient(bootstrap_servers=servers, **options)
 
-        publisher = TransactionalPublisher(worker.app_id, factory, admin_factory)
-    else:
-        publisher = AtLeastOncePublisher(app)
+    def publisher_for(group_id: str) -> Publisher:
+        if exactly_once:
+            return TransactionalPublisher(group_id, factory, admin_factory)
+        return AtLeastOncePublisher(app)
+
+    def route_consumer() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=route_group(worker.app_id),
+            client_id=route_group(worker.app_id),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if exactly_once else "read_uncommitted",
+            session_timeout_ms=int(session * 1000),
+            heartbeat_interval_ms=int(worker.heartbeat_interval_s * 1000),
+            rebalance_timeout_ms=int(max(20.0, session * 2) * 1000),
+            request_timeout_ms=int(max(40.0, session * 2) * 1000),
+            **options,
+        )
 
     def assigned() -> set[Any]:
         return set(app.consumer.assignment())
@@ -246,13 +278,26 @@ def create_app(
         pipeline_factory or _default_pipeline,
         topics.names,
         store,
-        publisher,
+        publisher_for(worker.app_id),
         assigned,
         highwater,
         declare=declare_outputs,
     )
     app.runtime = runtime
     register_agents(app, topics, runtime, config)
+    names = topics.names
+    router = RawRouter(
+        route_consumer,
+        {names.raw_auditd: "auditd", names.raw_syslog: "syslog"},
+        runtime.route,
+        publisher_for(route_group(worker.app_id)),
+        runtime.metrics,
+        commits_in_transactions=exactly_once,
+        batch_size=worker.batch_size,
+        batch_within_s=worker.batch_within_s,
+    )
+    app.raw_router = router
+    app.raw_topics = (topics.raw_auditd, topics.raw_syslog)
     started = time.time()
 
     def healthy() -> tuple[bool, dict[str, Any]]:
@@ -262,10 +307,11 @@ def create_app(
             return False, {"uptime_s": round(time.time() - started, 1)}
         details: dict[str, Any] = {
             "partitions": partitions,
+            "raw_partitions": len(router.assignment()),
             "held_acks": runtime.holds.count(),
             "uptime_s": round(time.time() - started, 1),
         }
-        failure = runtime.publisher.failure
+        failure = runtime.publisher.failure or router.publisher.failure or router.failure
         if failure is not None:  # outputs are no longer acked: restart the worker to read them again
             return False, {"status": "failing", "delivery_failed": repr(failure), **details}
         return not runtime.stopping and not app.rebalancing, details

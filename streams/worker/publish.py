@@ -133,6 +133,9 @@ class Publisher(Protocol):
     async def revoke(self, sources: Iterable[Any]) -> None:
         """Forget the given source partitions (rebalance)."""
 
+    async def wait_delivered(self) -> None:
+        """Wait until everything published so far is delivered and its events are acked."""
+
     async def close(self) -> None:
         """Release producers."""
 
@@ -211,10 +214,14 @@ class AtLeastOncePublisher:
         """Nothing to do: unacked events of revoked partitions are read again by their new owner."""
         del sources
 
-    async def close(self) -> None:
-        """Wait until everything published is delivered (and acked), then flush the producer."""
+    async def wait_delivered(self) -> None:
+        """Wait for the delivery of everything published (acks run before this returns, or never on failure)."""
         if self._delivered is not None:
             await asyncio.wait([self._delivered])
+
+    async def close(self) -> None:
+        """Wait until everything published is delivered (and acked), then flush the producer."""
+        await self.wait_delivered()
         await self.app.producer.flush()
 
 
@@ -300,6 +307,9 @@ class TransactionalPublisher:
                 )
         for event in acks:
             event.ack()
+
+    async def wait_delivered(self) -> None:
+        """Nothing to wait for: :meth:`publish` returns once its transaction is committed."""
 
     async def revoke(self, sources: Iterable[Any]) -> None:
         """Stop the producers of revoked partitions (their next owner fences the transactional id)."""

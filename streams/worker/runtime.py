@@ -1,25 +1,27 @@
 """The worker's driver core: the stage graph over Kafka partitions, with delayed acks and host state.
 
-Two stages, each an agent over batches (see :mod:`streams.worker.agents`):
+Two stages over batches:
 
-1. **route** (raw topics → internal by-host topics). Raw values are decoded (:mod:`streams.serde`);
+1. **route** (raw topics → internal by-host topics), driven by :mod:`streams.worker.router` on its own
+   consumer; :meth:`WorkerRuntime.route` is the stage itself. Raw values are decoded (:mod:`streams.serde`);
    audit lines are keyed by their host (``node=``, else envelope host or key, else the default) and
    written to ``<app>-auditd-by-host`` as their original bytes, packed into one record per (batch, host)
    that carries each line's own source and envelope host; syslog lines are parsed by the graph
    (stateless) and their documents keyed by ``host.name`` to ``<app>-syslog-by-host``. Undecodable values
-   and unparseable syslog lines go to the dead-letter topic. Every source record is acked once its
-   outputs are handed to the producer.
-2. **process** (internal topics → outputs). Per source partition: look up the hosts' state, call the
-   graph, send events, detections and dead letters, write changed host snapshots to the host-state
-   changelog, and ack. An audit record is acked only when the event it belongs to has been emitted
-   (:class:`AckHolds`), so the committed offset never passes a record whose event is still being
-   coalesced in memory: after a crash those records are simply read again.
+   and unparseable syslog lines go to the dead-letter topic.
+2. **process** (internal topics → outputs), a Faust agent each (:mod:`streams.worker.agents`). Per source
+   partition: look up the hosts' state, call the graph, send events, detections and dead letters, write
+   changed host snapshots to the host-state changelog, and ack. An audit record is acked only when the
+   event it belongs to has been emitted (:class:`AckHolds`), so the committed offset never passes a
+   record whose event is still being coalesced in memory: after a crash those records are simply read
+   again.
 
-Before the first batch of a newly assigned partition (and, eagerly, on the rebalance signal) the
+Before the first batch of a newly assigned internal partition (and, eagerly, on the rebalance signal) the
 partition is *prepared*: its publisher is started (in exactly-once mode this aborts a dead owner's open
-transaction) and, for internal partitions, its host state is read from the changelog.
+transaction) and its host state is read from the changelog.
 
-Everything runs under one lock, so a rebalance, the timer and a batch never interleave.
+The process stage runs under one lock, so a rebalance, the timer and a batch never interleave. The route
+stage touches no host state and needs none of it.
 """
 
 from __future__ import annotations
@@ -299,14 +301,13 @@ class WorkerRuntime:
         """
         assigned = self.assigned()
         internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
-        ours = internal | {self.topics.raw_auditd, self.topics.raw_syslog}
 
         def needs(tp: Any) -> bool:
             if tp not in assigned:
                 return False
             return tp not in self._ready or (tp.topic in internal and not self.store.recovered(tp.partition))
 
-        todo = {tp for tp in tps if needs(tp) and tp.topic in ours}
+        todo = {tp for tp in tps if needs(tp) and tp.topic in internal}
         if not todo:
             return
         if self._declare is not None:
@@ -349,27 +350,22 @@ class WorkerRuntime:
                 batches.append((tp, tp_events))
         return batches
 
-    # -- stage 1: raw → by-host ------------------------------------------------------------------
+    # -- stage 1: raw → by-host (driven by streams.worker.router) -------------------------------------
 
-    async def route_batch(self, stream: str, events: Sequence[Any]) -> None:
-        """Decode raw records and repartition them by host (audit) or parse and key them (syslog)."""
-        async with self.lock:
-            started = time.perf_counter()
-            for tp, tp_events in await self._batches(events):
-                records = self._route(stream, tp_events)
-                self._last_offset[tp] = tp_events[-1].message.offset
-                await self.publisher.publish(tp, records, tp_events, tp_events[-1].message.offset + 1)
-                self.metrics.observe_lag(tp, self._last_offset[tp], self.highwater(tp))
-            self.metrics.stage_seconds.labels(stage=f"route_{stream}").observe(time.perf_counter() - started)
+    def route(self, stream: str, messages: Sequence[Any]) -> list[OutRecord]:
+        """Decode one raw partition's records and repartition their lines by host (audit) or parse and
+        key them (syslog); undecodable values and unparseable lines become dead letters.
 
-    def _route(self, stream: str, events: Sequence[Any]) -> list[OutRecord]:
+        Args:
+            stream: ``"auditd"`` or ``"syslog"``.
+            messages: Kafka records with ``topic``, ``partition``, ``offset``, ``key`` and ``value``.
+        """
         now = self.clock()
         default_host = self.config.input.default_host
         records: list[OutRecord] = []
         syslog_lines: list[RawLine] = []
         by_host: dict[str, list[RawLine]] = defaultdict(list)
-        for event in events:
-            message = event.message
+        for message in messages:
             decoded = decode_value(
                 message.value,
                 key=message.key,
