@@ -311,7 +311,7 @@ def create_app(
             "held_acks": runtime.holds.count(),
             "uptime_s": round(time.time() - started, 1),
         }
-        failure = runtime.publisher.failure or router.publisher.failure or router.failure
+        failure = runtime.publisher.failure or router.failure
         if failure is not None:  # outputs are no longer acked: restart the worker to read them again
             return False, {"status": "failing", "delivery_failed": repr(failure), **details}
         return not runtime.stopping and not app.rebalancing, details

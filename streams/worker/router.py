@@ -107,8 +107,7 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         self._committed: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self.failure: BaseException | None = None
-        """Why routing stopped (a failed delivery or transaction), or None while it runs."""
+        self._failure: BaseException | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -134,6 +133,11 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
             await self._consumer.stop()
         log.info("route.stopped", committed={f"{tp.topic}:{tp.partition}": o for tp, o in self._committed.items()})
 
+    @property
+    def failure(self) -> BaseException | None:
+        """Why routing stopped (a failed delivery or transaction), or None while it runs."""
+        return self._failure or self.publisher.failure
+
     def assignment(self) -> set[TopicPartition]:
         """The raw partitions this worker routes now."""
         return set(self._owned)
@@ -143,7 +147,7 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         last_commit = time.monotonic()
         try:
-            while not self._stopping:
+            while not self._stopping and self.failure is None:
                 fetched = await consumer.getmany(
                     timeout_ms=int(self.batch_within_s * 1000), max_records=self.batch_size
                 )
@@ -156,7 +160,7 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
                     async with self._lock:
                         await self._commit(self._owned)
         except Exception as exc:  # nothing is committed past the failure: a restarted worker reads it again
-            self.failure = exc
+            self._failure = exc
             log.error("route.failed", error=repr(exc))
 
     async def _route_partition(
