@@ -1,11 +1,12 @@
-"""Benchmark: Faust's own per-record cost, the floor under the worker at one line per Kafka record.
+"""Benchmark: the consumer's own per-record cost, the floor under a stage at one line per Kafka record.
 
-An agent that does nothing but ack (``noack_take`` batches, as the worker's agents read) consumes
-``--records`` one-line audit records from a real local broker, once with Faust's stock consumer and
-once with :func:`streams.worker.consumer.deliver_inline` (the worker's consumer), alternating for
-``--rounds`` rounds. Reported: records/s between the first batch and the last record, and the consuming
-process's CPU seconds (start-up excluded). No stage graph runs, so this is what the worker cannot beat
-at one line per record.
+``--records`` one-line audit records are consumed from a real local broker three ways, alternating for
+``--rounds`` rounds: a Faust agent that does nothing but ack (``noack_take`` batches, as the worker's
+processing agents read) with Faust's stock consumer, the same with
+:func:`streams.worker.consumer.deliver_inline`, and a plain aiokafka consumer loop (``getmany`` plus a
+commit per batch, as :mod:`streams.worker.router` reads the raw topics). Reported: records/s between
+the first batch and the last record, and the consuming process's CPU seconds (start-up excluded). No
+stage graph runs.
 
 Run: /work/venv/bin/python bench/bench_consumer.py [--records 60000] [--rounds 2]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,12 +39,38 @@ import faust
 from streams.worker.consumer import deliver_inline
 
 N, TOPIC = int(os.environ["BENCH_N"]), os.environ["BENCH_TOPIC"]
+BOOTSTRAP = os.environ["BENCH_BOOTSTRAP"]
+
+
+async def plain_aiokafka():
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=BOOTSTRAP, group_id="bench-" + TOPIC,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    seen, wall, cpu = 0, 0.0, 0.0
+    while seen < N:
+        fetched = await consumer.getmany(timeout_ms=200, max_records=1000)
+        if fetched and not seen:
+            wall, cpu = time.perf_counter(), time.process_time()
+        for records in fetched.values():
+            seen += len(records)
+        if fetched:
+            await consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items()})
+    sys.stderr.write(f"RESULT {seen} {time.perf_counter() - wall} {time.process_time() - cpu}\\n")
+    await consumer.stop()
+
+
+if os.environ["BENCH_MODE"] == "aiokafka":
+    import asyncio
+    asyncio.run(plain_aiokafka())
+    sys.exit(0)
 
 
 class App(faust.App):
     def _new_consumer(self):
         consumer = super()._new_consumer()
-        if os.environ["BENCH_INLINE"] == "1":
+        if os.environ["BENCH_MODE"] == "inline":
             deliver_inline(consumer)
         return consumer
 
@@ -88,7 +116,7 @@ async def produce(bootstrap: str, topic: str, records: int, partitions: int) -> 
         await producer.stop()
 
 
-def consume(bootstrap: str, tmp: Path, records: int, partitions: int, inline: bool) -> tuple[float, float]:
+def consume(bootstrap: str, tmp: Path, records: int, partitions: int, mode: str) -> tuple[float, float]:
     """Consume a fresh topic of ``records`` records; return (records/s, CPU seconds)."""
     topic = "bench-consumer-" + uuid.uuid4().hex[:8]
     asyncio.run(produce(bootstrap, topic, records, partitions))
@@ -97,7 +125,7 @@ def consume(bootstrap: str, tmp: Path, records: int, partitions: int, inline: bo
         BENCH_N=str(records),
         BENCH_TOPIC=topic,
         BENCH_BOOTSTRAP=bootstrap,
-        BENCH_INLINE="1" if inline else "0",
+        BENCH_MODE=mode,
         BENCH_DATA=str(tmp / topic),
     )
     script = tmp / "consumer.py"
@@ -105,7 +133,8 @@ def consume(bootstrap: str, tmp: Path, records: int, partitions: int, inline: bo
     done = subprocess.run(
         [sys.executable, str(script), "worker", "-l", "warn"], env=env, capture_output=True, text=True, timeout=600
     )
-    result = [line.split("RESULT", 1)[1].split() for line in done.stderr.splitlines() if "RESULT" in line]
+    # Faust's worker logs what the agent writes to stderr, so the line may carry a log prefix.
+    result = re.findall(r"RESULT (\d+) ([\d.]+) ([\d.]+)", done.stderr)
     if not result:
         raise RuntimeError(f"the consumer did not finish: {done.stderr[-2000:]}")
     seen, wall, cpu = result[-1]
@@ -121,14 +150,14 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-consumer-"))
     broker = LocalKafka(home=default_kafka_home(), state_dir=tmp / "kafka", port=0, heap="1g")
     bootstrap = broker.start()
-    rows: dict[str, list[tuple[float, float]]] = {"stock": [], "inline": []}
+    rows: dict[str, list[tuple[float, float]]] = {"stock": [], "inline": [], "aiokafka": []}
     try:
         for _ in range(args.rounds):
             for name in rows:
-                rows[name].append(consume(bootstrap, tmp, args.records, args.partitions, name == "inline"))
+                rows[name].append(consume(bootstrap, tmp, args.records, args.partitions, name))
     finally:
         broker.stop()
-    print(f"\n{args.records} one-line records, {args.partitions} partitions, an agent that only acks")
+    print(f"\n{args.records} one-line records, {args.partitions} partitions, a consumer that only acks or commits")
     print(f"{'consumer':>8} {'records/s':>10} {'CPU s':>7} {'CPU µs/record':>14}  (best of {args.rounds})")
     for name, results in rows.items():
         rate, cpu = max(rate for rate, _ in results), min(cpu for _, cpu in results)
