@@ -1,0 +1,144 @@
+"""The worker runtime's parts that need no broker: held acks, and the route stage over Kafka-shaped records."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.config import SecstreamConfig, load_config
+from streams.graph import Pipeline
+from streams.serde import FRAME_HEADER, decode_internal
+from streams.worker.runtime import _PACK_BYTES, AckHolds, WorkerRuntime
+from streams.worker.tables import HostStateStore
+from streams.worker.topics import TopicNames
+
+
+def _event(topic: str, partition: int, offset: int) -> Any:
+    """A Faust event as the runtime reads it: ``message.tp`` and ``message.offset``."""
+    return SimpleNamespace(message=SimpleNamespace(tp=(topic, partition), offset=offset))
+
+
+class TestAckHolds:
+    def test_released_only_when_every_event_is_out(self) -> None:
+        holds = AckHolds(timeout_s=60)
+        event = _event("t", 0, 7)
+        holds.hold(event, {("h", 1), ("h", 2)}, now=0)
+        assert holds.release([("h", 1)]) == []
+        assert holds.lowest_offset(("t", 0)) == 7
+        assert holds.release([("h", 2)]) == [event]
+        assert holds.count() == 0
+        assert holds.lowest_offset(("t", 0)) is None
+
+    def test_one_event_releases_every_record_that_carries_it(self) -> None:
+        holds = AckHolds(timeout_s=60)
+        first, second = _event("t", 0, 1), _event("t", 0, 2)
+        holds.hold(first, {("h", 5)}, now=0)
+        holds.hold(second, {("h", 5), ("h", 6)}, now=0)
+        assert holds.release([("h", 5)]) == [first]
+        assert holds.lowest_offset(("t", 0)) == 2
+        assert holds.release([("h", 6)]) == [second]
+
+    def test_expired_holds_are_forced_out(self) -> None:
+        holds = AckHolds(timeout_s=10)
+        old, young = _event("t", 0, 1), _event("t", 0, 2)
+        holds.hold(old, {("h", 1)}, now=0)
+        holds.hold(young, {("h", 2)}, now=5)
+        assert holds.expired(now=11) == [old]
+        assert holds.count() == 1
+
+    def test_drop_forgets_a_partition_without_releasing(self) -> None:
+        holds = AckHolds(timeout_s=60)
+        gone, kept = _event("t", 0, 1), _event("t", 1, 1)
+        holds.hold(gone, {("h", 1)}, now=0)
+        holds.hold(kept, {("h", 1)}, now=0)
+        holds.drop([("t", 0)])
+        assert holds.release([("h", 1)]) == [kept]
+        assert holds.count() == 0
+
+    def test_release_all_of_a_partition(self) -> None:
+        holds = AckHolds(timeout_s=60)
+        mine, other = _event("t", 0, 1), _event("t", 1, 1)
+        holds.hold(mine, {("a", 1)}, now=0)
+        holds.hold(other, {("b", 1)}, now=0)
+        assert holds.release_all(("t", 0)) == [mine]
+        assert holds.count() == 1
+
+
+async def _no_changelog(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
+    return {p: {} for p in partitions}
+
+
+@pytest.fixture
+def config() -> SecstreamConfig:
+    return load_config(environ={"SECSTREAM_ENRICHMENT__ENABLED": "false"})
+
+
+@pytest.fixture
+async def runtime(config: SecstreamConfig) -> WorkerRuntime:
+    async def pipeline(cfg: SecstreamConfig) -> Pipeline:
+        return Pipeline(cfg)
+
+    names = TopicNames.from_config(config)
+    worker = WorkerRuntime(
+        config,
+        pipeline,
+        names,
+        HostStateStore("changelog", _no_changelog),
+        publisher=SimpleNamespace(),  # type: ignore[arg-type]  # route() publishes nothing
+        assigned=set,
+        clock=lambda: 1_700_000_000.0,
+    )
+    await worker.start()
+    return worker
+
+
+def _record(value: bytes, offset: int, key: bytes | None = None, topic: str = "secstream.raw.auditd") -> Any:
+    """A Kafka record as aiokafka's consumer returns it (only the fields the route stage reads)."""
+    return SimpleNamespace(topic=topic, partition=3, offset=offset, key=key, value=value)
+
+
+AUDIT = b'type=SYSCALL msg=audit(1551487424.869:%d): arch=c000003e syscall=59 success=yes exit=0 pid=%d comm="ls"'
+
+
+class TestRoute:
+    def test_audit_lines_are_packed_per_host_with_their_origin(self, runtime: WorkerRuntime) -> None:
+        records = [
+            _record(b"node=alpha " + AUDIT % (1, 10) + b"\nnode=beta " + AUDIT % (2, 11), 40),
+            _record(AUDIT % (3, 12), 41, key=b"gamma"),
+            _record(orjson.dumps({"message": (AUDIT % (4, 13)).decode(), "host": "alpha"}), 42),
+        ]
+        out = runtime.route("auditd", records)
+        by_key = {record.key: record for record in out}
+        assert set(by_key) == {b"alpha", b"beta", b"gamma"}
+        assert {record.topic for record in out} == {runtime.topics.auditd_by_host}
+        alpha = decode_internal(by_key[b"alpha"].value, by_key[b"alpha"].headers, 0.0)
+        assert [line.source["offset"] for line in alpha] == [40, 42]
+        assert [line.host for line in alpha] == [None, "alpha"]
+        assert dict(by_key[b"alpha"].headers)[FRAME_HEADER] == b"2"
+
+    def test_undecodable_value_becomes_a_dead_letter_with_its_bytes(self, runtime: WorkerRuntime) -> None:
+        broken = b'{"message": '
+        out = runtime.route("auditd", [_record(broken, 9)])
+        assert [record.topic for record in out] == [runtime.topics.deadletter]
+        doc = orjson.loads(out[0].value)
+        assert doc["event"]["original"] == broken.decode()
+        assert doc["secstream"]["source"] == {"topic": "secstream.raw.auditd", "partition": 3, "offset": 9}
+        assert runtime.metrics.bad_input.labels(reason="auditd:DecodeError")._value.get() == 1
+
+    def test_syslog_lines_are_parsed_and_keyed_by_host(self, runtime: WorkerRuntime) -> None:
+        line = b"<86>Mar  1 23:23:44 web01 sshd[2025]: Accepted password for alice from 10.0.0.5 port 50022 ssh2"
+        out = runtime.route("syslog", [_record(line, 0, topic="secstream.raw.syslog")])
+        assert [(record.topic, record.key) for record in out] == [(runtime.topics.syslog_by_host, b"web01")]
+        assert orjson.loads(out[0].value)["host"]["name"] == "web01"
+
+    def test_a_large_batch_of_one_host_is_split_under_the_pack_limit(self, runtime: WorkerRuntime) -> None:
+        line = b"node=alpha " + AUDIT % (1, 10) + b" key=" + b"x" * 900
+        count = 2 * _PACK_BYTES // len(line) + 10
+        out = runtime.route("auditd", [_record(line, i) for i in range(count)])
+        assert len(out) >= 2
+        assert all(len(record.value) < _PACK_BYTES + 64 * 1024 for record in out)
+        lines = [line for record in out for line in decode_internal(record.value, record.headers, 0.0)]
+        assert [line.source["offset"] for line in lines] == list(range(count))
