@@ -217,6 +217,10 @@ async def read_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes
 
 
 def rss_mib(pid: int) -> float:
+    """RSS of a worker: of its largest process when it runs several (``worker.processes``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if children:
+        return max(rss_mib(int(child)) for child in children)
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -266,7 +270,7 @@ def deployment(args: argparse.Namespace, tmp: Path) -> DevDeployment:
         partitions=args.partitions,
         log_level="WARNING",
         settings={
-            "worker": {"batch_size": args.batch_size, "batch_within_s": 0.2},
+            "worker": {"batch_size": args.batch_size, "batch_within_s": 0.2, "processes": args.processes},
             "enrichment": {"enabled": True, "blocklists": [str(REPO / "config/ti/sample_blocklist.csv")]},
         },
     )
@@ -368,6 +372,7 @@ def main() -> int:
     parser.add_argument("--lines-per-record", type=int, default=1, help="lines per raw Kafka record (shipper batching)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--workers", default="1,2", help="worker counts for the capacity phase")
+    parser.add_argument("--processes", type=int, default=1, help="processes per worker (worker.processes)")
     parser.add_argument("--rate", type=float, default=0.0, help="steady-load lines/s (0: 80%% of capacity, max 20k)")
     parser.add_argument("--duration", type=float, default=120.0, help="steady-load seconds (0 skips the phase)")
     parser.add_argument("--steady-workers", default="1", help="worker counts for the steady-load phase")
@@ -388,7 +393,7 @@ def main() -> int:
         rows = [capacity(args, template, tmp, int(w)) for w in args.workers.split(",") if w]
         print(
             f"\ncapacity ({args.lines} lines, {args.lines_per_record} per record, {args.hosts} hosts, "
-            f"{args.partitions} partitions, batch {args.batch_size})"
+            f"{args.partitions} partitions, batch {args.batch_size}, {args.processes} process(es) per worker)"
         )
         print(
             f"{'workers':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'wall s':>7} "
@@ -403,7 +408,10 @@ def main() -> int:
             one = next((r for r in rows if r["workers"] == 1), rows[0])
             rate = args.rate or min(20_000.0, 0.8 * one["lines_per_s"])
             loads = [steady(args, template, tmp, rate, int(w)) for w in args.steady_workers.split(",") if w]
-            print(f"\nsteady load, {args.duration:.0f} s (RSS: the largest worker's, read at the end of the load)")
+            print(
+                f"\nsteady load, {args.duration:.0f} s, {args.processes} process(es) per worker "
+                "(RSS: the largest worker process's, read at the end of the load)"
+            )
             print(
                 f"{'workers':>7} {'lines/s':>8} {'sent':>9} {'events':>8} {'p50 s':>7} {'p99 s':>7} "
                 f"{'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8} {'p99 EOE':>8} {'p99 t/o':>8} {'t/o %':>6}"

@@ -106,6 +106,9 @@ class WorkerConfig:
     heartbeat_interval_s: float = 1.0
     data_dir: str = ""
     """Faust's data directory; empty means a per-app directory under the system temp dir."""
+    processes: int = 1
+    """Worker processes, each a member of the consumer groups (Python runs one stage graph per core);
+    0 means one per available CPU. Process ``i`` serves its health and metrics on ``web_port + i``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +293,7 @@ def _validate(config: SecstreamConfig) -> None:
             "must be at_least_once or exactly_once",
         ),
         (config.worker.batch_size >= 1, "worker.batch_size", "must be at least 1"),
+        (config.worker.processes >= 0, "worker.processes", "must not be negative (0: one per CPU)"),
         (config.topics.partitions >= 1, "topics.partitions", "must be at least 1"),
         (config.coalescer.event_timeout_s > 0, "coalescer.event_timeout_s", "must be positive"),
         (config.coalescer.idle_flush_s > 0, "coalescer.idle_flush_s", "must be positive"),

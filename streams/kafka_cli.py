@@ -81,11 +81,19 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         config = _config(args)
         if args.web_port is not None:
             config = replace(config, worker=replace(config.worker, web_port=args.web_port))
+        if args.processes is not None:
+            if args.processes < 0:
+                raise ConfigError("must not be negative (0: one per CPU)", key="--processes")
+            config = replace(config, worker=replace(config.worker, processes=args.processes))
     except ConfigError as exc:
         return _fail("worker", str(exc), 2)
     from streams.worker import run_worker
+    from streams.worker.processes import process_count, run_worker_processes
 
-    return run_worker(config, log_level=args.log_level)
+    count = process_count(config)
+    if count == 1:
+        return run_worker(config, log_level=args.log_level)
+    return run_worker_processes(config, count, log_level=args.log_level)
 
 
 # -- produce ----------------------------------------------------------------------------------
@@ -315,11 +323,17 @@ def register_kafka_commands(subparsers: Any) -> None:
         help="run the distributed stage graph as a Kafka consumer-group member",
         description=(
             "Consume raw auditd and syslog lines from Kafka, and write events, detections and dead letters "
-            "back to Kafka. Start more workers with the same app id to scale out (up to topics.partitions)."
+            "back to Kafka. Start more workers with the same app id, or more processes per worker, to scale out "
+            "(up to topics.partitions members)."
         ),
     )
     _common(worker)
     worker.add_argument("--web-port", type=int, help="health and metrics port (default: [worker] web_port)")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        help="worker processes, one core each; 0 = one per CPU (default: [worker] processes)",
+    )
     worker.set_defaults(handler=_cmd_worker)
 
     produce = subparsers.add_parser(

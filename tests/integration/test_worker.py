@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +290,61 @@ class TestExactlyOnce:
         partial = {d["event"]["id"] for d in docs if d.get("auditd", {}).get("partial")}
         partial -= {i for i, d in expected.items() if d.get("auditd", {}).get("partial")}
         assert not partial, f"{len(partial)} events flushed as partial, e.g. {sorted(partial)[:3]}"
+
+
+def _log_records(env: DevDeployment, number: int) -> list[dict[str, Any]]:
+    """The JSON log lines of the ``number``-th worker the deployment started."""
+    records = []
+    for line in env.worker_log(number).read_bytes().splitlines():
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # Faust's own plain-text lines
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in {"Z", "X"}  # exited, waiting to be reaped by whoever adopted it
+
+
+class TestWorkerProcesses:
+    def test_two_processes_share_the_partitions_and_stop_on_sigterm(
+        self, env: DevDeployment, audit_lines: list[bytes]
+    ) -> None:
+        """One worker with ``processes = 2``: both members get partitions, every event is out, SIGTERM exits 0."""
+        env.settings["worker"]["processes"] = 2
+        corpus = _corpus(audit_lines, hosts_spanning(env.partitions))
+        expected = _reference(env, corpus)
+        asyncio.run(produce(env.bootstrap, env.raw_auditd, _records(corpus)))
+        worker, _ = env.start_worker()
+        docs = _events(env, set(expected), timeout=120)
+        assert not _missing(docs, set(expected)), env.logs()
+        assert env.terminate(worker, timeout=60) == 0, env.logs()
+        routed = {r["member"] for r in _log_records(env, 1) if r.get("event") == "route.assigned" and r["partitions"]}
+        assert routed == {0, 1}, env.logs()
+
+    def test_kill_9_of_the_parent_takes_the_members_down(self, env: DevDeployment) -> None:
+        """No member is left consuming in the group when the supervising process is killed."""
+        env.settings["worker"]["processes"] = 2
+        worker, _ = env.start_worker()
+        pids: list[int] = []
+        for _ in range(300):
+            started = [r for r in _log_records(env, 1) if r.get("event") == "worker.processes"]
+            if started:
+                pids = started[0]["pids"]
+                break
+            time.sleep(0.1)
+        assert len(pids) == 2, env.logs()
+        time.sleep(3)  # the members are up and in their groups
+        assert not any(_gone(pid) for pid in pids), env.logs()
+        env.kill(worker)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
+            time.sleep(0.2)
+        assert all(_gone(pid) for pid in pids), env.logs()

@@ -57,3 +57,4 @@ class TestProduceConsume:
         assert _secstream("produce", str(tmp_path / "nope"), "--topic", "t").returncode == 2
         assert _secstream("consume", "t", "--max", "0").returncode == 2
         assert _secstream("worker", "--broker", "http://x").returncode == 2
+        assert _secstream("worker", "--processes", "-1").returncode == 2

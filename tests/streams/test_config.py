@@ -46,6 +46,8 @@ class TestLoadConfig:
         """A value outside its range is an error naming the key."""
         with pytest.raises(ConfigError, match=r"worker\.processing_guarantee"):
             load_config(environ={"SECSTREAM_WORKER__PROCESSING_GUARANTEE": "at_most_once"})
+        with pytest.raises(ConfigError, match=r"worker\.processes: must not be negative"):
+            load_config(environ={"SECSTREAM_WORKER__PROCESSES": "-1"})
 
     def test_invalid_toml_is_reported(self, tmp_path: Path) -> None:
         """A file that is not TOML gives a clear error, not a traceback."""

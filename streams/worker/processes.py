@@ -1,0 +1,132 @@
+"""Several worker processes under one ``secstream worker`` (``worker.processes``).
+
+Python runs one stage graph per core: a single worker process kept one core busy while the other core of a
+2-core machine sat nearly idle (``bench/bench_worker.py``). Like Kafka Streams' ``num.stream.threads``, one
+worker can therefore run several members of its consumer groups, here as processes: each is a complete
+worker (:func:`streams.worker.run_worker`) that gets its share of the partitions, so state, delivery and
+rebalances work exactly as between separate workers. Process ``i`` serves ``/healthz`` and ``/metrics``
+on ``web_port + i`` and keeps Faust's data under ``<data_dir>/<i>``.
+
+The parent only supervises: it forwards SIGTERM and SIGINT to every member (each flushes and commits),
+and if a member dies on its own it stops the others and exits with the member's failure, so that the
+service manager restarts the whole worker. Members die with the parent (``PR_SET_PDEATHSIG`` on
+Linux), so a ``kill -9`` of the parent leaves no orphan consuming in the group.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import replace
+from multiprocessing.connection import wait
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from streams.config import SecstreamConfig
+from streams.logging import configure_logging, get_logger
+
+__all__ = ["member_config", "process_count", "run_worker_processes"]
+
+log = get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def process_count(config: SecstreamConfig) -> int:
+    """``worker.processes``, where 0 means one per CPU this process may run on."""
+    wanted = config.worker.processes
+    if wanted > 0:
+        return wanted
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def member_config(config: SecstreamConfig, index: int) -> SecstreamConfig:
+    """The configuration of member ``index``: one process, its own web port and Faust data directory."""
+    worker = config.worker
+    base = Path(worker.data_dir) if worker.data_dir else Path(tempfile.gettempdir()) / f"secstream-{worker.app_id}"
+    return replace(
+        config,
+        worker=replace(worker, processes=1, web_port=worker.web_port + index, data_dir=str(base / str(index))),
+    )
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent exits (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return
+
+
+def _member(config: SecstreamConfig, index: int, log_level: str) -> None:
+    _die_with_parent()
+    os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only, which forwards one SIGTERM
+    configure_logging(log_level)
+    structlog.contextvars.bind_contextvars(member=index)
+    Path(config.worker.data_dir).mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    from streams.worker import run_worker
+
+    sys.exit(run_worker(config, log_level=log_level))
+
+
+def run_worker_processes(config: SecstreamConfig, count: int, *, log_level: str = "INFO") -> int:
+    """Run ``count`` worker processes until SIGTERM or SIGINT, or until one of them fails.
+
+    Returns:
+        0 when every member stopped cleanly after a signal; else the first failed member's exit code
+        (1 when it was killed by a signal).
+    """
+    context = multiprocessing.get_context("spawn")
+    members = []
+    for index in range(count):
+        member = member_config(config, index)
+        process = context.Process(
+            target=_member,
+            args=(member, index, log_level),
+            name=f"secstream-worker-{index}",
+        )
+        process.start()
+        members.append(process)
+    log.info("worker.processes", count=count, pids=[p.pid for p in members], first_web_port=config.worker.web_port)
+    stopping = False
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        del frame
+        stopping = True
+        for process in members:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        log.info("worker.stopping", signal=signal.Signals(signum).name)
+
+    previous: dict[int, Any] = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failure = 0
+    try:
+        running = list(members)
+        while running:
+            for sentinel in wait([p.sentinel for p in running]):
+                done = next(p for p in running if p.sentinel == sentinel)
+                done.join()
+                running.remove(done)
+                code = done.exitcode or 0
+                if code != 0 and failure == 0:
+                    failure = code if code > 0 else 1
+                if not stopping:  # a member died on its own: stop the rest, let the service manager restart us
+                    log.error("worker.member_exited", member=members.index(done), exit_code=code)
+                    forward(signal.SIGTERM, None)
+                    failure = failure or 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return failure
