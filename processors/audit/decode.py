@@ -14,6 +14,11 @@ What is decoded:
 * SYSCALL: number to name (x86_64, aarch64), arch name, success and exit.
 * ``4294967295`` (and ``-1`` for ids), ``?`` and ``(null)`` mean unset.
 * uid/auid names come from the ENRICHED fields (``UID="root"``, ``AUID="alice"``) when present.
+
+Documents are made by the compiled ``EventDecoder`` (``processors/audit/native-rs``, Rust) from the tables
+and helpers of this module. It declines an event whose hex values are not UTF-8, whose text holds lone
+surrogates, or whose numbers or record types are not ASCII; :func:`_build` here defines the document and
+makes those.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from secstream_audit_native import EventDecoder
+
 from processors.audit.coalesce import AuditEvent, LateRecord
 from processors.audit.parse import AuditRecord
-from processors.audit.syscalls import arch_name, syscall_name
+from processors.audit.syscalls import ARCH_NAMES, SYSCALL_TABLES, arch_name, syscall_name
 from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
 
 __all__ = [
@@ -759,6 +766,26 @@ def _build(
     return doc
 
 
+_NATIVE: Final = EventDecoder(
+    unset=_UNSET,
+    hex_fields=_HEX_FIELDS,
+    arch_names=ARCH_NAMES,
+    tables=SYSCALL_TABLES,
+    syscall_category=_SYSCALL_CATEGORY,
+    type_category=_TYPE_CATEGORY,
+    source_syscalls=_SOURCE_SYSCALLS,
+    outcomes=_OUTCOMES,
+    other_skip=list(_OTHER_SKIP),
+    syscall_skip=_SYSCALL_SKIP,
+    schema_version=SCHEMA_VERSION,
+    iso_timestamp=iso_timestamp,
+    decode_saddr=decode_saddr,
+    ip=_ip,
+    max_arg_gap=_MAX_ARG_GAP,
+    proctitle_limit=PROCTITLE_LIMIT,
+)
+
+
 def decode_event(event: AuditEvent, *, default_host: str = "unknown") -> dict[str, Any]:
     """Build the ECS document of a coalesced event.
 
@@ -769,12 +796,18 @@ def decode_event(event: AuditEvent, *, default_host: str = "unknown") -> dict[st
     Returns:
         The document (see the ECS contract).
     """
+    event_id = event.event_id
+    doc: dict[str, Any] | None = _NATIVE.build(
+        event.node, event.serial, event.epoch, event_id, event.records, event.partial, default_host
+    )
+    if doc is not None:
+        return doc
     return _build(
         node=event.node,
         time=event.time,
         serial=event.serial,
         epoch=event.epoch,
-        event_id=event.event_id,
+        event_id=event_id,
         records=event.records,
         partial=event.partial,
         default_host=default_host,
@@ -793,15 +826,20 @@ def decode_late(late: LateRecord, *, default_host: str = "unknown") -> dict[str,
         ``stable_id("auditd-late", node, time, serial, raw)``.
     """
     record = late.record
-    doc = _build(
-        node=record.node,
-        time=record.time,
-        serial=record.serial,
-        epoch=record.epoch,
-        event_id=stable_id("auditd-late", record.node or "", record.time, record.serial, record.raw),
-        records=(record,),
-        partial=True,
-        default_host=default_host,
+    event_id = stable_id("auditd-late", record.node or "", record.time, record.serial, record.raw)
+    doc: dict[str, Any] | None = _NATIVE.build(
+        record.node, record.serial, record.epoch, event_id, (record,), True, default_host
     )
+    if doc is None:
+        doc = _build(
+            node=record.node,
+            time=record.time,
+            serial=record.serial,
+            epoch=record.epoch,
+            event_id=event_id,
+            records=(record,),
+            partial=True,
+            default_host=default_host,
+        )
     doc["auditd"]["late_of"] = late.event_id
     return doc

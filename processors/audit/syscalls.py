@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["AARCH64", "ARCH_NAMES", "X86_64", "arch_name", "syscall_name"]
+__all__ = ["AARCH64", "ARCH_NAMES", "SYSCALL_TABLES", "X86_64", "arch_name", "syscall_name"]
 
 #: ``arch=`` values of SYSCALL records (AUDIT_ARCH_* constants, lower-case hex) to machine names.
 ARCH_NAMES: Final[dict[str, str]] = {
@@ -718,7 +718,8 @@ AARCH64: Final[dict[int, str]] = {
 }
 
 
-_TABLES: Final[dict[str, dict[int, str]]] = {"x86_64": X86_64, "aarch64": AARCH64}
+#: Machine name → system call number → name, for the machines whose numbers are known.
+SYSCALL_TABLES: Final[dict[str, dict[int, str]]] = {"x86_64": X86_64, "aarch64": AARCH64}
 
 
 def arch_name(arch: str | None) -> str | None:
@@ -748,7 +749,7 @@ def syscall_name(arch: str | None, number: str | int | None) -> str | None:
     name = arch_name(arch)
     if name is None or number is None:
         return None
-    table = _TABLES.get(name)
+    table = SYSCALL_TABLES.get(name)
     if table is None:
         return None
     if isinstance(number, str):

@@ -1,4 +1,4 @@
-"""secstream's compiled auditd hot paths: the line tokenizer and the coalescer (see src/)."""
+"""secstream's compiled auditd hot paths: the line tokenizer, the coalescer and the event decoder (see src/)."""
 
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -53,3 +53,38 @@ class CoalescerCore:
 
     def flush_all(self, state: CoalescerBuffer) -> list[Any]:
         """Complete every in-flight event."""
+
+class EventDecoder:
+    """Makes the ECS document of an audit event (``processors.audit.decode._build`` defines it)."""
+
+    def __init__(
+        self,
+        *,
+        unset: frozenset[str],
+        hex_fields: frozenset[str],
+        arch_names: dict[str, str],
+        tables: dict[str, dict[int, str]],
+        syscall_category: dict[str, tuple[list[str], list[str]]],
+        type_category: dict[str, tuple[list[str], list[str]]],
+        source_syscalls: frozenset[str],
+        outcomes: dict[str | None, str],
+        other_skip: list[str],
+        syscall_skip: frozenset[str],
+        schema_version: str,
+        iso_timestamp: Callable[[float], str],
+        decode_saddr: Callable[[str | None], dict[str, Any] | None],
+        ip: Callable[[str | None], str | None],
+        max_arg_gap: int,
+        proctitle_limit: int,
+    ) -> None: ...
+    def build(
+        self,
+        node: str | None,
+        serial: int,
+        epoch: float,
+        event_id: str,
+        records: tuple[Any, ...],
+        partial: bool,
+        default_host: str,
+    ) -> dict[str, Any] | None:
+        """Return the document, or None when the Python reference must make it."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from processors.audit.coalesce import AuditEvent, Coalescer, CoalescerState, LateRecord
 from processors.audit.decode import decode_event, decode_late, decode_saddr, execve_args, proctitle_argv
-from processors.audit.parse import parse_line
+from processors.audit.parse import AuditRecord, parse_line
 from processors.audit.syscalls import arch_name, syscall_name
 from processors.errors import ParseError
 from schemas import schema_for
@@ -334,3 +334,101 @@ class TestDecodeFastPaths:
         """``a١`` (an Arabic-Indic digit) is not an argument key, as ``aN`` means ASCII digits only."""
         record = parse_line('type=EXECVE msg=audit(1.0:1): argc=1 a0="ls" a١="x"')
         assert execve_args([record]) == (["ls"], 1, [])
+
+
+_FIELD_KEYS = [
+    "pid",
+    "ppid",
+    "exe",
+    "comm",
+    "uid",
+    "auid",
+    "euid",
+    "gid",
+    "ses",
+    "cwd",
+    "name",
+    "acct",
+    "cmd",
+    "key",
+    "addr",
+    "hostname",
+    "op",
+    "res",
+    "success",
+    "syscall",
+    "arch",
+    "a0",
+    "a1",
+    "a2",
+    "a3[0]",
+    "a3[1]",
+    "a2_len",
+    "a12",
+    "argc",
+    "proctitle",
+    "saddr",
+    "tty",
+    "msg",
+    "terminal",
+    "nametype",
+]
+_HEX = st.binary(max_size=12).map(lambda b: b.hex().upper() if len(b) % 3 == 0 else b.hex())
+_VALUES = st.one_of(
+    st.sampled_from(["4294967295", "?", "(null)", "", "(none)", "-1", "0", "-0", "007", "59", "c000003e", "C00000B7"]),
+    st.sampled_from(["yes", "no", "success", "failed", "1", "/usr/bin/ls", "/", "x/", "10.0.0.1", "::1", "١٢"]),
+    st.sampled_from(["0200A3B60A0000010000000000000000", "01002F746D702F736F636B00", "0A00"]),
+    _HEX,
+    st.integers(min_value=-(10**21), max_value=10**21).map(str),
+    st.text(max_size=12),
+    st.text(alphabet="k\x01ey", max_size=6),
+)
+_RECORD = st.tuples(
+    st.sampled_from(["SYSCALL", "EXECVE", "PROCTITLE", "SOCKADDR", "CWD", "PATH", "USER_CMD", "USER_AUTH", "LOGIN"])
+    | st.text(min_size=1, max_size=8),
+    st.dictionaries(st.sampled_from(_FIELD_KEYS) | st.text(max_size=4), _VALUES, max_size=10),
+    st.dictionaries(st.sampled_from(["UID", "AUID", "EUID", "GID", "SYSCALL", "ARCH"]), _VALUES, max_size=4),
+    st.data(),
+)
+
+
+class TestCompiledDecoder:
+    """The compiled decoder makes the reference's exact document, or leaves the event to it."""
+
+    @given(st.lists(_RECORD, min_size=1, max_size=6), st.sampled_from([None, "", "node-a"]), st.booleans())
+    def test_same_document_as_the_reference(self, parts: list[Any], node: str | None, partial: bool) -> None:
+        from processors.audit.decode import _NATIVE, _build
+
+        records = []
+        for rtype, fields, enriched, data in parts:
+            quoted = frozenset(data.draw(st.sets(st.sampled_from(sorted(fields) or [""]))) & set(fields))
+            records.append(AuditRecord(node, rtype, "1700000000.5", 9, 1700000000.5, fields, enriched, "raw", quoted))
+        before = [(dict(r.fields), dict(r.enriched)) for r in records]
+        native = _NATIVE.build(node, 9, 1700000000.5, "id-1", tuple(records), partial, "default")
+        reference = _build(
+            node=node,
+            time="1700000000.5",
+            serial=9,
+            epoch=1700000000.5,
+            event_id="id-1",
+            records=tuple(records),
+            partial=partial,
+            default_host="default",
+        )
+        assert [(r.fields, r.enriched) for r in records] == before, "the records were changed"
+        if native is not None:
+            # without sorted keys: insertion order is the same too
+            assert orjson.dumps(native) == orjson.dumps(reference)
+
+    def test_declines_only_what_python_must_decide(self) -> None:
+        """Invalid UTF-8 in a hex value, a lone surrogate and a non-ASCII number go to Python."""
+        from processors.audit.decode import _NATIVE
+
+        def build(fields: dict[str, str]) -> Any:
+            record = AuditRecord("h", "SYSCALL", "1.0", 1, 1.0, fields, {}, "raw", frozenset())
+            return _NATIVE.build("h", 1, 1.0, "id", (record,), False, "d")
+
+        assert build({"pid": "12", "exe": "2F62696E2F6C73"}) is not None
+        assert build({"exe": "FF"}) is None
+        assert build({"comm": "\udcff"}) is None
+        assert build({"pid": "١٢"}) is None

@@ -4,9 +4,12 @@
 //!   writes (the Python parser defines the result and handles every other line).
 //! - `coalesce`: `CoalescerCore` and `CoalescerBuffer`, the push, expire and flush of
 //!   `processors.audit.coalesce` (which defines the rules and the Python API).
+//! - `decode`: `EventDecoder`, the document builder of `processors.audit.decode` (whose `_build` defines
+//!   the document and takes every event the decoder declines).
 //! - `slots`: instances of the Python module's slotted record and event classes, made from Rust.
 
 mod coalesce;
+mod decode;
 mod hash;
 mod slots;
 mod tokenizer;
@@ -18,5 +21,6 @@ fn secstream_audit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<tokenizer::RecordTokenizer>()?;
     module.add_class::<coalesce::CoalescerCore>()?;
     module.add_class::<coalesce::CoalescerBuffer>()?;
+    module.add_class::<decode::EventDecoder>()?;
     Ok(())
 }
