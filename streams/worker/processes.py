@@ -7,20 +7,23 @@ worker (:func:`streams.worker.run_worker`) that gets its share of the partitions
 rebalances work exactly as between separate workers. Process ``i`` serves ``/healthz`` and ``/metrics``
 on ``web_port + i`` and keeps Faust's data under ``<data_dir>/<i>``.
 
-The parent only supervises: it forwards SIGTERM and SIGINT to every member (each flushes and commits),
-and if a member dies on its own it stops the others and exits with the member's failure, so that the
-service manager restarts the whole worker. Members die with the parent (``PR_SET_PDEATHSIG`` on
-Linux), so a ``kill -9`` of the parent leaves no orphan consuming in the group.
+The parent only supervises: it forwards SIGTERM and SIGINT to every member (each flushes and commits;
+one still running :data:`STOP_GRACE_S` later is killed), and if a member dies on its own it stops the
+others and exits with the member's failure, so that the service manager restarts the whole worker.
+Members are killed with the parent (``PR_SET_PDEATHSIG`` on Linux): a ``kill -9`` of the parent is a crash
+of the whole worker, after which its records are read again, and leaves no orphan consuming in the group.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import multiprocessing
 import os
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -37,6 +40,8 @@ __all__ = ["member_config", "process_count", "run_worker_processes"]
 log = get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 60.0
+"""How long members may take to flush and commit after SIGTERM before they are killed."""
 
 
 def process_count(config: SecstreamConfig) -> int:
@@ -59,12 +64,12 @@ def member_config(config: SecstreamConfig, index: int) -> SecstreamConfig:
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when its parent exits (no-op elsewhere)."""
+    """Ask Linux to kill this process when its parent exits (no-op elsewhere)."""
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
         return
 
@@ -112,10 +117,18 @@ def run_worker_processes(config: SecstreamConfig, count: int, *, log_level: str 
 
     previous: dict[int, Any] = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     failure = 0
+    deadline: float | None = None
     try:
         running = list(members)
         while running:
-            for sentinel in wait([p.sentinel for p in running]):
+            if stopping and deadline is None:
+                deadline = time.monotonic() + STOP_GRACE_S
+            if deadline is not None and time.monotonic() > deadline:
+                for process in running:
+                    log.error("worker.member_killed", member=members.index(process), grace_s=STOP_GRACE_S)
+                    process.kill()
+                deadline = math.inf
+            for sentinel in wait([p.sentinel for p in running], timeout=1.0):
                 done = next(p for p in running if p.sentinel == sentinel)
                 done.join()
                 running.remove(done)
