@@ -9,10 +9,10 @@ The message key, when there is one, is the host of last resort. A value that loo
 but is not one, or lacks a usable message field, becomes a dead letter carrying the original bytes and
 the source topic, partition and offset; nothing is dropped silently.
 
-The worker repartitions raw lines by host once. :func:`audit_host` picks the host of an audit line the
-same way the stage graph does (``node=`` of the line, else the envelope host or key, else the default),
-and :func:`audit_event_key` gives the (host, serial) an audit line belongs to, which the worker uses
-to hold back acks of records whose event is still being coalesced. Lines travel on the internal topic
+The worker repartitions raw lines by host once. :func:`audit_event_key` gives the (host, serial) an
+audit line belongs to, its host picked the same way the stage graph does (``node=`` of the line, else
+the envelope host or key, else the default); the worker routes by that host and uses the keys to hold
+back acks of records whose event is still being coalesced. Lines travel on the internal topic
 as their original bytes, packed per (batch, host) with each line's origin (:func:`encode_internal` /
 :func:`decode_internal`).
 """
@@ -20,7 +20,7 @@ as their original bytes, packed per (batch, host) with each line's origin (:func
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,8 +35,8 @@ __all__ = [
     "Decoded",
     "SerdeSettings",
     "audit_event_key",
-    "audit_host",
     "decode_internal",
+    "decode_internal_keyed",
     "decode_value",
     "encode_internal",
 ]
@@ -80,10 +80,11 @@ def _split(data: bytes) -> list[bytes]:
     return [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
 
 
-def _lines(chunks: Sequence[bytes], host: str | None, source: Mapping[str, Any], received: float) -> list[RawLine]:
+def _lines(chunks: Sequence[bytes], host: str | None, source: dict[str, Any], received: float) -> list[RawLine]:
+    """One RawLine per chunk, each with a source of its own (``source`` itself when there is one chunk)."""
     many = len(chunks) > 1
     return [
-        RawLine(data=chunk, source={**source, "line": i} if many else dict(source), host=host, received=received)
+        RawLine(data=chunk, source={**source, "line": i} if many else source, host=host, received=received)
         for i, chunk in enumerate(chunks)
     ]
 
@@ -149,20 +150,6 @@ def decode_value(
     return Decoded(lines=_lines(chunks, host or key_host, source, received))
 
 
-def audit_host(line: RawLine, default_host: str) -> str:
-    """The host an audit line belongs to: its ``node=``, else the envelope host or key, else the default.
-
-    Args:
-        line: the raw audit line.
-        default_host: the configured host for lines that name none.
-    """
-    data = line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
-    match = _AUDIT_HEAD.match(data)
-    if match is not None and match.group(1) is not None:
-        return _text(match.group(1))
-    return line.host or default_host
-
-
 def audit_event_key(line: RawLine, default_host: str) -> tuple[str, int] | None:
     """The (host, serial) of the audit event a line belongs to, or None when the line has no audit header.
 
@@ -188,26 +175,33 @@ def _line_bytes(line: RawLine) -> bytes:
     return line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
 
 
-def encode_internal(lines: Sequence[RawLine]) -> tuple[bytes, list[tuple[str, bytes]]]:
+def encode_internal(
+    lines: Sequence[RawLine], keys: Iterable[tuple[str, int]] = ()
+) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Pack lines of one host (from one or many raw records) into one internal by-host message.
 
-    The value is a JSON line of per-line metadata (``s``: each line's source topic, partition, offset
-    and line index; ``h``: its envelope host or key), a newline, then the lines' original bytes,
-    newline-joined (a decoded line never contains a newline). The received time is deliberately not
-    carried: the process stage stamps lines when it consumes them, as before, because the coalescer's
-    idle flush compares it with the wall clock, and route-time stamps of a backlog would flush events
-    that are still arriving as partial.
+    The value is a JSON line of metadata (``s``: each line's source topic, partition, offset and line
+    index; ``h``: its envelope host or key; ``k``: the distinct audit event keys of the lines, host and
+    serial, so that the process stage need not read every line's header again), a newline, then the
+    lines' original bytes, newline-joined (a decoded line never contains a newline). The received time is
+    deliberately not carried: the process stage stamps lines when it consumes them, as before, because
+    the coalescer's idle flush compares it with the wall clock, and route-time stamps of a backlog would
+    flush events that are still arriving as partial.
 
     Args:
         lines: lines routed to the same host, in order.
+        keys: their audit event keys (:func:`audit_event_key`); readers that find no ``k`` compute them.
 
     Returns:
         The value and the headers (the framing version).
     """
-    meta = {
+    meta: dict[str, Any] = {
         "s": [line.source for line in lines],
         "h": [line.host for line in lines],
     }
+    distinct = sorted(set(keys))
+    if distinct:  # serials have up to 20 digits, more than JSON integers carry safely
+        meta["k"] = [[host, str(serial)] for host, serial in distinct]
     value = orjson.dumps(meta) + b"\n" + b"\n".join(_line_bytes(line) for line in lines)
     return value, [(FRAME_HEADER, _FRAME_V2)]
 
@@ -223,17 +217,40 @@ def decode_internal(
         headers: the message headers.
         received: wall-clock epoch seconds when it was consumed (every line's received time).
     """
+    return decode_internal_keyed(value, headers, received, "")[0]
+
+
+def decode_internal_keyed(
+    value: bytes,
+    headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None,
+    received: float,
+    default_host: str,
+) -> tuple[list[RawLine], set[tuple[str, int]]]:
+    """:func:`decode_internal`, and the audit event keys of the lines (from the frame when it has them).
+
+    Args:
+        value: the message value.
+        headers: the message headers.
+        received: wall-clock epoch seconds when it was consumed.
+        default_host: the configured host, for keys computed here (frames written without ``k``).
+    """
     header_map = dict(headers.items() if isinstance(headers, Mapping) else headers or ())
     if header_map.get(FRAME_HEADER) == _FRAME_V2:
         head, _, body = value.partition(b"\n")
         meta = orjson.loads(head)
         datas = body.split(b"\n")
-        return [
+        lines = [
             RawLine(data=data, source=source, host=host, received=received)
             for data, source, host in zip(datas, meta["s"], meta["h"], strict=True)
         ]
-    raw_source = header_map.get(SOURCE_HEADER)
-    source: dict[str, Any] = orjson.loads(raw_source) if raw_source else {}
-    raw_host = header_map.get(HOST_HEADER)
-    host = raw_host.decode("utf-8", "surrogateescape") if raw_host is not None else None
-    return _lines(value.split(b"\n"), host, source, received)
+        carried = meta.get("k")
+        if carried is not None:
+            return lines, {(host, int(serial)) for host, serial in carried}
+    else:
+        raw_source = header_map.get(SOURCE_HEADER)
+        source: dict[str, Any] = orjson.loads(raw_source) if raw_source else {}
+        raw_host = header_map.get(HOST_HEADER)
+        host = raw_host.decode("utf-8", "surrogateescape") if raw_host is not None else None
+        lines = _lines(value.split(b"\n"), host, source, received)
+    keys = {key for key in (audit_event_key(line, default_host) for line in lines) if key is not None}
+    return lines, keys

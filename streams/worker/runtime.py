@@ -38,7 +38,7 @@ from schemas.codecs import dumps, loads
 from streams.config import SecstreamConfig
 from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
 from streams.logging import get_logger
-from streams.serde import SerdeSettings, audit_event_key, audit_host, decode_internal, decode_value, encode_internal
+from streams.serde import SerdeSettings, audit_event_key, decode_internal_keyed, decode_value, encode_internal
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
@@ -171,15 +171,16 @@ _PACK_BYTES = 256 * 1024
 """Upper bound (line bytes) of one packed internal record, well below Kafka's default 1 MB message limit."""
 
 
-def _packs(lines: list[RawLine]) -> Iterator[list[RawLine]]:
-    """Split one host's lines of a routed batch into internal records of at most ``_PACK_BYTES``."""
+def _packs(lines: list[RawLine]) -> Iterator[tuple[int, int]]:
+    """Split one host's lines of a routed batch into internal records of at most ``_PACK_BYTES``: the
+    (start, stop) index ranges."""
     start, size = 0, 0
     for i, line in enumerate(lines):
         size += len(line.data) + 64
         if size > _PACK_BYTES and i > start:
-            yield lines[start:i]
+            yield start, i
             start, size = i, len(line.data) + 64
-    yield lines[start:]
+    yield start, len(lines)
 
 
 SNAPSHOT_EVERY_S = 2.0
@@ -365,6 +366,7 @@ class WorkerRuntime:
         records: list[OutRecord] = []
         syslog_lines: list[RawLine] = []
         by_host: dict[str, list[RawLine]] = defaultdict(list)
+        keys_by_host: dict[str, list[tuple[str, int] | None]] = defaultdict(list)
         for message in messages:
             decoded = decode_value(
                 message.value,
@@ -383,10 +385,15 @@ class WorkerRuntime:
                 syslog_lines.extend(decoded.lines)
                 continue
             for line in decoded.lines:
-                by_host[audit_host(line, default_host)].append(line)
+                key = audit_event_key(line, default_host)
+                host = key[0] if key is not None else line.host or default_host
+                by_host[host].append(line)
+                keys_by_host[host].append(key)
         for host, lines in by_host.items():
-            for chunk in _packs(lines):
-                value, headers = encode_internal(chunk)
+            keys = keys_by_host[host]
+            for start, stop in _packs(lines):
+                chunk_keys = [key for key in keys[start:stop] if key is not None]
+                value, headers = encode_internal(lines[start:stop], chunk_keys)
                 records.append(OutRecord(self.topics.auditd_by_host, value, _host_key(host), None, headers))
         if syslog_lines:
             pending = self.pipeline.syslog_lines(syslog_lines, {})
@@ -407,8 +414,9 @@ class WorkerRuntime:
                 lines: list[RawLine] = []
                 free: list[Any] = []
                 for event in tp_events:
-                    raw = decode_internal(event.message.value or b"", event.message.headers, now)
-                    keys = {key for key in (audit_event_key(line, default_host) for line in raw) if key}
+                    raw, keys = decode_internal_keyed(
+                        event.message.value or b"", event.message.headers, now, default_host
+                    )
                     if keys and self.hold_acks:
                         self.holds.hold(event, keys, now)
                     else:

@@ -16,8 +16,8 @@ from streams.serde import (
     SOURCE_HEADER,
     SerdeSettings,
     audit_event_key,
-    audit_host,
     decode_internal,
+    decode_internal_keyed,
     decode_value,
     encode_internal,
 )
@@ -98,14 +98,14 @@ class TestDecodeValue:
 
 
 class TestRouting:
-    def test_audit_host__node_wins(self) -> None:
+    def test_audit_event_key__node_wins(self) -> None:
         """``node=`` of the line wins over the envelope host and the default."""
-        assert audit_host(RawLine(NODE_AUDIT, host="other"), "dflt") == "web-1"
+        assert audit_event_key(RawLine(NODE_AUDIT, host="other"), "dflt") == ("web-1", 1234)
 
-    def test_audit_host__envelope_then_default(self) -> None:
+    def test_audit_event_key__envelope_then_default(self) -> None:
         """Without ``node=`` the envelope host is used, else the default host."""
-        assert audit_host(RawLine(AUDIT, host="env"), "dflt") == "env"
-        assert audit_host(RawLine(AUDIT), "dflt") == "dflt"
+        assert audit_event_key(RawLine(AUDIT, host="env"), "dflt") == ("env", 1234)
+        assert audit_event_key(RawLine(AUDIT), "dflt") == ("dflt", 1234)
 
     def test_audit_event_key__host_and_serial(self) -> None:
         """The event key is the routing host and the serial of the audit header."""
@@ -147,6 +147,20 @@ class TestInternalFraming:
             (line.data, line.source, line.host) for line in lines
         ]
         assert {line.received for line in back} == {11.0}
+
+    def test_event_keys__carried_in_the_frame(self) -> None:
+        """The route stage's keys come back as written (serials beyond 64 bits included), not recomputed."""
+        lines = _decode(NODE_AUDIT).lines
+        keys = {("web-1", 1234), ("web-1", 99999999999999999999)}
+        value, headers = encode_internal(lines, keys)
+        back, carried = decode_internal_keyed(value, headers, 0.0, "dflt")
+        assert carried == keys
+        assert [line.data for line in back] == [NODE_AUDIT]
+
+    def test_event_keys__computed_for_frames_without_them(self) -> None:
+        """A frame written without keys (an older router) gets them from the lines' headers."""
+        value, headers = encode_internal(_decode(AUDIT + b"\n" + NODE_AUDIT + b"\ngarbage").lines)
+        assert decode_internal_keyed(value, headers, 0.0, "dflt")[1] == {("dflt", 1234), ("web-1", 1234)}
 
     def test_no_host__comes_back_without_host(self) -> None:
         """A line without envelope host or key comes back without a host."""

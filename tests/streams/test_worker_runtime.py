@@ -10,7 +10,7 @@ import pytest
 
 from streams.config import SecstreamConfig, load_config
 from streams.graph import Pipeline
-from streams.serde import FRAME_HEADER, decode_internal
+from streams.serde import FRAME_HEADER, decode_internal, decode_internal_keyed
 from streams.worker.runtime import _PACK_BYTES, AckHolds, WorkerRuntime
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
@@ -118,6 +118,8 @@ class TestRoute:
         assert [line.source["offset"] for line in alpha] == [40, 42]
         assert [line.host for line in alpha] == [None, "alpha"]
         assert dict(by_key[b"alpha"].headers)[FRAME_HEADER] == b"2"
+        keys = decode_internal_keyed(by_key[b"alpha"].value, by_key[b"alpha"].headers, 0.0, "unused")[1]
+        assert keys == {("alpha", 1), ("alpha", 4)}, "the route stage writes the event keys of its lines"
 
     def test_undecodable_value_becomes_a_dead_letter_with_its_bytes(self, runtime: WorkerRuntime) -> None:
         broken = b'{"message": '
