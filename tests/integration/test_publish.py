@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from types import SimpleNamespace
+from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.worker.publish import AtLeastOncePublisher, OutRecord
@@ -23,17 +21,6 @@ class _Event:
 
     def ack(self) -> None:
         self.acked = True
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    """A real producer, as Faust's producer wrapper holds one."""
-    started = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 async def _topics(bootstrap: str) -> tuple[str, str]:
@@ -54,16 +41,13 @@ async def _topics(bootstrap: str) -> tuple[str, str]:
     return normal, small
 
 
-def _publisher(producer: AIOKafkaProducer) -> AtLeastOncePublisher:
-    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer, flush=producer.flush))
-    return AtLeastOncePublisher(app)
-
-
 class TestAtLeastOncePublisher:
-    async def test_acks_after_delivery(self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
+    async def test_acks_after_delivery(
+        self, kafka_bootstrap: str, new_publisher: Callable[[], AtLeastOncePublisher]
+    ) -> None:
         """Events are acked once their records are on the broker, and the publisher stays healthy."""
         normal, _ = await _topics(kafka_bootstrap)
-        publisher = _publisher(producer)
+        publisher = new_publisher()
         events = [_Event(), _Event()]
         records = [OutRecord(normal, b"doc-%d" % i, key=b"host-%d" % (i % 3)) for i in range(50)]
         await publisher.publish(None, records, events, None)
@@ -71,10 +55,12 @@ class TestAtLeastOncePublisher:
         assert all(event.acked for event in events)
         assert publisher.failure is None
 
-    async def test_failed_delivery_stops_later_acks(self, kafka_bootstrap: str, producer: AIOKafkaProducer) -> None:
+    async def test_failed_delivery_stops_later_acks(
+        self, kafka_bootstrap: str, new_publisher: Callable[[], AtLeastOncePublisher]
+    ) -> None:
         """A rejected batch is never acked, nor is any batch published after it, and the next publish fails."""
         normal, small = await _topics(kafka_bootstrap)
-        publisher = _publisher(producer)
+        publisher = new_publisher()
         before, rejected, after = _Event(), _Event(), _Event()
         await publisher.publish(None, [OutRecord(normal, b"fine", key=b"h")], [before], None)
         await publisher.publish(None, [OutRecord(small, b"x" * 4096, key=b"h")], [rejected], None)

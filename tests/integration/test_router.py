@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from types import SimpleNamespace
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
@@ -20,17 +19,6 @@ from streams.worker.router import RawRouter
 from tests.integration.worker_harness import collect, produce
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    """A real producer, as Faust's producer wrapper holds one."""
-    started = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
 
 
 async def _create(bootstrap: str, *topics: tuple[str, int, dict[str, str]]) -> None:
@@ -54,18 +42,17 @@ async def _committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
     return {tp: meta.offset for tp, meta in found.items()}
 
 
-def _router(bootstrap: str, group: str, raw: str, route: Any, producer: AIOKafkaProducer) -> RawRouter:
+def _router(bootstrap: str, group: str, raw: str, route: Any, publisher: AtLeastOncePublisher) -> RawRouter:
     def consumer() -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
         )
 
-    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=lambda: producer, flush=producer.flush))
     return RawRouter(
         consumer,
         {raw: "auditd"},
         route,
-        AtLeastOncePublisher(app),
+        publisher,
         WorkerMetrics(PipelineStats),
         commits_in_transactions=False,
         batch_size=50,
@@ -83,14 +70,14 @@ def _echo(out: str) -> Any:
 
 class TestRawRouter:
     async def test_stop_commits_and_a_new_member_resumes_there(
-        self, kafka_bootstrap: str, producer: AIOKafkaProducer
+        self, kafka_bootstrap: str, new_publisher: Callable[[], AtLeastOncePublisher]
     ) -> None:
         """Every record is routed once across a clean stop and a restart of the group."""
         tag = uuid.uuid4().hex[:8]
         raw, out, group = f"router-raw-{tag}", f"router-out-{tag}", f"router-{tag}"
         await _create(kafka_bootstrap, (raw, 2, {}), (out, 2, {}))
         await produce(kafka_bootstrap, raw, [(b"k%d" % (i % 7), b'"first-%d"' % i) for i in range(300)])
-        first = _router(kafka_bootstrap, group, raw, _echo(out), producer)
+        first = _router(kafka_bootstrap, group, raw, _echo(out), new_publisher())
         await first.start()
         await collect(kafka_bootstrap, out, lambda docs: len(docs) >= 300, 60)
         await first.stop()
@@ -99,7 +86,7 @@ class TestRawRouter:
         assert sum(committed.values()) == 300, committed
 
         await produce(kafka_bootstrap, raw, [(b"k%d" % (i % 7), b'"second-%d"' % i) for i in range(100)])
-        second = _router(kafka_bootstrap, group, raw, _echo(out), producer)
+        second = _router(kafka_bootstrap, group, raw, _echo(out), new_publisher())
         await second.start()
         values = await collect(kafka_bootstrap, out, lambda docs: len(docs) >= 400, 60)
         await second.stop()
@@ -107,7 +94,7 @@ class TestRawRouter:
         assert sum((await _committed(kafka_bootstrap, group)).values()) == 400
 
     async def test_failed_delivery_stops_routing_and_commits_nothing_past_it(
-        self, kafka_bootstrap: str, producer: AIOKafkaProducer
+        self, kafka_bootstrap: str, new_publisher: Callable[[], AtLeastOncePublisher]
     ) -> None:
         """A routed record the broker rejects stops the router; its offset is never committed."""
         tag = uuid.uuid4().hex[:8]
@@ -115,7 +102,7 @@ class TestRawRouter:
         await _create(kafka_bootstrap, (raw, 1, {}), (out, 1, {"max.message.bytes": "256"}))
         values = [b'"fine"'] * 40 + [b'"' + b"x" * 4096 + b'"'] + [b'"fine again"'] * 40
         await produce(kafka_bootstrap, raw, [(None, value) for value in values])
-        router = _router(kafka_bootstrap, group, raw, _echo(out), producer)
+        router = _router(kafka_bootstrap, group, raw, _echo(out), new_publisher())
         await router.start()
         for _ in range(300):
             if router.failure is not None:
