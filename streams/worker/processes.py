@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import replace
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -92,18 +93,7 @@ def run_worker_processes(config: SecstreamConfig, count: int, *, log_level: str 
         0 when every member stopped cleanly after a signal; else the first failed member's exit code
         (1 when it was killed by a signal).
     """
-    context = multiprocessing.get_context("spawn")
-    members = []
-    for index in range(count):
-        member = member_config(config, index)
-        process = context.Process(
-            target=_member,
-            args=(member, index, log_level),
-            name=f"secstream-worker-{index}",
-        )
-        process.start()
-        members.append(process)
-    log.info("worker.processes", count=count, pids=[p.pid for p in members], first_web_port=config.worker.web_port)
+    members: list[BaseProcess] = []
     stopping = False
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -116,6 +106,15 @@ def run_worker_processes(config: SecstreamConfig, count: int, *, log_level: str 
         log.info("worker.stopping", signal=signal.Signals(signum).name)
 
     previous: dict[int, Any] = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    context = multiprocessing.get_context("spawn")
+    for index in range(count):
+        if stopping:  # signalled while starting them: the ones started are stopping already
+            break
+        member = member_config(config, index)
+        started = context.Process(target=_member, args=(member, index, log_level), name=f"secstream-worker-{index}")
+        started.start()
+        members.append(started)
+    log.info("worker.processes", count=count, pids=[p.pid for p in members], first_web_port=config.worker.web_port)
     failure = 0
     deadline: float | None = None
     try:
@@ -133,6 +132,8 @@ def run_worker_processes(config: SecstreamConfig, count: int, *, log_level: str 
                 done.join()
                 running.remove(done)
                 code = done.exitcode or 0
+                if stopping and code == -signal.SIGTERM:  # signalled before its worker had set up handlers
+                    code = 0
                 if code != 0 and failure == 0:
                     failure = code if code > 0 else 1
                 if not stopping:  # a member died on its own: stop the rest, let the service manager restart us

@@ -129,8 +129,10 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
             if self.failure is None:
                 await self.publisher.wait_delivered()
                 await self._commit(self._owned)
-            await self.publisher.close()
-            await self._consumer.stop()
+        # Not under the lock: stopping waits for the group coordinator, which may be inside a rebalance
+        # callback that needs the lock.
+        await self._consumer.stop()
+        await self.publisher.close()
         log.info("route.stopped", committed={f"{tp.topic}:{tp.partition}": o for tp, o in self._committed.items()})
 
     @property

@@ -305,6 +305,16 @@ def _log_records(env: DevDeployment, number: int) -> list[dict[str, Any]]:
     return records
 
 
+def _member_pids(env: DevDeployment) -> list[int]:
+    """The member pids the first worker's parent logs once it has started them (empty after 30 s)."""
+    for _ in range(300):
+        started = [r for r in _log_records(env, 1) if r.get("event") == "worker.processes"]
+        if started:
+            return list(started[0]["pids"])
+        time.sleep(0.1)
+    return []
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -329,17 +339,19 @@ class TestWorkerProcesses:
         routed = {r["member"] for r in _log_records(env, 1) if r.get("event") == "route.assigned" and r["partitions"]}
         assert routed == {0, 1}, env.logs()
 
+    def test_sigterm_while_members_start_exits_0(self, env: DevDeployment) -> None:
+        """SIGTERM as soon as the parent has started its members (before their own handlers are set up):
+        every member stops, and the parent exits 0."""
+        env.settings["worker"]["processes"] = 2
+        worker, _ = env.start_worker()
+        assert len(_member_pids(env)) == 2, env.logs()
+        assert env.terminate(worker, timeout=45) == 0, env.logs()
+
     def test_kill_9_of_the_parent_takes_the_members_down(self, env: DevDeployment) -> None:
         """No member is left consuming in the group when the supervising process is killed."""
         env.settings["worker"]["processes"] = 2
         worker, _ = env.start_worker()
-        pids: list[int] = []
-        for _ in range(300):
-            started = [r for r in _log_records(env, 1) if r.get("event") == "worker.processes"]
-            if started:
-                pids = started[0]["pids"]
-                break
-            time.sleep(0.1)
+        pids = _member_pids(env)
         assert len(pids) == 2, env.logs()
         time.sleep(3)  # the members are up and in their groups
         assert not any(_gone(pid) for pid in pids), env.logs()
