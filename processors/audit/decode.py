@@ -786,6 +786,33 @@ _NATIVE: Final = EventDecoder(
 )
 
 
+def _document(
+    *,
+    node: str | None,
+    time: str,
+    serial: int,
+    epoch: float,
+    event_id: str,
+    records: tuple[AuditRecord, ...],
+    partial: bool,
+    default_host: str,
+) -> dict[str, Any]:
+    """The compiled decoder's document, or the reference's for an event the decoder declines."""
+    doc: dict[str, Any] | None = _NATIVE.build(node, serial, epoch, event_id, records, partial, default_host)
+    if doc is not None:
+        return doc
+    return _build(
+        node=node,
+        time=time,
+        serial=serial,
+        epoch=epoch,
+        event_id=event_id,
+        records=records,
+        partial=partial,
+        default_host=default_host,
+    )
+
+
 def decode_event(event: AuditEvent, *, default_host: str = "unknown") -> dict[str, Any]:
     """Build the ECS document of a coalesced event.
 
@@ -796,18 +823,12 @@ def decode_event(event: AuditEvent, *, default_host: str = "unknown") -> dict[st
     Returns:
         The document (see the ECS contract).
     """
-    event_id = event.event_id
-    doc: dict[str, Any] | None = _NATIVE.build(
-        event.node, event.serial, event.epoch, event_id, event.records, event.partial, default_host
-    )
-    if doc is not None:
-        return doc
-    return _build(
+    return _document(
         node=event.node,
         time=event.time,
         serial=event.serial,
         epoch=event.epoch,
-        event_id=event_id,
+        event_id=event.event_id,
         records=event.records,
         partial=event.partial,
         default_host=default_host,
@@ -826,20 +847,15 @@ def decode_late(late: LateRecord, *, default_host: str = "unknown") -> dict[str,
         ``stable_id("auditd-late", node, time, serial, raw)``.
     """
     record = late.record
-    event_id = stable_id("auditd-late", record.node or "", record.time, record.serial, record.raw)
-    doc: dict[str, Any] | None = _NATIVE.build(
-        record.node, record.serial, record.epoch, event_id, (record,), True, default_host
+    doc = _document(
+        node=record.node,
+        time=record.time,
+        serial=record.serial,
+        epoch=record.epoch,
+        event_id=stable_id("auditd-late", record.node or "", record.time, record.serial, record.raw),
+        records=(record,),
+        partial=True,
+        default_host=default_host,
     )
-    if doc is None:
-        doc = _build(
-            node=record.node,
-            time=record.time,
-            serial=record.serial,
-            epoch=record.epoch,
-            event_id=event_id,
-            records=(record,),
-            partial=True,
-            default_host=default_host,
-        )
     doc["auditd"]["late_of"] = late.event_id
     return doc

@@ -92,7 +92,6 @@ struct Scan<'py> {
     sc_name: Option<Bound<'py, PyAny>>,
     arch: Option<Bound<'py, PyAny>>,
     execve: Vec<Record<'py>>,
-    has_execve: bool,
     proctitle: Vec<String>,
     truncated: bool,
     cwd: Option<Bound<'py, PyAny>>,
@@ -100,7 +99,6 @@ struct Scan<'py> {
     sockaddr: Option<Bound<'py, PyAny>>,
     other: Option<Bound<'py, PyDict>>,
     enriched: Option<Bound<'py, PyDict>>,
-    warnings: Vec<String>,
 }
 
 /// A dict that is None when empty, as the reference tests `if other:`.
@@ -296,7 +294,6 @@ impl EventDecoder {
             sc_name: None,
             arch: None,
             execve: Vec::new(),
-            has_execve: false,
             proctitle: Vec::new(),
             truncated: false,
             cwd: None,
@@ -304,7 +301,6 @@ impl EventDecoder {
             sockaddr: None,
             other: None,
             enriched: None,
-            warnings: Vec::new(),
         };
         for item in records.try_iter()? {
             let record = Self::record(py, &item?)?;
@@ -335,7 +331,6 @@ impl EventDecoder {
                     }
                 };
             } else if rtype == "EXECVE" {
-                scan.has_execve = true;
                 scan.execve.push(record);
             } else if rtype == "PROCTITLE" {
                 let (argv, truncated) = self.proctitle_argv(py, &record)?;
@@ -534,13 +529,12 @@ impl EventDecoder {
         let scan = self.scan(py, records)?;
         let sc = filled(&scan.syscall);
         let other = filled(&scan.other);
-        let mut warnings = scan.warnings.clone();
-        let (args, argc) = if scan.has_execve {
-            let (args, argc, execve_warnings) = self.execve_args(&scan.execve)?;
-            warnings.extend(execve_warnings);
-            (args, argc)
+        // The reference's other warnings are about invalid UTF-8, which this decoder declines.
+        let has_execve = !scan.execve.is_empty();
+        let (args, argc, warnings) = if has_execve {
+            self.execve_args(&scan.execve)?
         } else {
-            (Vec::new(), None)
+            (Vec::new(), None, Vec::new())
         };
 
         let none_dict = PyDict::new(py);
@@ -650,7 +644,7 @@ impl EventDecoder {
             process.set_item(intern!(py, "name"), name)?;
         }
         let command_line = args.join(" ");
-        if scan.has_execve {
+        if has_execve {
             process.set_item(intern!(py, "args"), PyList::new(py, &args)?)?;
             let count = argc.unwrap_or(args.len() as i64);
             process.set_item(intern!(py, "args_count"), count)?;
@@ -768,7 +762,7 @@ impl EventDecoder {
                 }
             }
         }
-        if scan.has_execve {
+        if has_execve {
             data.set_item(intern!(py, "argc"), argc)?;
         }
         if !scan.proctitle.is_empty() {
@@ -948,7 +942,7 @@ impl EventDecoder {
         }
         let message = self.message(
             py,
-            scan.has_execve,
+            has_execve,
             other_or_empty,
             sc_or_empty,
             &action,
