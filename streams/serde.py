@@ -36,7 +36,6 @@ __all__ = [
     "SerdeSettings",
     "audit_event_key",
     "decode_internal",
-    "decode_internal_keyed",
     "decode_value",
     "encode_internal",
 ]
@@ -207,31 +206,19 @@ def encode_internal(
 
 
 def decode_internal(
-    value: bytes, headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None, received: float
-) -> list[RawLine]:
-    """Recover the lines of an internal-topic message with their original source and host.
+    value: bytes,
+    headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None,
+    received: float,
+    default_host: str,
+) -> tuple[list[RawLine], set[tuple[str, int]]]:
+    """Recover the lines of an internal-topic message with their original source and host, and the audit
+    event keys of the lines (from the frame when it carries them).
 
     Args:
         value: the message value from :func:`encode_internal` (or the older one-record framing, whose
             source and host ride in headers).
         headers: the message headers.
         received: wall-clock epoch seconds when it was consumed (every line's received time).
-    """
-    return decode_internal_keyed(value, headers, received, "")[0]
-
-
-def decode_internal_keyed(
-    value: bytes,
-    headers: Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None,
-    received: float,
-    default_host: str,
-) -> tuple[list[RawLine], set[tuple[str, int]]]:
-    """:func:`decode_internal`, and the audit event keys of the lines (from the frame when it has them).
-
-    Args:
-        value: the message value.
-        headers: the message headers.
-        received: wall-clock epoch seconds when it was consumed.
         default_host: the configured host, for keys computed here (frames written without ``k``).
     """
     header_map = dict(headers.items() if isinstance(headers, Mapping) else headers or ())

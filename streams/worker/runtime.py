@@ -38,7 +38,7 @@ from schemas.codecs import dumps, loads
 from streams.config import SecstreamConfig
 from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
 from streams.logging import get_logger
-from streams.serde import SerdeSettings, audit_event_key, decode_internal_keyed, decode_value, encode_internal
+from streams.serde import SerdeSettings, audit_event_key, decode_internal, decode_value, encode_internal
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
@@ -414,9 +414,7 @@ class WorkerRuntime:
                 lines: list[RawLine] = []
                 free: list[Any] = []
                 for event in tp_events:
-                    raw, keys = decode_internal_keyed(
-                        event.message.value or b"", event.message.headers, now, default_host
-                    )
+                    raw, keys = decode_internal(event.message.value or b"", event.message.headers, now, default_host)
                     if keys and self.hold_acks:
                         self.holds.hold(event, keys, now)
                     else:

@@ -17,7 +17,6 @@ from streams.serde import (
     SerdeSettings,
     audit_event_key,
     decode_internal,
-    decode_internal_keyed,
     decode_value,
     encode_internal,
 )
@@ -122,7 +121,7 @@ class TestInternalFraming:
         """Lines framed for the internal topic come back with their bytes, source and envelope host."""
         lines = _decode(AUDIT + b"\n\xff\xfe not utf-8", key=b"h1").lines
         value, headers = encode_internal(lines)
-        back = decode_internal(value, headers, 11.0)
+        back = decode_internal(value, headers, 11.0, "d")[0]
         assert [line.data for line in back] == [line.data for line in lines]
         assert [line.source for line in back] == [line.source for line in lines]
         assert {line.host for line in back} == {"h1"}
@@ -142,7 +141,7 @@ class TestInternalFraming:
         third = _decode(NODE_AUDIT).lines
         lines = first + second + third
         value, headers = encode_internal(lines)
-        back = decode_internal(value, headers, 11.0)
+        back = decode_internal(value, headers, 11.0, "d")[0]
         assert [(line.data, line.source, line.host) for line in back] == [
             (line.data, line.source, line.host) for line in lines
         ]
@@ -153,24 +152,24 @@ class TestInternalFraming:
         lines = _decode(NODE_AUDIT).lines
         keys = {("web-1", 1234), ("web-1", 99999999999999999999)}
         value, headers = encode_internal(lines, keys)
-        back, carried = decode_internal_keyed(value, headers, 0.0, "dflt")
+        back, carried = decode_internal(value, headers, 0.0, "dflt")
         assert carried == keys
         assert [line.data for line in back] == [NODE_AUDIT]
 
     def test_event_keys__computed_for_frames_without_them(self) -> None:
         """A frame written without keys (an older router) gets them from the lines' headers."""
         value, headers = encode_internal(_decode(AUDIT + b"\n" + NODE_AUDIT + b"\ngarbage").lines)
-        assert decode_internal_keyed(value, headers, 0.0, "dflt")[1] == {("dflt", 1234), ("web-1", 1234)}
+        assert decode_internal(value, headers, 0.0, "dflt")[1] == {("dflt", 1234), ("web-1", 1234)}
 
     def test_no_host__comes_back_without_host(self) -> None:
         """A line without envelope host or key comes back without a host."""
         value, headers = encode_internal(_decode(AUDIT).lines)
-        assert decode_internal(value, dict(headers), 0.0)[0].host is None
+        assert decode_internal(value, dict(headers), 0.0, "d")[0][0].host is None
 
     def test_one_record_framing__still_decoded(self) -> None:
         """Messages in the older one-record framing (source and host in headers) still decode after an upgrade."""
         headers = [(SOURCE_HEADER, b'{"topic":"raw","partition":1,"offset":5}'), (HOST_HEADER, b"h9")]
-        back = decode_internal(AUDIT + b"\n" + AUDIT, headers, 3.0)
+        back = decode_internal(AUDIT + b"\n" + AUDIT, headers, 3.0, "d")[0]
         assert [line.data for line in back] == [AUDIT, AUDIT]
         assert {line.host for line in back} == {"h9"}
         assert back[0].source["offset"] == 5
@@ -182,7 +181,7 @@ class TestInternalFraming:
         if not lines:
             return
         value, headers = encode_internal(lines)
-        back = decode_internal(value, headers, 0.0)
+        back = decode_internal(value, headers, 0.0, "d")[0]
         assert [(line.data, line.source, line.host) for line in back] == [
             (line.data, line.source, line.host) for line in lines
         ]

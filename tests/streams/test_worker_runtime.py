@@ -10,7 +10,7 @@ import pytest
 
 from streams.config import SecstreamConfig, load_config
 from streams.graph import Pipeline
-from streams.serde import FRAME_HEADER, decode_internal, decode_internal_keyed
+from streams.serde import FRAME_HEADER, decode_internal
 from streams.worker.runtime import _PACK_BYTES, AckHolds, WorkerRuntime
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
@@ -114,11 +114,11 @@ class TestRoute:
         by_key = {record.key: record for record in out}
         assert set(by_key) == {b"alpha", b"beta", b"gamma"}
         assert {record.topic for record in out} == {runtime.topics.auditd_by_host}
-        alpha = decode_internal(by_key[b"alpha"].value, by_key[b"alpha"].headers, 0.0)
+        alpha = decode_internal(by_key[b"alpha"].value, by_key[b"alpha"].headers, 0.0, "unused")[0]
         assert [line.source["offset"] for line in alpha] == [40, 42]
         assert [line.host for line in alpha] == [None, "alpha"]
         assert dict(by_key[b"alpha"].headers)[FRAME_HEADER] == b"2"
-        keys = decode_internal_keyed(by_key[b"alpha"].value, by_key[b"alpha"].headers, 0.0, "unused")[1]
+        keys = decode_internal(by_key[b"alpha"].value, by_key[b"alpha"].headers, 0.0, "unused")[1]
         assert keys == {("alpha", 1), ("alpha", 4)}, "the route stage writes the event keys of its lines"
 
     def test_undecodable_value_becomes_a_dead_letter_with_its_bytes(self, runtime: WorkerRuntime) -> None:
@@ -142,5 +142,5 @@ class TestRoute:
         out = runtime.route("auditd", [_record(line, i) for i in range(count)])
         assert len(out) >= 2
         assert all(len(record.value) < _PACK_BYTES + 64 * 1024 for record in out)
-        lines = [line for record in out for line in decode_internal(record.value, record.headers, 0.0)]
+        lines = [line for record in out for line in decode_internal(record.value, record.headers, 0.0, "unused")[0]]
         assert [line.source["offset"] for line in lines] == list(range(count))
