@@ -31,10 +31,12 @@ Idempotency: all ids are derived from event content, so replaying an event (at-l
 finds the existing node and returns the same document; nothing is duplicated.
 
 Bounds: :meth:`ProcessTracker.evict` (called by the driver with the latest event time) drops exited
-processes after ``exited_grace_s`` (unless a live process still names them as parent), live processes
-idle for ``idle_ttl_s`` and, oldest first, anything beyond ``max_per_host`` (exited first, then the
-earliest created). ``process`` itself enforces ``max_per_host`` when a host overflows, evicting down to 99%
-of the limit so that the cost is amortised. All evictions are counted in the state.
+processes after ``exited_grace_s`` (unless a live process still has them among its ``ancestor_depth``
+nearest ancestors), live processes idle for ``idle_ttl_s`` and, oldest first, anything beyond
+``max_per_host`` (exited first, then the earliest created). ``process`` itself enforces ``max_per_host``
+when a host overflows, evicting down to 99% of the limit so that the cost is amortised. All evictions are
+counted in the state. The state keeps a heap of timers, so an ``evict`` costs what is due, not the size of
+the tree: a host with thousands of processes that exit every few events is evicted after every record.
 
 State is **per host**: the Faust worker keeps one :class:`ProcessTrackerState` snapshot per host key in a
 table. A state that receives a document of another host raises :class:`LineageError`.
@@ -45,6 +47,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
+import heapq
 import itertools
 import math
 from collections.abc import Iterable, Mapping
@@ -81,9 +84,11 @@ ENTRY_PROCESS_NAMES = frozenset(
 _CLONE_THREAD = 0x00010000
 _SNAPSHOT_VERSION = 1
 _MAX_ENTRY_WALK = 16
-#: ``evict`` skips its scan only when the event time is this far before the earliest possible due time
-#: (float rounding of ``now - window`` must not make a skipped scan miss a due process).
-_HINT_MARGIN_S = 0.001
+#: ``evict`` pops timers due up to this much after the event time and then applies the exact test, so that
+#: float rounding of ``start + window`` against ``now - window`` cannot make it miss something due.
+_DUE_MARGIN_S = 0.001
+#: kinds of ``ProcessTrackerState.timers`` entries, and their keys
+_NODE, _LINK, _EXIT, _SESSION = 0, 1, 2, 3  # entity id, (ppid, entity id), (pid, exit time), session id
 _blake2b = hashlib.blake2b
 
 
@@ -143,6 +148,8 @@ class ProcessNode:
     session: str | None = None
     auid: str | None = None
     _summary: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    #: the due time of the node's current timer in its state (derived; ``inf`` when it has none)
+    due: float = field(default=math.inf, init=False, repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """Return the ECS lineage shape (``pid, entity_id, executable, name, command_line, start``), a new dict."""
@@ -195,6 +202,7 @@ class _Session:
     entry: dict[str, Any] | None = None
     entry_start: float | None = None
     entry_from_ancestry: bool = False
+    due: float = field(default=math.inf, init=False, repr=False, compare=False)
 
 
 @dataclass
@@ -223,30 +231,38 @@ class ProcessTrackerState:
     evicted_overflow: int = 0
     backfilled: int = 0
     by_pid: dict[int, list[tuple[float, str]]] = field(default_factory=dict, repr=False, compare=False)
-    # Eviction hint (not part of the snapshot): no ``evict`` before ``due_hint`` can drop anything, for the
-    # windows in ``hint_windows``. ``pinned``: the last scan kept due exited processes that a live process
-    # still names as ancestor (they become due when that reference goes, which lowers the hint to -inf).
-    due_hint: float = field(default=-math.inf, init=False, repr=False, compare=False)
-    hint_windows: tuple[float, float, float] | None = field(default=None, init=False, repr=False, compare=False)
+    # Derived, not part of the snapshot. ``children``: parent entity id → entity ids of the nodes that name it.
+    # ``timers``: a heap of (due, kind, key) telling ``evict`` when each node, link, pending exit and session
+    # can next be due, computed with the windows in ``timer_windows``; entries may be early or stale, never
+    # late. ``pinned``: due exited processes kept because a live process still names them as ancestor; they
+    # get a timer again when that reference goes (``_release``).
+    children: dict[str, set[str]] = field(default_factory=dict, repr=False, compare=False)
+    timers: list[tuple[float, int, Any]] = field(default_factory=list, init=False, repr=False, compare=False)
+    timer_windows: tuple[float, float, float] | None = field(default=None, init=False, repr=False, compare=False)
+    timers_bound: int = field(default=0, init=False, repr=False, compare=False)
     pinned: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
-    def _lower_hint(self, at: float) -> None:
-        if at < self.due_hint:
-            self.due_hint = at
+    def _schedule(self, node: ProcessNode, due: float) -> None:
+        """Make sure ``node`` has a timer at or before ``due`` (one timer a node is current: ``node.due``)."""
+        if due < node.due:
+            node.due = due
+            heapq.heappush(self.timers, (due, _NODE, node.entity_id))
 
-    def _release(self, node: ProcessNode, depth: int) -> None:
-        """``node`` stops naming its ancestors (it exits or is re-linked): pinned ones may become due."""
+    def _release(self, node: ProcessNode, depth: int, grace: float) -> None:
+        """``node`` stops naming its ancestors (it exits, is re-linked or dropped): pinned ones may become due."""
         if not self.pinned:
             return
-        current: ProcessNode | None = node
+        parent_id = node.parent_entity_id
         for _ in range(depth):
-            parent_id = current.parent_entity_id if current is not None else None
             if parent_id is None:
                 return
-            if parent_id in self.pinned:
-                self.due_hint = -math.inf
+            parent = self.nodes.get(parent_id)
+            if parent is None:
                 return
-            current = self.nodes.get(parent_id)
+            if parent_id in self.pinned:
+                self.pinned.discard(parent_id)
+                self._schedule(parent, _due_of(parent, grace, math.inf))
+            parent_id = parent.parent_entity_id
 
     def __post_init__(self) -> None:
         if self.nodes and not self.by_pid:
@@ -254,10 +270,14 @@ class ProcessTrackerState:
 
     def _reindex(self) -> None:
         self.by_pid = {}
+        self.children = {}
         for node in self.nodes.values():
             self.by_pid.setdefault(node.pid, []).append((node.start, node.entity_id))
+            if node.parent_entity_id is not None:
+                self.children.setdefault(node.parent_entity_id, set()).add(node.entity_id)
         for entries in self.by_pid.values():
             entries.sort()
+        self.timer_windows = None  # the timers are rebuilt by the next evict
 
     @property
     def live(self) -> int:
@@ -329,6 +349,23 @@ def _section(value: Any) -> Mapping[str, Any]:
     if type(value) is dict or isinstance(value, Mapping):
         return value
     return _EMPTY
+
+
+def _unlink(state: ProcessTrackerState, node: ProcessNode) -> None:
+    """Remove ``node`` from its parent's entry in ``state.children``."""
+    parent_id = node.parent_entity_id
+    kids = state.children.get(parent_id) if parent_id is not None else None
+    if kids is not None:
+        kids.discard(node.entity_id)
+        if not kids:
+            del state.children[parent_id]  # type: ignore[arg-type]  # kids is None when parent_id is
+
+
+def _due_of(node: ProcessNode, grace: float, idle: float) -> float:
+    """When ``node`` can next be evicted: ``grace`` after its exit, or ``idle`` after its last event."""
+    if node.exited_at is not None:
+        return max(node.exited_at, node.last_seen) + grace
+    return max(node.last_seen, node.start) + idle
 
 
 def _parse_time(stamp: str, doc: Mapping[str, Any]) -> float:
@@ -441,6 +478,9 @@ class ProcessTracker:
             LineageError: the document has no usable ``@timestamp``, a non-integer pid, or belongs to
                 another host than ``state``.
         """
+        timer_windows = state.timer_windows
+        if timer_windows is not None and timer_windows is not self._windows and timer_windows != self._windows:
+            state.timer_windows = None  # another tracker's timers: the next evict rebuilds them
         out = dict(doc)
         proc_in = doc.get("process")
         if proc_in is None or not (type(proc_in) is dict or isinstance(proc_in, Mapping)):
@@ -513,10 +553,12 @@ class ProcessTracker:
     def evict(self, state: ProcessTrackerState, now_event_time: float) -> int:
         """Drop what is due at ``now_event_time`` and return the number of processes evicted.
 
-        Exited processes go after ``exited_grace_s`` unless a live process still has them as parent;
-        live processes go after ``idle_ttl_s`` without events; then, oldest first, whatever exceeds
-        ``max_per_host``. Back-fill candidates, unmatched exits and idle sessions older than their
-        windows are dropped too (not counted as processes).
+        Exited processes go after ``exited_grace_s`` unless a live process still names them among its
+        ``ancestor_depth`` nearest ancestors; live processes go after ``idle_ttl_s`` without events; then,
+        oldest first, whatever exceeds ``max_per_host``. Back-fill candidates, unmatched exits and idle
+        sessions older than their windows are dropped too (not counted as processes).
+
+        The cost is that of what is due, not of the state: the driver calls this after every record.
 
         Args:
             state: the host state.
@@ -525,81 +567,133 @@ class ProcessTracker:
         Returns:
             The number of process nodes evicted.
         """
-        # The driver calls this after every record, so the common "nothing due" answer must be cheap.
         windows = self._windows
-        if (
-            now_event_time < state.due_hint - _HINT_MARGIN_S
-            and state.hint_windows == windows
-            and len(state.nodes) <= self.settings.max_per_host
-        ):
-            return 0  # nothing can be due yet: skip the scan
-        settings = self.settings
-        referenced: set[str] = set()
-        for node in state.nodes.values():
-            if node.exited_at is not None:
-                continue
-            current: ProcessNode | None = node
-            for _ in range(settings.ancestor_depth):
-                assert current is not None  # noqa: S101 - loop invariant
-                parent_id = current.parent_entity_id
-                if parent_id is None or parent_id in referenced:
-                    break
-                referenced.add(parent_id)
-                current = state.nodes.get(parent_id)
-                if current is None:
-                    break
-        exited_due = now_event_time - settings.exited_grace_s
-        idle_due = now_event_time - settings.idle_ttl_s
-        evicted = 0
-        hint = math.inf
-        pinned: set[str] = set()
-        idle_drops = 0
+        if state.timer_windows != windows or len(state.timers) > state.timers_bound:
+            self._rebuild_timers(state)  # also drops the stale timers of dropped or rescheduled entries
+        timers = state.timers
+        until = now_event_time + _DUE_MARGIN_S
+        if (not timers or timers[0][0] > until) and len(state.nodes) <= self.settings.max_per_host:
+            return 0
         grace, idle, window = windows
-        for eid, node in list(state.nodes.items()):
-            if node.exited_at is not None:
-                if node.exited_at <= exited_due and node.last_seen <= exited_due:
-                    if eid in referenced:
-                        pinned.add(eid)
+        exited_due, idle_due, window_due = now_event_time - grace, now_event_time - idle, now_event_time - window
+        nodes, links, exits, sessions = state.nodes, state.links, state.exits, state.sessions
+        exited: list[ProcessNode] = []
+        idle_nodes: list[ProcessNode] = []
+        not_yet: list[tuple[float, int, Any]] = []  # timers that fail the exact test: pushed back after the loop
+        while timers and timers[0][0] <= until:
+            due, kind, key = heapq.heappop(timers)
+            if kind == _NODE:
+                node = nodes.get(key)
+                if node is None or due != node.due:
+                    continue  # dropped, or a later timer replaced this one
+                node.due = math.inf
+                if node.exited_at is not None:
+                    if node.exited_at <= exited_due and node.last_seen <= exited_due:
+                        exited.append(node)
                         continue
-                    self._drop(state, node)
-                    state.evicted_exited += 1
-                    evicted += 1
+                elif max(node.last_seen, node.start) <= idle_due:
+                    idle_nodes.append(node)
+                    continue
+                not_yet.append((_due_of(node, grace, idle), _NODE, key))
+            elif kind == _LINK:
+                ppid, eid = key
+                kids = links.get(ppid)
+                start = kids.get(eid) if kids is not None else None
+                if kids is None or start is None:
+                    continue
+                if start <= window_due:
+                    del kids[eid]
+                    if not kids:
+                        del links[ppid]
                 else:
-                    hint = min(hint, max(node.exited_at, node.last_seen) + grace)
-            elif max(node.last_seen, node.start) <= idle_due:
+                    not_yet.append((start + window, _LINK, key))
+            elif kind == _EXIT:
+                pid, at = key
+                times = exits.get(pid)
+                if times is None or at not in times:
+                    continue
+                if at <= window_due:
+                    times.remove(at)
+                    if not times:
+                        del exits[pid]
+                else:
+                    not_yet.append((at + window, _EXIT, key))
+            else:
+                rec = sessions.get(key)
+                if rec is None or due != rec.due:
+                    continue
+                rec.due = math.inf
+                if rec.last_seen <= idle_due:
+                    del sessions[key]
+                else:
+                    not_yet.append((rec.last_seen + idle, _SESSION, key))
+        # Whether an exited process is still an ancestor is decided on the tree as it was before this call:
+        # dropping an unreferenced process never breaks a live one's chain, so the order here is free.
+        depth = self.settings.ancestor_depth
+        evicted = 0
+        for node in exited:
+            if self._referenced(state, node, depth):
+                state.pinned.add(node.entity_id)
+            else:
                 self._drop(state, node)
-                state.evicted_idle += 1
+                state.evicted_exited += 1
                 evicted += 1
-                idle_drops += 1
+        for node in idle_nodes:
+            self._drop(state, node)
+            state.evicted_idle += 1
+            evicted += 1
+        evicted += self._evict_overflow(state, self.settings.max_per_host)
+        for due, kind, key in not_yet:
+            if kind == _NODE:
+                node = nodes.get(key)
+                if node is not None:  # else dropped for overflow just now
+                    state._schedule(node, due)
+            elif kind == _SESSION:
+                sessions[key].due = due
+                heapq.heappush(timers, (due, kind, key))
             else:
-                hint = min(hint, max(node.last_seen, node.start) + idle)
-        overflow = self._evict_overflow(state, settings.max_per_host)
-        evicted += overflow
-        window_due = now_event_time - window
-        nodes = state.nodes
-        for ppid in list(state.links):
-            kids = {eid: start for eid, start in state.links[ppid].items() if start > window_due and eid in nodes}
-            if kids:
-                state.links[ppid] = kids
-                hint = min(hint, min(kids.values()) + window)
-            else:
-                del state.links[ppid]
-        for pid in list(state.exits):
-            times = [t for t in state.exits[pid] if t > window_due]
-            if times:
-                state.exits[pid] = times
-                hint = min(hint, min(times) + window)
-            else:
-                del state.exits[pid]
-        for ses in [ses for ses, rec in state.sessions.items() if rec.last_seen <= idle_due]:
-            del state.sessions[ses]
-        for rec in state.sessions.values():
-            hint = min(hint, rec.last_seen + idle)
-        # An idle live process dropped here may have been what pinned an exited ancestor.
-        state.due_hint = -math.inf if overflow or (pinned and idle_drops) else hint
-        state.hint_windows = windows
-        state.pinned = pinned
+                heapq.heappush(timers, (due, kind, key))
+        # Idle processes dropped here may have been what kept an exited ancestor: it is due at the next call.
+        for node in idle_nodes:
+            state._release(node, depth, grace)
         return evicted
+
+    @staticmethod
+    def _referenced(state: ProcessTrackerState, node: ProcessNode, depth: int) -> bool:
+        """Whether a live process has ``node`` among its ``depth`` nearest ancestors."""
+        frontier = [node.entity_id]
+        nodes, children = state.nodes, state.children
+        for _ in range(depth):
+            below: list[str] = []
+            for eid in frontier:
+                for kid in children.get(eid, ()):
+                    if nodes[kid].exited_at is None:
+                        return True
+                    below.append(kid)
+            if not below:
+                return False
+            frontier = below
+        return False
+
+    def _rebuild_timers(self, state: ProcessTrackerState) -> None:
+        """Give everything in ``state`` a timer for this tracker's windows (after a restore or other windows)."""
+        grace, idle, window = self._windows
+        timers: list[tuple[float, int, Any]] = []
+        for eid, node in state.nodes.items():
+            node.due = _due_of(node, grace, idle)
+            timers.append((node.due, _NODE, eid))
+        for ppid, kids in state.links.items():
+            timers.extend((start + window, _LINK, (ppid, eid)) for eid, start in kids.items())
+        for pid, times in state.exits.items():
+            timers.extend((at + window, _EXIT, (pid, at)) for at in times)
+        for ses, rec in state.sessions.items():
+            rec.due = rec.last_seen + idle
+            timers.append((rec.due, _SESSION, ses))
+        heapq.heapify(timers)
+        state.timers = timers
+        state.timers_bound = 2 * len(timers) + 1024  # rebuilt when it doubles: amortised O(1) a timer
+        state.timer_windows = self._windows
+        state.pinned = set()
 
     # ------------------------------------------------------------------ tree maintenance
 
@@ -666,27 +760,27 @@ class ProcessTracker:
         prev = state.nodes[entries[idx - 1][1]] if idx > 0 else None
         nxt = state.nodes[entries[idx + 1][1]] if idx + 1 < len(entries) else None
         settings = self.settings
-        grace = settings.exited_grace_s
-        state._lower_hint(start + min(settings.idle_ttl_s, settings.backfill_window_s))
+        grace, idle, window = self._windows
         if prev is not None:
             if prev.exited_at is None:
-                state._release(prev, settings.ancestor_depth)
+                state._release(prev, settings.ancestor_depth, grace)
                 prev.exited_at = start  # replaced by this exec (or its exit was never seen)
-                state._lower_hint(start + grace)
+                state._schedule(prev, _due_of(prev, grace, idle))
             elif prev.exited_at > start:
                 node.exited_at = prev.exited_at  # the exit seen earlier was this image's
                 prev.exited_at = start
-                state._lower_hint(start + grace)
+                state._schedule(prev, _due_of(prev, grace, idle))
         if nxt is not None and (node.exited_at is None or node.exited_at > nxt.start):
             node.exited_at = nxt.start
         self._apply_pending_exit(state, node, nxt)
-        if node.exited_at is not None:
-            state._lower_hint(node.exited_at + grace)
+        state._schedule(node, _due_of(node, grace, idle))
         if ppid is not None:
             parent = self._find(state, ppid, start, allow_exited=False)
             if parent is not None and parent is not node:
                 node.parent_entity_id = parent.entity_id
+                state.children.setdefault(parent.entity_id, set()).add(eid)
             state.links.setdefault(ppid, {})[eid] = start
+            heapq.heappush(state.timers, (start + window, _LINK, (ppid, eid)))
         self._relink_children(state, node)
         self._update_session(state, node)
         if len(state.nodes) > self.settings.max_per_host:
@@ -722,31 +816,40 @@ class ProcessTracker:
             parent = self._find(state, node.pid, child_start, allow_exited=False)
             new_parent = parent.entity_id if parent is not None and parent is not child else None
             if new_parent is not None and new_parent != child.parent_entity_id:
-                state._release(child, self.settings.ancestor_depth)
+                state._release(child, self.settings.ancestor_depth, self.settings.exited_grace_s)
+                _unlink(state, child)
                 child.parent_entity_id = new_parent
+                state.children.setdefault(new_parent, set()).add(child_eid)
                 state.backfilled += 1
 
     def _on_exit(self, state: ProcessTrackerState, pid: int, at: float) -> None:
         node = ProcessTracker._find(state, pid, at, allow_exited=True)
+        grace, idle, window = self._windows
         if node is not None and (node.exited_at is None or node.exited_at >= at):
             if node.exited_at is None:
-                state._release(node, self.settings.ancestor_depth)
+                state._release(node, self.settings.ancestor_depth, grace)
             node.exited_at = at
-            state._lower_hint(at + self.settings.exited_grace_s)
+            state._schedule(node, _due_of(node, grace, idle))
             return
         times = state.exits.setdefault(pid, [])
         if at not in times:
             times.append(at)
-            state._lower_hint(at + self.settings.backfill_window_s)
+            heapq.heappush(state.timers, (at + window, _EXIT, (pid, at)))
 
     def _drop(self, state: ProcessTrackerState, node: ProcessNode) -> None:
-        del state.nodes[node.entity_id]
+        eid = node.entity_id
+        del state.nodes[eid]
         entries = state.by_pid.get(node.pid)
         if entries is not None:
             with contextlib.suppress(ValueError):
-                entries.remove((node.start, node.entity_id))
+                entries.remove((node.start, eid))
             if not entries:
                 del state.by_pid[node.pid]
+        _unlink(state, node)
+        kids = state.links.get(node.ppid) if node.ppid is not None else None
+        if kids is not None and kids.pop(eid, None) is not None and not kids:
+            del state.links[node.ppid]  # type: ignore[arg-type]  # kids is None when ppid is
+        state.pinned.discard(eid)
 
     def _evict_overflow(self, state: ProcessTrackerState, limit: int) -> int:
         if len(state.nodes) <= limit:
@@ -765,7 +868,8 @@ class ProcessTracker:
         for node in victims:
             self._drop(state, node)
         state.evicted_overflow += count
-        state.due_hint = -math.inf
+        for node in victims:  # a dropped process may have been what kept an exited ancestor
+            state._release(node, self.settings.ancestor_depth, self.settings.exited_grace_s)
         return count
 
     # ------------------------------------------------------------------ sessions
@@ -781,6 +885,8 @@ class ProcessTracker:
         if rec is None:
             rec = _Session(start=node.start, last_seen=node.start)
             state.sessions[ses] = rec
+            rec.due = node.start + self.settings.idle_ttl_s
+            heapq.heappush(state.timers, (rec.due, _SESSION, ses))
         rec.start = min(rec.start, node.start)
         rec.last_seen = max(rec.last_seen, node.start)
         if node.name in ENTRY_PROCESS_NAMES:

@@ -358,21 +358,55 @@ class TestOneTruthTwoEngines:
         assert ours == batch
 
 
-class TestEvictionHint:
-    """``evict`` skips its scan while nothing can be due; these pin the cases where it must not skip."""
+def full_scan(state: ProcessTrackerState, settings: ProcessTrackerSettings, now: float) -> int:
+    """Eviction as documented, by scanning the whole state: the model that ``evict`` must agree with."""
+    nodes = state.nodes
+    referenced: set[str] = set()
+    for node in nodes.values():
+        current = node
+        for _ in range(settings.ancestor_depth if node.exited_at is None else 0):
+            parent_id = current.parent_entity_id
+            if parent_id is None or parent_id not in nodes:
+                break
+            referenced.add(parent_id)
+            current = nodes[parent_id]
+    exited_due, idle_due = now - settings.exited_grace_s, now - settings.idle_ttl_s
+    window_due = now - settings.backfill_window_s
+    evicted = 0
+    for eid, node in list(nodes.items()):
+        if node.exited_at is not None:
+            due = node.exited_at <= exited_due and node.last_seen <= exited_due and eid not in referenced
+            state.evicted_exited += due
+        else:
+            due = max(node.last_seen, node.start) <= idle_due
+            state.evicted_idle += due
+        if due:
+            del nodes[eid]
+            evicted += 1
+    links = state.links.items()
+    kept_links = {ppid: {e: t for e, t in kids.items() if t > window_due and e in nodes} for ppid, kids in links}
+    state.links = {ppid: kids for ppid, kids in kept_links.items() if kids}
+    kept_exits = {pid: [t for t in times if t > window_due] for pid, times in state.exits.items()}
+    state.exits = {pid: times for pid, times in kept_exits.items() if times}
+    state.sessions = {ses: rec for ses, rec in state.sessions.items() if rec.last_seen > idle_due}
+    return evicted
 
-    def test_skip_changes_nothing(self, tracker: ProcessTracker) -> None:
-        """A skipped evict returns 0 and leaves the state as a full scan would."""
+
+class TestIncrementalEviction:
+    """``evict`` looks only at timers that are due; these pin the cases where a timer must come back."""
+
+    def test_nothing_due_changes_nothing(self, tracker: ProcessTracker) -> None:
+        """Before the grace period nothing goes, and the earliest timer is the exit's."""
         state = ProcessTrackerState()
         tracker.process(doc(1, 10), state)
         tracker.process(doc(2, 10, syscall="exit_group"), state)
         assert tracker.evict(state, 5) == 0
-        assert state.due_hint > 5
-        assert tracker.evict(state, 30) == 0  # skipped: the hint is later
+        assert state.timers[0][0] == 2 + tracker.settings.exited_grace_s
+        assert tracker.evict(state, 30) == 0
         assert tracker.evict(state, 100) == 1
 
     def test_exit_of_pinning_child_releases_parent(self) -> None:
-        """An exited parent kept for a live child is evicted once the child exits, without waiting for a new hint."""
+        """An exited parent kept for a live child is evicted once the child exits."""
         tracker = ProcessTracker(ProcessTrackerSettings(exited_grace_s=10))
         state = ProcessTrackerState()
         tracker.process(doc(1, 10), state)
@@ -390,9 +424,25 @@ class TestEvictionHint:
         tracker.process(doc(1, 10), state)
         tracker.process(doc(2, 20, 10), state)
         tracker.process(doc(3, 10, syscall="exit_group"), state)
-        assert tracker.evict(state, 103) == 1  # the idle child; the parent was still pinned in this scan
+        assert tracker.evict(state, 103) == 1  # the idle child; the parent was still pinned in this call
         assert tracker.evict(state, 103.5) == 1  # the parent
         assert not state.nodes
+
+    def test_overflow_drop_releases_grandparent(self) -> None:
+        """A pinned process whose chain to a live descendant loses a link to overflow goes at the next evict."""
+        tracker = ProcessTracker(ProcessTrackerSettings(exited_grace_s=10, max_per_host=4, ancestor_depth=2))
+        state = ProcessTrackerState()
+        tracker.process(doc(0.5, 5), state)  # unrelated, exits late: first in line for overflow
+        tracker.process(doc(2, 20, 10), state)  # the middle process; its parent's exec comes late
+        tracker.process(doc(1, 10), state)  # the grandparent, created after the middle one
+        tracker.process(doc(3, 30, 20), state)  # the live grandchild
+        for t, pid in ((4, 20), (5, 10), (15, 5)):
+            tracker.process(doc(t, pid, syscall="exit_group"), state)
+        assert tracker.evict(state, 20) == 0 and len(state.pinned) == 2
+        tracker.process(doc(21, 40), state)  # overflow: pid 5 and the middle process go, in creation order
+        assert state.evicted_overflow == 2 and {n.pid for n in state.nodes.values()} == {10, 30, 40}
+        assert tracker.evict(state, 21.5) == 1  # the grandparent: nothing live names it any more
+        assert {n.pid for n in state.nodes.values()} == {30, 40}
 
     def test_relink_releases_old_parent(self) -> None:
         """A child re-linked to a better parent stops pinning its old one."""
@@ -406,27 +456,40 @@ class TestEvictionHint:
         tracker.evict(state, 40)
         again = ProcessTrackerState.from_snapshot(state.snapshot())
         assert len(state.nodes) <= before
-        assert tracker.evict(again, 40) == 0  # a full scan finds nothing more: the skip missed nothing
+        assert tracker.evict(again, 40) == 0  # all timers rebuilt: nothing more is due
 
-    @given(st.lists(st.tuples(st.integers(0, 3), st.integers(2, 9), st.integers(1, 9)), max_size=60))
-    def test_same_as_full_scans(self, steps: list[tuple[int, int, int]]) -> None:
-        """With the hint, every evict drops exactly what a fresh full scan of the same state drops."""
-        settings = ProcessTrackerSettings(exited_grace_s=3, idle_ttl_s=12, backfill_window_s=2, ancestor_depth=2)
+    def test_other_windows_rebuild_the_timers(self) -> None:
+        """A tracker with other windows evicts by its own windows, not by the timers another one set."""
+        state = ProcessTrackerState()
+        ProcessTracker(ProcessTrackerSettings(exited_grace_s=100)).process(doc(1, 10), state)
+        ProcessTracker(ProcessTrackerSettings(exited_grace_s=100)).process(doc(2, 10, syscall="exit_group"), state)
+        assert ProcessTracker(ProcessTrackerSettings(exited_grace_s=5)).evict(state, 8) == 1
+
+    @given(
+        st.lists(st.tuples(st.integers(0, 3), st.integers(2, 9), st.integers(1, 9)), max_size=80),
+        st.integers(2, 12),
+        st.integers(1, 3),
+    )
+    def test_same_as_full_scans(self, steps: list[tuple[int, int, int]], limit: int, depth: int) -> None:
+        """Every evict drops exactly what a full scan of the same state drops, and leaves the same state."""
+        settings = ProcessTrackerSettings(
+            exited_grace_s=3, idle_ttl_s=12, backfill_window_s=2, ancestor_depth=depth, max_per_host=limit
+        )
         tracker = ProcessTracker(settings)
         state = ProcessTrackerState()
         t = 0.0
         for kind, pid, ppid in steps:
             t += 0.7
             if kind == 0:
-                tracker.process(doc(t, pid, ppid), state)
+                tracker.process(doc(t, pid, ppid, ses=str(ppid % 3)), state)
             elif kind == 1:
                 tracker.process(doc(t, pid, syscall="exit_group"), state)
             elif kind == 2:
                 tracker.process(doc(t, ppid, syscall="clone", child=pid), state)
-            fresh = ProcessTrackerState.from_snapshot(state.snapshot())
-            expected = tracker.evict(fresh, t)
+            model = ProcessTrackerState.from_snapshot(state.snapshot())
+            expected = full_scan(model, settings, t)
             assert tracker.evict(state, t) == expected
-            assert orjson.dumps(state.snapshot()) == orjson.dumps(fresh.snapshot())
+            assert orjson.dumps(state.snapshot()) == orjson.dumps(model.snapshot())
 
 
 class TestEventTimeFastPath:
