@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+from secstream_audit_native import pack_audit_records as _pack_audit_records
 
 from schemas.documents import dead_letter
 from streams.graph import RawLine
@@ -38,6 +39,7 @@ __all__ = [
     "decode_internal",
     "decode_value",
     "encode_internal",
+    "pack_audit_records",
 ]
 
 SOURCE_HEADER: Final = "secstream-source"
@@ -203,6 +205,27 @@ def encode_internal(
         meta["k"] = [[host, str(serial)] for host, serial in distinct]
     value = orjson.dumps(meta) + b"\n" + b"\n".join(_line_bytes(line) for line in lines)
     return value, [(FRAME_HEADER, _FRAME_V2)]
+
+
+def pack_audit_records(
+    records: Sequence[Any], default_host: str, pack_bytes: int
+) -> list[tuple[str, bytes, list[tuple[str, bytes]]]] | None:
+    """Route raw-text audit records in compiled code: ``(host, value, headers)`` of each internal message.
+
+    The same messages, byte for byte, as :func:`decode_value`, :func:`audit_event_key` and
+    :func:`encode_internal` make when one host's lines are packed ``pack_bytes`` of lines at a time (the
+    worker's route stage). None when a record is not raw text (a JSON envelope, or a value that is not
+    bytes): those records need :func:`decode_value`, and the caller routes the batch in Python.
+
+    Args:
+        records: Kafka records of the raw audit topic (``topic``, ``partition``, ``offset``, ``key``, ``value``).
+        default_host: the configured host for lines that name none.
+        pack_bytes: the line bytes (plus 64 a line) above which a host's lines go into another message.
+    """
+    packed = _pack_audit_records(list(records), default_host, pack_bytes)
+    if packed is None:
+        return None
+    return [(host, value, [(FRAME_HEADER, _FRAME_V2)]) for host, value in packed]
 
 
 def decode_internal(

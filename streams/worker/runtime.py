@@ -38,7 +38,14 @@ from schemas.codecs import dumps, loads
 from streams.config import SecstreamConfig
 from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
 from streams.logging import get_logger
-from streams.serde import SerdeSettings, audit_event_key, decode_internal, decode_value, encode_internal
+from streams.serde import (
+    SerdeSettings,
+    audit_event_key,
+    decode_internal,
+    decode_value,
+    encode_internal,
+    pack_audit_records,
+)
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
@@ -361,6 +368,16 @@ class WorkerRuntime:
             stream: ``"auditd"`` or ``"syslog"``.
             messages: Kafka records with ``topic``, ``partition``, ``offset``, ``key`` and ``value``.
         """
+        default_host = self.config.input.default_host
+        if stream == "auditd":
+            packed = pack_audit_records(messages, default_host, _PACK_BYTES)
+            if packed is not None:  # raw text: split, keyed and framed in compiled code
+                topic = self.topics.auditd_by_host
+                return [OutRecord(topic, value, _host_key(host), None, headers) for host, value, headers in packed]
+        return self._route_decoded(stream, messages)
+
+    def _route_decoded(self, stream: str, messages: Sequence[Any]) -> list[OutRecord]:
+        """``route`` through :func:`decode_value`: any value, JSON envelopes and dead letters included."""
         now = self.clock()
         default_host = self.config.input.default_host
         records: list[OutRecord] = []

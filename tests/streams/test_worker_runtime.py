@@ -7,10 +7,13 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.config import SecstreamConfig, load_config
 from streams.graph import Pipeline
-from streams.serde import FRAME_HEADER, decode_internal
+from streams.serde import FRAME_HEADER, decode_internal, pack_audit_records
+from streams.worker import runtime as runtime_module
 from streams.worker.runtime import _PACK_BYTES, AckHolds, WorkerRuntime
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
@@ -144,3 +147,68 @@ class TestRoute:
         assert all(len(record.value) < _PACK_BYTES + 64 * 1024 for record in out)
         lines = [line for record in out for line in decode_internal(record.value, record.headers, 0.0, "unused")[0]]
         assert [line.source["offset"] for line in lines] == list(range(count))
+
+
+_HOSTS = st.sampled_from([b"alpha", b"beta", b"h\xc3\xa9", b"bad\xff\xfe", b'q"uo\\te\x01', b""])
+_DIGITS = st.builds(lambda zeros, sevens: b"0" * zeros + b"7" * sevens, st.integers(0, 2), st.integers(0, 21))
+
+
+@st.composite
+def _audit_line(draw: st.DrawFn) -> bytes:
+    """An audit line near the header's edges: node= or not, digit runs around their limits, any tail."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=40))
+    head = draw(st.sampled_from([b"", b" ", b"\t ", b"\x0b"]))
+    if draw(st.booleans()):
+        head += b"node=" + draw(_HOSTS) + draw(st.sampled_from([b" ", b"\t", b"  "]))
+    stamp = draw(_DIGITS) + draw(st.sampled_from([b".", b":"])) + draw(_DIGITS)
+    head += b"type=" + draw(st.sampled_from([b"SYSCALL", b"", b"EXECVE"])) + b" msg=audit(" + stamp + b":"
+    return head + draw(_DIGITS) + draw(st.sampled_from([b"): pid=1", b")", b"", b"x)"])) + draw(st.binary(max_size=8))
+
+
+@st.composite
+def _raw_value(draw: st.DrawFn) -> bytes:
+    lines = draw(st.lists(_audit_line(), min_size=0, max_size=5))
+    value = b"".join(line + draw(st.sampled_from([b"\n", b"\r\n", b"\n \n", b"\r\r\n"])) for line in lines)
+    return draw(st.sampled_from([b"", b"  ", b"\n"])) + value
+
+
+class TestCompiledRoute:
+    @given(
+        st.lists(st.tuples(_raw_value(), st.one_of(st.none(), _HOSTS)), min_size=1, max_size=12),
+        st.sampled_from(["localhost", "", 'dé"fault']),
+        st.sampled_from([_PACK_BYTES, 150, 1]),
+        st.booleans(),
+    )
+    def test_same_messages_as_decode_value(
+        self,
+        values: list[tuple[bytes, bytes | None]],
+        default_host: str,
+        pack_bytes: int,
+        envelope: bool,
+    ) -> None:
+        """The compiled route writes exactly the messages that decode_value, audit_event_key, the packing
+        and encode_internal write; a batch with a JSON envelope is routed in Python."""
+        records = [_record(value, offset, key=key) for offset, (value, key) in enumerate(values)]
+        if envelope:
+            records.append(_record(orjson.dumps({"message": "type=X msg=audit(1.2:3): a=b"}), len(records)))
+        config = load_config(
+            environ={"SECSTREAM_ENRICHMENT__ENABLED": "false", "SECSTREAM_INPUT__DEFAULT_HOST": default_host}
+        )
+        assert config.input.default_host == default_host
+        runtime = WorkerRuntime(
+            config,
+            None,  # type: ignore[arg-type]  # the route of audit lines runs no stage graph
+            TopicNames.from_config(config),
+            HostStateStore("changelog", _no_changelog),
+            publisher=SimpleNamespace(),  # type: ignore[arg-type]
+            assigned=set,
+            clock=lambda: 1_700_000_000.0,
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(runtime_module, "_PACK_BYTES", pack_bytes)
+            compiled = runtime.route("auditd", records)
+            reference = runtime._route_decoded("auditd", records)
+        assert compiled == reference
+        if not envelope:
+            assert pack_audit_records(records, default_host, pack_bytes) is not None

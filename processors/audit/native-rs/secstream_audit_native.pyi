@@ -1,4 +1,5 @@
-"""secstream's compiled auditd hot paths: the line tokenizer, the coalescer and the event decoder (see src/)."""
+"""secstream's compiled auditd hot paths: the line tokenizer, the coalescer, the event decoder and the route
+stage's packing of raw records (see src/)."""
 
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -88,3 +89,6 @@ class EventDecoder:
         default_host: str,
     ) -> dict[str, Any] | None:
         """Return the document, or None when the Python reference must make it."""
+
+def pack_audit_records(records: list[Any], default_host: str, pack_bytes: int) -> list[tuple[str, bytes]] | None:
+    """Split, key and pack raw audit records by host into internal frames; None when one is not raw text."""

@@ -6,11 +6,14 @@
 //!   `processors.audit.coalesce` (which defines the rules and the Python API).
 //! - `decode`: `EventDecoder`, the document builder of `processors.audit.decode` (whose `_build` defines
 //!   the document and takes every event the decoder declines).
+//! - `route`: `pack_audit_records`, the route stage's split, key and framing of raw audit records (as
+//!   `streams.serde` defines them, which routes every record this declines).
 //! - `slots`: instances of the Python module's slotted record and event classes, made from Rust.
 
 mod coalesce;
 mod decode;
 mod hash;
+mod route;
 mod slots;
 mod tokenizer;
 
@@ -22,5 +25,6 @@ fn secstream_audit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<coalesce::CoalescerCore>()?;
     module.add_class::<coalesce::CoalescerBuffer>()?;
     module.add_class::<decode::EventDecoder>()?;
+    module.add_function(wrap_pyfunction!(route::pack_audit_records, module)?)?;
     Ok(())
 }
