@@ -8,17 +8,26 @@ import orjson
 
 __all__ = ["dumps", "dumps_line", "loads"]
 
-_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_SORTED = orjson.OPT_SORT_KEYS
+# Non-string keys (rare: documents are built with text keys) are written as text. orjson's option for them
+# takes a slower path for every document, so it is used only for a document that needs it.
+_ANY_KEYS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
 def dumps(doc: Any) -> bytes:
     """Serialise a document to compact JSON bytes with sorted keys."""
-    return orjson.dumps(doc, option=_OPTIONS)
+    try:
+        return orjson.dumps(doc, option=_SORTED)
+    except TypeError:
+        return orjson.dumps(doc, option=_ANY_KEYS)
 
 
 def dumps_line(doc: Any) -> bytes:
     """Serialise a document as one JSON line (newline-terminated)."""
-    return orjson.dumps(doc, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
+    try:
+        return orjson.dumps(doc, option=_SORTED | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return orjson.dumps(doc, option=_ANY_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
 def loads(data: bytes | str) -> Any:
