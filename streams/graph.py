@@ -235,9 +235,8 @@ class Pipeline:
 
     # -- synchronous stages -------------------------------------------------------------------
 
-    def _too_long(self, line: RawLine, stream: str) -> dict[str, Any] | None:
-        if len(line.data) <= self.config.input.max_line_bytes:
-            return None
+    def _too_long(self, line: RawLine, stream: str) -> dict[str, Any]:
+        """The dead letter of a line longer than ``input.max_line_bytes`` (the caller checks the length)."""
         self.stats.bad_input[f"{stream}:too_long"] += 1
         return dead_letter(
             original=line.data,
@@ -267,11 +266,11 @@ class Pipeline:
         count = 0
         default_host = self.config.input.default_host
         state_host, state = None, None  # the last host's state: lines of one host come in runs
+        max_bytes = self.config.input.max_line_bytes
         for line in lines:
             count += 1
-            oversized = self._too_long(line, "auditd")
-            if oversized is not None:
-                pending.deadletters.append(oversized)
+            if len(line.data) > max_bytes:
+                pending.deadletters.append(self._too_long(line, "auditd"))
                 continue
             try:
                 record = parse_line(_audit_text(line.data).rstrip("\r\n"))
@@ -288,7 +287,8 @@ class Pipeline:
             # Expiry and eviction run after every record (both return at once when nothing is due), so the
             # output does not depend on where a driver cuts its batches.
             completed += self.coalescer.expire(state.coalescer)
-            self._emit_audit(completed, host, state, pending)
+            if completed:
+                self._emit_audit(completed, host, state, pending)
             self.tracker.evict(state.tracker, record.epoch)
         self.stats.lines_in["auditd"] += count
         return pending
@@ -310,9 +310,8 @@ class Pipeline:
         pending = Pending()
         for line in lines:
             self.stats.lines_in["syslog"] += 1
-            oversized = self._too_long(line, "syslog")
-            if oversized is not None:
-                pending.deadletters.append(oversized)
+            if len(line.data) > self.config.input.max_line_bytes:
+                pending.deadletters.append(self._too_long(line, "syslog"))
                 continue
             try:
                 doc = parse_syslog_line(

@@ -25,6 +25,7 @@ them, the outputs and the Python API.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,7 +33,8 @@ from secstream_audit_native import CoalescerBuffer, CoalescerCore
 
 from processors.audit.parse import AuditRecord, parse_line
 from processors.errors import OrphanEndOfEventError
-from schemas.documents import stable_id
+
+_blake2b = hashlib.blake2b
 
 __all__ = [
     "SINGLE_RECORD_PREFIXES",
@@ -84,7 +86,9 @@ def event_id_for(node: str | None, time: str, serial: int) -> str:
     Returns:
         ``stable_id("auditd", node or "", time, serial)``.
     """
-    return stable_id("auditd", node or "", time, serial)
+    # stable_id's digest in one step: every event needs one, and the generic join costs more than the hash
+    text = f"auditd\x1f{node or ''}\x1f{time}\x1f{serial}\x1f"
+    return _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
