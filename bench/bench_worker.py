@@ -380,6 +380,8 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=600.0, help="longest wait for the output to settle")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (worker logs)")
     args = parser.parse_args()
+    if args.duration > 0 and not args.rate and not args.workers.strip(","):
+        parser.error("--rate is needed when --workers runs no capacity phase")
 
     template = Template.load(args.template)
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
@@ -391,22 +393,25 @@ def main() -> int:
         args.bootstrap = broker.start()
     try:
         rows = [capacity(args, template, tmp, int(w)) for w in args.workers.split(",") if w]
-        print(
-            f"\ncapacity ({args.lines} lines, {args.lines_per_record} per record, {args.hosts} hosts, "
-            f"{args.partitions} partitions, batch {args.batch_size}, {args.processes} process(es) per worker)"
-        )
-        print(
-            f"{'workers':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'wall s':>7} "
-            f"{'produce/s':>10} {'RSS MiB':>8}"
-        )
+        if rows:
+            print(
+                f"\ncapacity ({args.lines} lines, {args.lines_per_record} per record, {args.hosts} hosts, "
+                f"{args.partitions} partitions, batch {args.batch_size}, {args.processes} process(es) per worker)"
+            )
+            print(
+                f"{'workers':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'wall s':>7} "
+                f"{'produce/s':>10} {'RSS MiB':>8}"
+            )
         for r in rows:
             print(
                 f"{r['workers']:>7} {r['lines_per_s']:>9.0f} {r['events_per_s']:>9.0f} {r['events']:>8.0f} "
                 f"{r['wall_s']:>7.1f} {r['produce_per_s']:>10.0f} {r['rss_mib']:>8.0f}"
             )
         if args.duration > 0:
-            one = next((r for r in rows if r["workers"] == 1), rows[0])
-            rate = args.rate or min(20_000.0, 0.8 * one["lines_per_s"])
+            rate = args.rate
+            if not rate:
+                one = next((r for r in rows if r["workers"] == 1), rows[0])
+                rate = min(20_000.0, 0.8 * one["lines_per_s"])
             loads = [steady(args, template, tmp, rate, int(w)) for w in args.steady_workers.split(",") if w]
             print(
                 f"\nsteady load, {args.duration:.0f} s, {args.processes} process(es) per worker "
