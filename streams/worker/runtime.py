@@ -498,6 +498,12 @@ class WorkerRuntime:
         """Forget the state of revoked partitions without acking; their new owner reads them again."""
         revoked = set(revoked)
         async with self.lock:
+            # Acks follow delivery, and a record is acked only once a snapshot holding its effects is
+            # delivered. Waiting here makes every ack of these partitions, hence every offset this worker
+            # may still commit for them, cover a snapshot that is on the broker before the new owner is
+            # assigned and reads the changelog; an ack arriving later could let the new owner start past
+            # records whose snapshot it never saw.
+            await self.publisher.wait_delivered()
             self.holds.drop(revoked)
             for tp in revoked:
                 self.store.forget(self._hosts.pop(tp, set()))
