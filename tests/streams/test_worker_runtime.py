@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.structs import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -96,6 +97,34 @@ async def runtime(config: SecstreamConfig) -> WorkerRuntime:
     )
     await worker.start()
     return worker
+
+
+class _RecordingPublisher:
+    """Stands in for a publisher on a revoke: notes what the runtime still held when deliveries were awaited."""
+
+    def __init__(self, runtime: WorkerRuntime, tp: Any) -> None:
+        self.runtime, self.tp = runtime, tp
+        self.held_while_waiting: int | None = None
+        self.revoked: set[Any] = set()
+
+    async def wait_delivered(self) -> None:
+        self.held_while_waiting = self.runtime.holds.lowest_offset(self.tp)
+
+    async def revoke(self, sources: Any) -> None:
+        self.revoked = set(sources)
+
+
+class TestRevoke:
+    async def test_waits_for_deliveries_before_letting_go(self, runtime: WorkerRuntime) -> None:
+        """Deliveries still in flight are awaited while the partition is still held, then its holds go
+        unacked: every ack of a revoked partition comes before its new owner reads the changelog."""
+        tp = TopicPartition("secstream.auditd-by-host", 0)
+        runtime.holds.hold(_event(tp.topic, tp.partition, 7), {("h", 1)}, now=0)
+        publisher = _RecordingPublisher(runtime, tp)
+        runtime.publisher = publisher  # type: ignore[assignment]  # only revoke's calls are needed
+        await runtime.revoke([tp])
+        assert publisher.held_while_waiting == 7
+        assert runtime.holds.lowest_offset(tp) is None and publisher.revoked == {tp}
 
 
 def _record(value: bytes, offset: int, key: bytes | None = None, topic: str = "secstream.raw.auditd") -> Any:
