@@ -236,7 +236,7 @@ class ProcessTrackerState:
     # can next be due, computed with the windows in ``timer_windows``; entries may be early or stale, never
     # late. ``pinned``: due exited processes kept because a live process still names them as ancestor; they
     # get a timer again when that reference goes (``_release``).
-    children: dict[str, set[str]] = field(default_factory=dict, repr=False, compare=False)
+    children: dict[str, set[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
     timers: list[tuple[float, int, Any]] = field(default_factory=list, init=False, repr=False, compare=False)
     timer_windows: tuple[float, float, float] | None = field(default=None, init=False, repr=False, compare=False)
     timers_bound: int = field(default=0, init=False, repr=False, compare=False)
@@ -265,7 +265,7 @@ class ProcessTrackerState:
             parent_id = parent.parent_entity_id
 
     def __post_init__(self) -> None:
-        if self.nodes and not self.by_pid:
+        if self.nodes:  # the indexes are derived from the nodes, never taken as given
             self._reindex()
 
     def _reindex(self) -> None:
@@ -333,7 +333,6 @@ class ProcessTrackerState:
             evicted_overflow=counters.get("evicted_overflow", 0),
             backfilled=counters.get("backfilled", 0),
         )
-        state._reindex()
         return state
 
 
