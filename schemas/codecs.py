@@ -16,18 +16,19 @@ _ANY_KEYS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 def dumps(doc: Any) -> bytes:
     """Serialise a document to compact JSON bytes with sorted keys."""
-    try:
-        return orjson.dumps(doc, option=_SORTED)
-    except TypeError:
-        return orjson.dumps(doc, option=_ANY_KEYS)
+    return _serialise(doc, 0)
 
 
 def dumps_line(doc: Any) -> bytes:
     """Serialise a document as one JSON line (newline-terminated)."""
+    return _serialise(doc, orjson.OPT_APPEND_NEWLINE)
+
+
+def _serialise(doc: Any, extra: int) -> bytes:
     try:
-        return orjson.dumps(doc, option=_SORTED | orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(doc, option=_SORTED | extra)
     except TypeError:
-        return orjson.dumps(doc, option=_ANY_KEYS | orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(doc, option=_ANY_KEYS | extra)
 
 
 def loads(data: bytes | str) -> Any:
