@@ -52,14 +52,14 @@ class OutRecord:
 
     Args:
         topic: destination topic.
-        value: the serialised value.
+        value: the serialised value, or None for a tombstone (a compacted topic then drops the key).
         key: the key (host name bytes), or None.
         partition: an explicit partition (table changelogs), or None for the key's partition.
         headers: record headers.
     """
 
     topic: str
-    value: bytes
+    value: bytes | None
     key: bytes | None = None
     partition: int | None = None
     headers: Sequence[tuple[str, bytes]] = ()

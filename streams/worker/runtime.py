@@ -244,6 +244,7 @@ class WorkerRuntime:
         self.store = store
         self.publisher = publisher
         self.metrics = WorkerMetrics(lambda: self.pipeline.stats if self._pipeline is not None else PipelineStats())
+        store.on_unreadable = self.metrics.bad_input.labels(reason="hoststate:unreadable").inc
         self.assigned = assigned
         self.highwater = highwater
         self.clock = clock

@@ -14,12 +14,25 @@ and one mechanism serves both guarantees.
 The agents process batches that span several hosts, so the store writes the changelog explicitly for
 the partition the host belongs to (:meth:`HostStateStore.changed_records` returns changelog records
 that the publisher sends with the batch's outputs, inside the same transaction in exactly-once mode).
+
+A host's snapshot is one record keyed by the host's name, unless it is larger than ``CHUNK_BYTES``: a
+busy host's process tree outgrows Kafka's default 1 MB message limit within a minute, and the broker
+refuses such a record. A large snapshot is written as chunks, each under a key of its own, followed by
+a small manifest under the host's key (chunk count, slot, digest). Chunks alternate between two slots,
+so a crash while one generation is being written leaves the previous one, which the manifest still
+names, whole. Chunk keys no longer used are deleted (tombstones) after the record that stops naming
+them. Key layout: a host's name in UTF-8, with one NUL in front when the name starts with NUL; a chunk
+is NUL, ``c``, the slot (1 byte), the index (4 bytes, big-endian), then the host's name. No host key
+starts with NUL followed by ``c``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import struct
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -32,7 +45,7 @@ from streams.graph import HostState
 from streams.logging import get_logger
 from streams.worker.publish import OutRecord
 
-__all__ = ["HOST_TABLE", "ChangelogReader", "HostStateStore", "changelog_topic_name", "read_changelog"]
+__all__ = ["CHUNK_BYTES", "HOST_TABLE", "ChangelogReader", "HostStateStore", "changelog_topic_name", "read_changelog"]
 
 log = get_logger(__name__)
 
@@ -40,6 +53,41 @@ HOST_TABLE = "hoststate"
 
 ChangelogReader = Callable[[list[int]], Awaitable[dict[int, dict[bytes, bytes]]]]
 """Reads changelog partitions to their end: partition → key → latest value (tombstones removed)."""
+
+
+CHUNK_BYTES = 256 * 1024
+"""Largest host snapshot written as one record; larger ones are chunks of this size plus a manifest."""
+
+_NUL = b"\x00"
+_CHUNK = b"\x00c"
+_CHUNK_HEADER = struct.Struct(">BI")  # slot, index
+_MANIFEST = b'{"chunks":'  # a manifest's first bytes (keys sorted); a snapshot starts with another key
+
+
+def _host_key(host: str) -> bytes:
+    raw = host.encode("utf-8", "surrogateescape")
+    return _NUL + raw if raw.startswith(_NUL) else raw
+
+
+def _chunk_key(host: str, slot: int, index: int) -> bytes:
+    return _CHUNK + _CHUNK_HEADER.pack(slot, index) + host.encode("utf-8", "surrogateescape")
+
+
+def _parse_key(key: bytes) -> tuple[str, tuple[int, int] | None] | None:
+    """(host, None) for a host key, (host, (slot, index)) for a chunk key, None for neither."""
+    if not key.startswith(_NUL):
+        return key.decode("utf-8", "surrogateescape"), None
+    if key.startswith(_NUL + _NUL):
+        return key[1:].decode("utf-8", "surrogateescape"), None
+    end = len(_CHUNK) + _CHUNK_HEADER.size
+    if key.startswith(_CHUNK) and len(key) >= end:
+        slot, index = _CHUNK_HEADER.unpack(key[len(_CHUNK) : end])
+        return key[end:].decode("utf-8", "surrogateescape"), (slot, index)
+    return None
+
+
+def _digest(value: bytes) -> str:
+    return hashlib.blake2b(value, digest_size=16).hexdigest()
 
 
 def changelog_topic_name(app_id: str) -> str:
@@ -116,20 +164,39 @@ class HostStateStore:
     the committed offset can move past every processed record: a restart then resumes the in-flight
     events from the changelog instead of re-reading (and re-emitting) records.
 
+    A snapshot that cannot be restored (incomplete chunks, bytes that are not a snapshot) is logged
+    and counted (``unreadable``, and ``on_unreadable`` is called), and the host starts afresh: its
+    events still come out, with the lineage that can be rebuilt from what is read after it.
+
     Args:
         changelog_topic: the changelog topic name.
         reader: reads changelog partitions (:func:`read_changelog` bound to the cluster).
         with_coalescer: also store the coalescer buffers.
+        chunk_bytes: the largest snapshot written as one record (``CHUNK_BYTES``).
     """
 
-    def __init__(self, changelog_topic: str, reader: ChangelogReader, *, with_coalescer: bool = False) -> None:
+    def __init__(
+        self,
+        changelog_topic: str,
+        reader: ChangelogReader,
+        *,
+        with_coalescer: bool = False,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
         self.changelog_topic = changelog_topic
         self.with_coalescer = with_coalescer
+        self.chunk_bytes = chunk_bytes
+        self.unreadable = 0
+        self.on_unreadable: Callable[[], None] = lambda: None
         self._reader = reader
         self._durable: dict[int, dict[str, bytes]] = {}
-        """Recovered partition → host → last snapshot written or read."""
+        """Recovered partition → host → last snapshot written or read (whole, chunks joined)."""
         self._states: dict[str, HostState] = {}
         self._persisted: dict[str, bytes] = {}
+        self._chunks: dict[str, list[int]] = {}
+        """Host → how many chunk keys of slot 0 and of slot 1 may exist in the changelog."""
+        self._slot: dict[str, int] = {}
+        """Host → the slot its manifest names (hosts whose last snapshot is chunked)."""
         self._lock = asyncio.Lock()
 
     def recovered(self, partition: int) -> bool:
@@ -149,9 +216,7 @@ class HostStateStore:
             data = await self._reader(wanted)
             resumed: dict[int, list[str]] = {}
             for partition in wanted:
-                hosts = {
-                    key.decode("utf-8", "surrogateescape"): value for key, value in data.get(partition, {}).items()
-                }
+                hosts = self._read_partition(partition, data.get(partition, {}))
                 self._durable[partition] = hosts
                 for host in hosts:
                     self._states.pop(host, None)
@@ -160,27 +225,83 @@ class HostStateStore:
                     resumed[partition] = [h for h, raw in hosts.items() if b'"in_flight":[{' in raw]
             return resumed
 
+    def _read_partition(self, partition: int, records: dict[bytes, bytes]) -> dict[str, bytes]:
+        """Host → snapshot of one partition's changelog contents, chunked snapshots joined."""
+        hosts: dict[str, bytes] = {}
+        chunks: dict[str, dict[tuple[int, int], bytes]] = defaultdict(dict)
+        for key, value in records.items():
+            parsed = _parse_key(key)
+            if parsed is None:
+                log.warning("hoststate.unknown_key", partition=partition, key=repr(key[:64]))
+                continue
+            host, chunk = parsed
+            if chunk is None:
+                hosts[host] = value
+            else:
+                chunks[host][chunk] = value
+        for host, parts in chunks.items():
+            counts = [0, 0]
+            for slot, index in parts:
+                if slot < 2:
+                    counts[slot] = max(counts[slot], index + 1)
+            self._chunks[host] = counts
+        for host, value in list(hosts.items()):
+            if not value.startswith(_MANIFEST):
+                continue
+            joined = self._join(value, chunks.get(host, {}))
+            if joined is None:
+                del hosts[host]
+                self._unreadable(host, partition, "incomplete chunked snapshot")
+            else:
+                hosts[host], self._slot[host] = joined
+        return hosts
+
+    @staticmethod
+    def _join(manifest: bytes, parts: dict[tuple[int, int], bytes]) -> tuple[bytes, int] | None:
+        """The snapshot a manifest names and its slot, or None when a chunk is missing or differs."""
+        try:
+            info = loads(manifest)
+            slot, count, digest = int(info["slot"]), int(info["chunks"]), str(info["digest"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        pieces = [parts.get((slot, index)) for index in range(count)]
+        value = b"".join(piece for piece in pieces if piece is not None)
+        return (value, slot) if None not in pieces and _digest(value) == digest else None
+
+    def _unreadable(self, host: str, partition: int, reason: str) -> None:
+        self.unreadable += 1
+        self.on_unreadable()
+        log.error("hoststate.unreadable", host=host, partition=partition, reason=reason)
+
     def drop(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions entirely (their next owner reads them from the changelog)."""
         for partition in partitions:
             for host in self._durable.pop(partition, {}):
                 self._states.pop(host, None)
                 self._persisted.pop(host, None)
+                self._chunks.pop(host, None)
+                self._slot.pop(host, None)
 
     def get(self, host: str, partition: int) -> HostState:
         """The host's state: cached, else restored from its snapshot, else new."""
         state = self._states.get(host)
         if state is None:
             raw = self._durable.get(partition, {}).get(host)
-            if raw is not None:
-                data = loads(raw)
-                state = HostState.from_durable_snapshot(data)
-                if "coalescer" in data:
-                    state.coalescer = CoalescerState.from_snapshot(data["coalescer"])
+            restored = self._restore(host, partition, raw) if raw is not None else None
+            if restored is not None and raw is not None:
                 self._persisted[host] = raw
-            else:
-                state = HostState()
-            self._states[host] = state
+            state = self._states[host] = HostState() if restored is None else restored
+        return state
+
+    def _restore(self, host: str, partition: int, raw: bytes) -> HostState | None:
+        try:
+            data = loads(raw)
+            state = HostState.from_durable_snapshot(data)
+            if "coalescer" in data:
+                state.coalescer = CoalescerState.from_snapshot(data["coalescer"])
+        except Exception as exc:  # bytes from another process or version: never a reason to stop the worker
+            self._unreadable(host, partition, repr(exc)[:200])
+            return None
         return state
 
     def put(self, host: str, partition: int, state: HostState) -> None:
@@ -201,7 +322,8 @@ class HostStateStore:
     def changed_records(self, hosts: Iterable[str], partition: int) -> list[OutRecord]:
         """Changelog records for the hosts whose durable snapshot changed since it was last written.
 
-        The in-memory snapshot is updated at once; the records must be sent with the batch's outputs.
+        The in-memory snapshot is updated at once; the records must be sent with the batch's outputs,
+        in order.
         """
         records: list[OutRecord] = []
         durable = self._durable.get(partition)
@@ -218,5 +340,31 @@ class HostStateStore:
             if durable is not None:
                 durable[host] = value
             self._persisted[host] = value
-            records.append(OutRecord(self.changelog_topic, value, host.encode("utf-8", "surrogateescape"), partition))
+            records.extend(self._snapshot_records(host, value, partition))
+        return records
+
+    def _snapshot_records(self, host: str, value: bytes, partition: int) -> list[OutRecord]:
+        """The records that write ``value`` as ``host``'s snapshot: one record, or chunks then a manifest;
+        then tombstones for the chunk keys that nothing names any more."""
+        topic, size = self.changelog_topic, self.chunk_bytes
+        counts = self._chunks.get(host, [0, 0])
+        if len(value) <= size:
+            records = [OutRecord(topic, value, _host_key(host), partition)]
+            stale = [(slot, index) for slot in (0, 1) for index in range(counts[slot])]
+            counts = [0, 0]
+            self._slot.pop(host, None)
+        else:
+            slot = 1 - self._slot.get(host, 1)  # the slot the current manifest does not name
+            pieces = [value[i : i + size] for i in range(0, len(value), size)]
+            records = [OutRecord(topic, piece, _chunk_key(host, slot, i), partition) for i, piece in enumerate(pieces)]
+            manifest = dumps({"chunks": len(pieces), "digest": _digest(value), "slot": slot})
+            records.append(OutRecord(topic, manifest, _host_key(host), partition))
+            stale = [(slot, index) for index in range(len(pieces), counts[slot])]
+            counts[slot] = len(pieces)
+            self._slot[host] = slot
+        records.extend(OutRecord(topic, None, _chunk_key(host, slot, index), partition) for slot, index in stale)
+        if any(counts):
+            self._chunks[host] = counts
+        else:
+            self._chunks.pop(host, None)
         return records
