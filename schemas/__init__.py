@@ -11,6 +11,7 @@ from schemas.documents import (
     detection,
     iso_timestamp,
     stable_id,
+    truncated_dead_letter,
 )
 from schemas.registry import OUTPUT_STREAMS, schema_for, schema_path
 
@@ -26,4 +27,5 @@ __all__ = [
     "schema_for",
     "schema_path",
     "stable_id",
+    "truncated_dead_letter",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "detection",
     "iso_timestamp",
     "stable_id",
+    "truncated_dead_letter",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -187,4 +188,34 @@ def dead_letter(
     }
     if host:
         doc["host"] = {"name": host}
+    return doc
+
+
+def truncated_dead_letter(
+    original: bytes,
+    keep: int,
+    *,
+    reason: str,
+    error_type: str,
+    stream: str,
+    host: str | None = None,
+    timestamp: float | None = None,
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A :func:`dead_letter` that holds only the first ``keep`` bytes of ``original``, for an original too
+    large for an output record. ``secstream.original_size`` and ``secstream.original_sha256`` identify
+    the whole original (``secstream.source`` says where to find it), and ``secstream.original_truncated``
+    is true; the id is derived from the whole original's digest."""
+    digest = hashlib.sha256(original).hexdigest()
+    doc = dead_letter(
+        original=original[:keep],
+        reason=reason,
+        error_type=error_type,
+        stream=stream,
+        host=host,
+        timestamp=timestamp,
+        source=source,
+    )
+    doc["event"]["id"] = stable_id("deadletter", stream, *sorted(doc["secstream"]["source"].items()), digest)
+    doc["secstream"].update(original_size=len(original), original_sha256=digest, original_truncated=True)
     return doc

@@ -27,6 +27,7 @@ stage touches no host state and needs none of it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import time
 from collections import defaultdict
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codecs import dumps, loads
+from schemas.documents import truncated_dead_letter
 from streams.config import SecstreamConfig
 from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
 from streams.logging import get_logger
@@ -51,7 +53,14 @@ from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
 
-__all__ = ["SNAPSHOT_EVERY_BATCHES", "SNAPSHOT_EVERY_S", "AckHolds", "PartitionView", "WorkerRuntime"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "SNAPSHOT_COST_FACTOR",
+    "SNAPSHOT_EVERY_S",
+    "AckHolds",
+    "PartitionView",
+    "WorkerRuntime",
+]
 
 log = get_logger(__name__)
 
@@ -191,13 +200,25 @@ def _packs(lines: list[RawLine]) -> Iterator[tuple[int, int]]:
 
 
 SNAPSHOT_EVERY_S = 2.0
-"""At-least-once: a partition's host snapshots are written at most every this many seconds..."""
-SNAPSHOT_EVERY_BATCHES = 20
-"""...or every this many batches, whichever comes first. A host snapshot holds the host's whole process
-tree, so writing them with every batch made a batch's cost grow with the state (5 ms a batch after a
-few minutes of load, most of the worker's time at steady load). Until the next write the partition's
-finished source records stay unacked, hence uncommitted: a snapshot is on the broker before the offsets
-of the records whose effects it holds can be committed. Exactly-once writes them with every transaction."""
+"""At-least-once: a partition's host snapshots are written at most every this many seconds, and no more
+often than ``SNAPSHOT_COST_FACTOR`` times what writing them took the last time. A host snapshot holds
+the host's whole process tree, so its cost grows with the state: written with every batch, it was most
+of the worker's time at steady load; with a floor in seconds alone, a few very large trees could still
+take most of it. Until the next write the partition's finished source records stay unacked, hence
+uncommitted: a snapshot is on the broker before the offsets of the records whose effects it holds can
+be committed, and a crash re-reads at most the records since it. Exactly-once writes them with every
+transaction."""
+SNAPSHOT_COST_FACTOR = 20.0
+"""Snapshot writes take at most about 1/20 of a partition's time."""
+
+
+MAX_DOCUMENT_BYTES = 900 * 1024
+"""Largest output document written as it is. The broker refuses a record over its message limit (1 MB
+by default), and a refused record stops the worker's acks for good: one exec with megabytes of
+arguments, or an undecodable input near 1 MB (a dead letter holds its bytes twice, as text and base64),
+would stall the worker. A larger document is replaced by a dead letter holding its first
+``_KEPT_BYTES``, with its size, digest and where it came from."""
+_KEPT_BYTES = 64 * 1024
 
 
 def _nothing(view: PartitionView) -> Pending:
@@ -266,8 +287,10 @@ class WorkerRuntime:
         self.stopping = False
         self._deferred: dict[Any, list[Any]] = {}
         """At-least-once: partition → finished source events waiting for the next snapshot write."""
-        self._unsaved: dict[Any, tuple[float, int]] = {}
-        """At-least-once: partition → (time of the first, number of) batches since its last snapshot write."""
+        self._unsaved: dict[Any, float] = {}
+        """At-least-once: partition → time of its first batch since its last snapshot write."""
+        self._snapshot_gap: dict[Any, float] = {}
+        """At-least-once: partition → seconds its next snapshot write waits (from the cost of the last one)."""
 
     @property
     def pipeline(self) -> Pipeline:
@@ -512,6 +535,7 @@ class WorkerRuntime:
                 self._floor.pop(tp, None)
                 self._deferred.pop(tp, None)  # never acked: the new owner reads them again
                 self._unsaved.pop(tp, None)
+                self._snapshot_gap.pop(tp, None)
             self._ready -= revoked
             internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
             self.store.drop({tp.partition for tp in revoked if tp.topic in internal})
@@ -529,14 +553,15 @@ class WorkerRuntime:
         free.extend(self.holds.release_all(tp) if flush else self.holds.release(self._emitted(outputs)))
         records = self._output_records(outputs)
         if self.store.with_coalescer or flush or self._snapshot_due(tp, self.clock()):
+            snapshot_started = time.perf_counter()
             records.extend(self.store.changed_records(self._hosts[tp], tp.partition))
+            self._snapshot_gap[tp] = SNAPSHOT_COST_FACTOR * (time.perf_counter() - snapshot_started)
             free = self._deferred.pop(tp, []) + free
             self._unsaved.pop(tp, None)
         else:  # at-least-once: write the snapshot later, ack these once it is written
             self._deferred.setdefault(tp, []).extend(free)
             free = []
-            since, batches = self._unsaved.get(tp, (self.clock(), 0))
-            self._unsaved[tp] = (since, batches + 1)
+            self._unsaved.setdefault(tp, self.clock())
         last = self._last_offset.get(tp)
         lowest_held = self.holds.lowest_offset(tp)
         commit = lowest_held if lowest_held is not None else (last + 1 if last is not None else None)
@@ -551,11 +576,10 @@ class WorkerRuntime:
 
     def _snapshot_due(self, tp: Any, now: float) -> bool:
         """Whether ``tp``'s host snapshots must be written with this batch (at-least-once)."""
-        unsaved = self._unsaved.get(tp)
-        if unsaved is None:  # written with the last batch: this one starts the next period
+        since = self._unsaved.get(tp)
+        if since is None:  # written with the last batch: this one starts the next period
             return False
-        since, batches = unsaved
-        return now - since >= SNAPSHOT_EVERY_S or batches + 1 >= SNAPSHOT_EVERY_BATCHES
+        return now - since >= max(SNAPSHOT_EVERY_S, self._snapshot_gap.get(tp, 0.0))
 
     @staticmethod
     def _emitted(outputs: Outputs) -> set[tuple[str, int]]:
@@ -570,7 +594,36 @@ class WorkerRuntime:
         return keys
 
     def _doc_record(self, topic: str, doc: dict[str, Any]) -> OutRecord:
-        return OutRecord(topic, dumps(doc), _host_key(doc.get("host", {}).get("name")))
+        value = dumps(doc)
+        if len(value) > MAX_DOCUMENT_BYTES:
+            topic, value = self.topics.deadletter, dumps(self._too_large(topic, doc, value))
+        return OutRecord(topic, value, _host_key(doc.get("host", {}).get("name")))
+
+    def _too_large(self, topic: str, doc: dict[str, Any], value: bytes) -> dict[str, Any]:
+        """The dead letter that stands for a document over ``MAX_DOCUMENT_BYTES``."""
+        self.metrics.bad_input.labels(reason="output:too_large").inc()
+        event, host = doc.get("event", {}), doc.get("host", {}).get("name")
+        log.warning("worker.document_too_large", topic=topic, bytes=len(value), host=host, id=event.get("id"))
+        stream = str(event.get("dataset") or event.get("module") or "")
+        if topic == self.topics.deadletter:  # keep the input's reason and coordinates, cut its bytes
+            original = base64.b64decode(doc["secstream"]["original_base64"])
+            source = doc["secstream"]["source"]
+            reason = f"{event.get('reason', '')} (too large for a record: only its first {_KEPT_BYTES} bytes are kept)"
+            error_type = str(doc.get("error", {}).get("type", ""))
+        else:
+            original, source = value, {"topic": topic, "event_id": event.get("id")}
+            reason = f"a {len(value)}-byte document for {topic} is over the {MAX_DOCUMENT_BYTES}-byte record limit"
+            error_type = "DocumentTooLarge"
+        return truncated_dead_letter(
+            original,
+            _KEPT_BYTES,
+            reason=reason,
+            error_type=error_type,
+            stream=stream,
+            host=host,
+            timestamp=self.clock(),
+            source=source,
+        )
 
     def _output_records(self, outputs: Outputs) -> list[OutRecord]:
         records = [self._doc_record(self.topics.events, doc) for doc in outputs.events]

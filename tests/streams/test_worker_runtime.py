@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import time
 from types import SimpleNamespace
 from typing import Any
 
+import jsonschema
 import orjson
 import pytest
 from aiokafka.structs import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
+from schemas import schema_for
 from streams.config import SecstreamConfig, load_config
-from streams.graph import Pipeline
-from streams.serde import FRAME_HEADER, decode_internal, pack_audit_records
+from streams.graph import Outputs, Pipeline, RawLine
+from streams.serde import FRAME_HEADER, decode_internal, encode_internal, pack_audit_records
 from streams.worker import runtime as runtime_module
-from streams.worker.runtime import _PACK_BYTES, AckHolds, WorkerRuntime
+from streams.worker.runtime import _PACK_BYTES, MAX_DOCUMENT_BYTES, AckHolds, WorkerRuntime
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
 
@@ -127,6 +132,60 @@ class TestRevoke:
         assert runtime.holds.lowest_offset(tp) is None and publisher.revoked == {tp}
 
 
+class _CountingPublisher:
+    """Stands in for a publisher of one batch after another: acks everything at once."""
+
+    async def prepare(self, tps: Any) -> dict[Any, int]:
+        return {}
+
+    async def publish(self, source: Any, records: Any, acks: Any, commit_offset: int | None) -> None:
+        for event in acks:
+            event.ack()
+
+
+class TestSnapshotCadence:
+    async def test_snapshots_wait_the_floor_and_twenty_times_their_last_cost(
+        self, runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        tp = TopicPartition(runtime.topics.auditd_by_host, 0)
+        now = [1_700_000_000.0]
+        runtime.clock = lambda: now[0]
+        runtime.assigned = lambda: {tp}
+        runtime.publisher = _CountingPublisher()  # type: ignore[assignment]  # prepare and publish only
+        writes: list[float] = []
+        cost = [0.0]
+        original = runtime.store.changed_records
+
+        def changed_records(hosts: Any, partition: int) -> Any:
+            writes.append(round(now[0] - 1_700_000_000.0, 3))
+            time.sleep(cost[0])
+            return original(hosts, partition)
+
+        monkeypatch.setattr(runtime.store, "changed_records", changed_records)
+        offset = iter(range(1000))
+
+        async def batch_at(t: float) -> None:
+            now[0] = 1_700_000_000.0 + t
+            value, headers = encode_internal([RawLine(AUDIT % (next(offset), 7))])
+            message = SimpleNamespace(tp=tp, offset=next(offset), value=value, headers=headers)
+            await runtime.audit_batch([SimpleNamespace(message=message, ack=lambda: None)])
+
+        for t in (0.0, 1.0, 1.9):
+            await batch_at(t)
+        assert writes == []  # the first batch opens the period; 2 s have not passed
+        cost[0] = 0.2  # this write takes 0.2 s: the next one waits 20 times that
+        await batch_at(2.1)
+        assert writes == [2.1]
+        for t in (2.5, 4.6, 6.4):  # 4 s after 2.5 is 6.5
+            await batch_at(t)
+        assert writes == [2.1]
+        cost[0] = 0.0
+        await batch_at(6.6)
+        await batch_at(7.0)  # the cheap write at 6.6 brings the floor of 2 s back
+        await batch_at(9.1)
+        assert writes == [2.1, 6.6, 9.1]
+
+
 def _record(value: bytes, offset: int, key: bytes | None = None, topic: str = "secstream.raw.auditd") -> Any:
     """A Kafka record as aiokafka's consumer returns it (only the fields the route stage reads)."""
     return SimpleNamespace(topic=topic, partition=3, offset=offset, key=key, value=value)
@@ -161,6 +220,41 @@ class TestRoute:
         assert doc["event"]["original"] == broken.decode()
         assert doc["secstream"]["source"] == {"topic": "secstream.raw.auditd", "partition": 3, "offset": 9}
         assert runtime.metrics.bad_input.labels(reason="auditd:DecodeError")._value.get() == 1
+
+    def test_a_dead_letter_too_large_for_a_record_keeps_the_start_of_its_input(self, runtime: WorkerRuntime) -> None:
+        """A near-1 MB undecodable value would make a dead letter twice its size, which the broker refuses
+        (and a refused record stops the worker's acks): its dead letter keeps 64 KiB, the size and digest."""
+        broken = b'{"message": ' + bytes(range(256)) * 3000
+        out = runtime.route("auditd", [_record(broken, 9)])
+        assert [record.topic for record in out] == [runtime.topics.deadletter]
+        assert out[0].value is not None and len(out[0].value) <= MAX_DOCUMENT_BYTES
+        doc = orjson.loads(out[0].value)
+        jsonschema.validate(doc, schema_for("deadletter"))
+        kept = base64.b64decode(doc["secstream"]["original_base64"])
+        assert kept == broken[: len(kept)] and 0 < len(kept) < len(broken)
+        assert doc["secstream"]["original_truncated"] is True
+        assert doc["secstream"]["original_size"] == len(broken)
+        assert doc["secstream"]["original_sha256"] == hashlib.sha256(broken).hexdigest()
+        assert doc["secstream"]["source"] == {"topic": "secstream.raw.auditd", "partition": 3, "offset": 9}
+        assert doc["error"]["type"] == "DecodeError"
+        assert runtime.metrics.bad_input.labels(reason="output:too_large")._value.get() == 1
+
+    def test_an_event_too_large_for_a_record_becomes_a_dead_letter(self, runtime: WorkerRuntime) -> None:
+        """An exec with megabytes of arguments: its event goes to the dead letters, cut, with its id."""
+        event = {
+            "event": {"id": "e" * 32, "module": "auditd", "dataset": "auditd"},
+            "host": {"name": "build-7"},
+            "process": {"command_line": "x" * 2_000_000},
+        }
+        record = runtime._output_records(Outputs(events=[event]))[0]
+        assert (record.topic, record.key) == (runtime.topics.deadletter, b"build-7")
+        assert record.value is not None and len(record.value) <= MAX_DOCUMENT_BYTES
+        doc = orjson.loads(record.value)
+        jsonschema.validate(doc, schema_for("deadletter"))
+        assert doc["secstream"]["source"] == {"topic": runtime.topics.events, "event_id": "e" * 32}
+        assert doc["error"]["type"] == "DocumentTooLarge" and doc["host"] == {"name": "build-7"}
+        assert doc["secstream"]["original_size"] > 2_000_000
+        assert doc["event"]["original"].startswith('{"event":{"dataset":"auditd"')
 
     def test_syslog_lines_are_parsed_and_keyed_by_host(self, runtime: WorkerRuntime) -> None:
         line = b"<86>Mar  1 23:23:44 web01 sshd[2025]: Accepted password for alice from 10.0.0.5 port 50022 ssh2"
