@@ -270,7 +270,8 @@ def deployment(args: argparse.Namespace, tmp: Path) -> DevDeployment:
         partitions=args.partitions,
         log_level="WARNING",
         settings={
-            "worker": {"batch_size": args.batch_size, "batch_within_s": 0.2, "processes": args.processes},
+            "worker": {"batch_size": args.batch_size, "processes": args.processes}
+            | ({} if args.batch_within is None else {"batch_within_s": args.batch_within}),
             "enrichment": {"enabled": True, "blocklists": [str(REPO / "config/ti/sample_blocklist.csv")]},
         },
     )
@@ -371,6 +372,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--lines-per-record", type=int, default=1, help="lines per raw Kafka record (shipper batching)")
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-within", type=float, help="worker.batch_within_s (default: the worker's)")
     parser.add_argument("--workers", default="1,2", help="worker counts for the capacity phase")
     parser.add_argument("--processes", type=int, default=1, help="processes per worker (worker.processes)")
     parser.add_argument("--rate", type=float, default=0.0, help="steady-load lines/s (0: 80%% of capacity, max 20k)")
