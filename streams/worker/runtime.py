@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codecs import dumps, loads
-from schemas.documents import truncated_dead_letter
+from schemas.documents import dead_letter, truncated_dead_letter
 from streams.config import SecstreamConfig
 from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
 from streams.logging import get_logger
@@ -393,7 +393,7 @@ class WorkerRuntime:
             messages: Kafka records with ``topic``, ``partition``, ``offset``, ``key`` and ``value``.
         """
         default_host = self.config.input.default_host
-        if stream == "auditd":
+        if stream == "auditd" and all(len(message.value or b"") <= MAX_DOCUMENT_BYTES for message in messages):
             packed = pack_audit_records(messages, default_host, _PACK_BYTES)
             if packed is not None:  # raw text: split, keyed and framed in compiled code
                 topic = self.topics.auditd_by_host
@@ -426,6 +426,9 @@ class WorkerRuntime:
                 syslog_lines.extend(decoded.lines)
                 continue
             for line in decoded.lines:
+                if len(line.data) > MAX_DOCUMENT_BYTES:  # its internal record would be refused
+                    records.append(self._line_too_long(stream, line, now))
+                    continue
                 key = audit_event_key(line, default_host)
                 host = key[0] if key is not None else line.host or default_host
                 by_host[host].append(line)
@@ -442,6 +445,20 @@ class WorkerRuntime:
                 records.append(OutRecord(self.topics.syslog_by_host, dumps(doc), _host_key(doc["host"]["name"])))
             records.extend(self._doc_record(self.topics.deadletter, doc) for doc in pending.deadletters)
         return records
+
+    def _line_too_long(self, stream: str, line: RawLine, now: float) -> OutRecord:
+        """The dead letter of an audit line too long to repartition (no audit record comes near it)."""
+        self.metrics.bad_input.labels(reason=f"{stream}:LineTooLong").inc()
+        doc = dead_letter(
+            original=line.data,
+            reason=f"a {len(line.data)}-byte line is over the {MAX_DOCUMENT_BYTES}-byte record limit",
+            error_type="LineTooLong",
+            stream=stream,
+            host=line.host,
+            timestamp=now,
+            source=line.source,
+        )
+        return self._doc_record(self.topics.deadletter, doc)
 
     # -- stage 2: by-host → outputs -------------------------------------------------------------
 

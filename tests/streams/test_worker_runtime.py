@@ -239,6 +239,18 @@ class TestRoute:
         assert doc["error"]["type"] == "DecodeError"
         assert runtime.metrics.bad_input.labels(reason="output:too_large")._value.get() == 1
 
+    def test_an_audit_line_too_long_to_repartition_becomes_a_dead_letter(self, runtime: WorkerRuntime) -> None:
+        """A line near 1 MB would make an internal record the producer refuses: it is a dead letter, and
+        the other records of the batch are routed as usual."""
+        huge = AUDIT % (5, 14) + b" " + b"a" * 950_000
+        out = runtime.route("auditd", [_record(huge, 7, key=b"alpha"), _record(AUDIT % (6, 15), 8, key=b"alpha")])
+        assert [record.topic for record in out] == [runtime.topics.deadletter, runtime.topics.auditd_by_host]
+        assert all(record.value is not None and len(record.value) <= MAX_DOCUMENT_BYTES for record in out)
+        doc = orjson.loads(out[0].value or b"")
+        assert doc["error"]["type"] == "LineTooLong" and doc["secstream"]["original_size"] == len(huge)
+        assert doc["secstream"]["source"]["offset"] == 7 and doc["host"] == {"name": "alpha"}
+        assert decode_internal(out[1].value or b"", out[1].headers, 0.0, "unused")[1] == {("alpha", 6)}
+
     def test_an_event_too_large_for_a_record_becomes_a_dead_letter(self, runtime: WorkerRuntime) -> None:
         """An exec with megabytes of arguments: its event goes to the dead letters, cut, with its id."""
         event = {
