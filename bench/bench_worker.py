@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -310,7 +311,7 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
     }
 
 
-def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float, workers: int) -> dict[str, float]:
+def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float, workers: int) -> dict[str, Any]:
     dep = deployment(args, tmp)
     asyncio.run(create_topics(args.bootstrap, dep.topics, args.partitions))
     started = [dep.start_worker() for _ in range(workers)]
@@ -347,6 +348,12 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
     # for the coalescer's timeout, so the two latencies say different things
     whole = [(ts - inputs[key][1]) / 1000 for key, ts, partial in outputs if key in inputs and not partial]
     timed_out = [(ts - inputs[key][1]) / 1000 for key, ts, partial in outputs if key in inputs and partial]
+    # p99 per minute of the load (by the produce time of the event's last line): drift shows here
+    load_start = min(first for first, _ in inputs.values())
+    minutes: dict[int, list[float]] = {}
+    for key, ts, _ in outputs:
+        if key in inputs:
+            minutes.setdefault((inputs[key][1] - load_start) // 60_000, []).append((ts - inputs[key][1]) / 1000)
     return {
         "workers": workers,
         "rate": rate,
@@ -361,6 +368,7 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
         "timed_out_share": len(timed_out) / max(1, len(whole) + len(timed_out)),
         "cool_down_events": len(tail),
         "rss_mib": rss,
+        "p99_by_minute": [percentile(minutes[m], 0.99) for m in sorted(minutes)],
     }
 
 
@@ -436,6 +444,9 @@ def main() -> int:
             print(f"events whose last line came in the last {COOL_DOWN_S:.0f} s of the load are left out (the")
             print("load's end silences every host, so they wait for the idle flush):", end=" ")
             print(", ".join(f"{s['cool_down_events']:.0f}" for s in loads))
+            for s in loads:
+                by_minute = " ".join(f"{p:.2f}" for p in s["p99_by_minute"])
+                print(f"p99 s by minute of the load, {s['workers']:.0f} worker(s): {by_minute}")
         print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
     finally:
         if broker is not None:
