@@ -30,7 +30,7 @@ import asyncio
 import base64
 import functools
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +70,7 @@ class _Held:
     event: Any
     keys: set[tuple[str, int]]
     since: float
+    done: bool = False
 
 
 @dataclass(slots=True)
@@ -79,43 +80,57 @@ class AckHolds:
     An event is keyed by the (host, serial) of every audit line it carries; it is released (ready to
     ack) when every one of those events has been emitted. A hold older than ``timeout_s`` is released
     anyway and counted, so one record the graph never answers for cannot stall commits forever.
+
+    Each partition's holds are kept in offset order, and released ones leave only from the front, so
+    the lowest held offset is read in constant time: a batch's cost must not grow with the number of
+    holds, which grows with the hosts a partition carries.
     """
 
     timeout_s: float
     _waiting: dict[tuple[str, int], list[_Held]] = field(default_factory=lambda: defaultdict(list))
-    _by_tp: dict[Any, list[_Held]] = field(default_factory=lambda: defaultdict(list))
+    _by_tp: dict[Any, deque[_Held]] = field(default_factory=dict)
+    _count: int = 0
 
     def hold(self, event: Any, keys: set[tuple[str, int]], now: float) -> None:
         """Hold ``event`` until every key in ``keys`` has been released."""
         held = _Held(event, set(keys), now)
         for key in keys:
             self._waiting[key].append(held)
-        self._by_tp[event.message.tp].append(held)
+        queue = self._by_tp.setdefault(event.message.tp, deque())
+        if queue and queue[-1].event.message.offset > event.message.offset:  # out of order: keep the order
+            self._by_tp[event.message.tp] = deque(sorted([*queue, held], key=lambda h: h.event.message.offset))
+        else:
+            queue.append(held)
+        self._count += 1
 
     def release(self, keys: Iterable[tuple[str, int]]) -> list[Any]:
         """Mark the events with these keys as emitted; return the source events now free to ack."""
-        free: list[Any] = []
+        free: list[_Held] = []
         for key in keys:
             for held in self._waiting.pop(key, ()):
                 held.keys.discard(key)
-                if not held.keys:
-                    free.append(held.event)
+                if not held.keys and not held.done:
+                    held.done = True
+                    free.append(held)
         self._forget(free)
-        return free
+        return [held.event for held in free]
 
     def expired(self, now: float) -> list[Any]:
         """Force-release holds older than the timeout; return their events."""
-        stale = [h for hs in self._by_tp.values() for h in hs if now - h.since > self.timeout_s]
+        stale = [h for q in self._by_tp.values() for h in q if not h.done and now - h.since > self.timeout_s]
         return self.release({key for held in stale for key in held.keys})
 
     def release_all(self, tp: Any) -> list[Any]:
         """Release every hold of a partition (after a shutdown flush emitted everything)."""
-        return self.release({key for held in self._by_tp.get(tp, ()) for key in held.keys})
+        return self.release({key for held in self._by_tp.get(tp, ()) if not held.done for key in held.keys})
 
     def drop(self, tps: Iterable[Any]) -> None:
         """Forget the holds of revoked partitions without acking (their new owner reads them again)."""
         for tp in tps:
             for held in self._by_tp.pop(tp, ()):
+                if held.done:
+                    continue
+                self._count -= 1
                 for key in held.keys:
                     waiting = self._waiting.get(key)
                     if waiting is not None:
@@ -125,23 +140,21 @@ class AckHolds:
 
     def lowest_offset(self, tp: Any) -> int | None:
         """The lowest source offset still held in ``tp``."""
-        held = self._by_tp.get(tp)
-        return min(h.event.message.offset for h in held) if held else None
+        queue = self._by_tp.get(tp)
+        return queue[0].event.message.offset if queue else None
 
     def count(self) -> int:
         """How many source events are held."""
-        return sum(len(hs) for hs in self._by_tp.values())
+        return self._count
 
-    def _forget(self, events: list[Any]) -> None:
-        gone = {id(e) for e in events}
-        if not gone:
-            return
-        for tp in {e.message.tp for e in events}:
-            remaining = [h for h in self._by_tp.get(tp, ()) if id(h.event) not in gone]
-            if remaining:
-                self._by_tp[tp] = remaining
-            else:
-                self._by_tp.pop(tp, None)
+    def _forget(self, released: list[_Held]) -> None:
+        self._count -= len(released)
+        for tp in {held.event.message.tp for held in released}:
+            queue = self._by_tp[tp]
+            while queue and queue[0].done:
+                queue.popleft()
+            if not queue:
+                del self._by_tp[tp]
 
 
 class PartitionView(MutableMapping[str, HostState]):

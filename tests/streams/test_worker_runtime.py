@@ -76,6 +76,79 @@ class TestAckHolds:
         assert holds.count() == 1
 
 
+class _PlainHolds:
+    """The documented rule of AckHolds, written plainly: every call scans every hold."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.holds: list[tuple[Any, set[tuple[str, int]], float]] = []
+
+    def hold(self, event: Any, keys: set[tuple[str, int]], now: float) -> None:
+        self.holds.append((event, set(keys), now))
+
+    def release(self, keys: Any) -> list[Any]:
+        gone = set(keys)
+        for _, waiting, _ in self.holds:
+            waiting -= gone
+        free = [event for event, waiting, _ in self.holds if not waiting]
+        self.holds = [h for h in self.holds if h[1]]
+        return free
+
+    def expired(self, now: float) -> list[Any]:
+        return self.release({k for _, keys, since in self.holds if now - since > self.timeout_s for k in keys})
+
+    def release_all(self, tp: Any) -> list[Any]:
+        return self.release({k for event, keys, _ in self.holds if event.message.tp == tp for k in keys})
+
+    def drop(self, tps: Any) -> None:
+        self.holds = [h for h in self.holds if h[0].message.tp not in set(tps)]
+
+    def lowest_offset(self, tp: Any) -> int | None:
+        offsets = [event.message.offset for event, _, _ in self.holds if event.message.tp == tp]
+        return min(offsets) if offsets else None
+
+
+_KEYS = st.sets(st.tuples(st.sampled_from("ab"), st.integers(0, 5)), min_size=1, max_size=3)
+_OPS = st.one_of(
+    st.tuples(st.just("hold"), st.integers(0, 1), st.integers(0, 3), _KEYS),
+    st.tuples(st.just("release"), _KEYS),
+    st.tuples(st.just("expired")),
+    st.tuples(st.just("release_all"), st.integers(0, 1)),
+    st.tuples(st.just("drop"), st.integers(0, 1)),
+)
+
+
+class TestAckHoldsModel:
+    @given(st.lists(_OPS, max_size=40))
+    def test_same_as_scanning_every_hold(self, ops: list[tuple[Any, ...]]) -> None:
+        """Any sequence of holds (offsets mostly rising, sometimes not), releases, expiries and drops: the
+        same events come free, and the lowest held offset and the count agree with a plain scan."""
+        holds, plain = AckHolds(timeout_s=3), _PlainHolds(timeout_s=3)
+        offsets = {0: 0, 1: 0}
+        for now, op in enumerate(ops):
+            if op[0] == "hold":
+                _, partition, step, keys = op
+                offsets[partition] += step - 1  # a step of 0 goes back: a record read again
+                event = _event("t", partition, offsets[partition])
+                holds.hold(event, keys, now=now)
+                plain.hold(event, keys, now=now)
+                continue
+            if op[0] == "release":
+                got, want = holds.release(op[1]), plain.release(op[1])
+            elif op[0] == "expired":
+                got, want = holds.expired(now), plain.expired(now)
+            elif op[0] == "release_all":
+                got, want = holds.release_all(("t", op[1])), plain.release_all(("t", op[1]))
+            else:
+                holds.drop([("t", op[1])])
+                plain.drop([("t", op[1])])
+                got, want = [], []
+            assert sorted(map(id, got)) == sorted(map(id, want))
+            for partition in (0, 1):
+                assert holds.lowest_offset(("t", partition)) == plain.lowest_offset(("t", partition))
+            assert holds.count() == len(plain.holds)
+
+
 async def _no_changelog(partitions: list[int]) -> dict[int, dict[bytes, bytes]]:
     return {p: {} for p in partitions}
 
