@@ -70,6 +70,10 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         commits_in_transactions: exactly-once: offsets travel in the publisher's transactions.
         batch_size: most records taken per fetch.
         batch_within_s: longest wait for a fetch.
+        linger_s: shortest time between two fetches, unless the last one was full. The route stage
+            packs each fetch's lines into one internal record per host, and every internal record costs
+            the processing stage a Faust message; fetching as often as records arrive made one record
+            per line on a fleet of many hosts (capacity fell under 10k lines/s with 256 hosts).
         commit_interval_s: at-least-once: how often delivered offsets are committed.
     """
 
@@ -84,6 +88,7 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         commits_in_transactions: bool,
         batch_size: int,
         batch_within_s: float,
+        linger_s: float = 0.1,
         commit_interval_s: float = 1.0,
     ) -> None:
         self._consumer_factory = consumer_factory
@@ -95,6 +100,7 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         self.commits_in_transactions = commits_in_transactions
         self.batch_size = batch_size
         self.batch_within_s = batch_within_s
+        self.linger_s = linger_s
         self.commit_interval_s = commit_interval_s
         self._lock = asyncio.Lock()
         """Held by a batch and by the rebalance callbacks, so that they never interleave."""
@@ -147,12 +153,18 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
     # -- the loop ---------------------------------------------------------------------------------
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        last_commit = time.monotonic()
+        last_commit = last_fetch = time.monotonic()
+        full = False
         try:
             while not self._stopping and self.failure is None:
+                wait = last_fetch + self.linger_s - time.monotonic()
+                if wait > 0 and not full:  # a full fetch means records are waiting: no pause then
+                    await asyncio.sleep(wait)
+                last_fetch = time.monotonic()
                 fetched = await consumer.getmany(
                     timeout_ms=int(self.batch_within_s * 1000), max_records=self.batch_size
                 )
+                full = sum(map(len, fetched.values())) >= self.batch_size
                 async with self._lock:
                     for tp, records in fetched.items():
                         if tp in self._owned and not self._stopping:
