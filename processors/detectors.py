@@ -294,9 +294,10 @@ class RiskySudoDetector:
         session, shared = found
         entry = state.sessions.get(session["id"]) if shared else None
         if entry is None:
+            # Kept only once something fired in the session (below), and only for a session later events
+            # can name: an entry with nothing fired means what no entry means, and one per session for a
+            # day grew every host's state by the session count.
             entry = {"last_ts": now, "fired": []}
-            if shared:  # a session of its own is never seen again: keeping it would only grow the state
-                state.sessions[session["id"]] = entry
         elif now > entry["last_ts"]:
             entry["last_ts"] = now
         if not detections:
@@ -311,6 +312,8 @@ class RiskySudoDetector:
             if kind in entry["fired"] or str(rule.get("id", "")).startswith("secstream.risky_sudo"):
                 continue
             entry["fired"].append(kind)
+            if shared:
+                state.sessions[session["id"]] = entry
             evidence = list((hit.get("secstream") or {}).get("evidence", {}).get("event_ids", []))
             event_id = str((doc.get("event") or {}).get("id", ""))
             what = "a command burst" if speed else f"rule {rule.get('name', rule.get('id'))}"

@@ -240,6 +240,20 @@ class TestRiskySudoDetector:
         assert [hit["rule"]["id"] for hit in found] == ["secstream.risky_sudo.command"]
         assert state.sessions == {}
 
+    def test_a_session_where_nothing_fired_keeps_no_state(self) -> None:
+        """Sessions are remembered only once a detection fired in them: an entry with nothing fired
+        kept for the day-long TTL made every host's state grow with its sudo sessions."""
+        tracker, sessions = LogonSessionTracker(), LogonSessionState()
+        risky, state = RiskySudoDetector(), RiskySudoState()
+        docs = _lines(
+            "Jul 10 10:00:00 h sudo: pam_unix(sudo:session): session opened for user root by peteb(uid=0)",
+            "Jul 10 10:00:01 h sudo:    peteb : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/ls",
+        )
+        for doc in docs:
+            tracker.process(doc, sessions)
+            assert risky.process(doc, state, []) == []
+        assert state.sessions == {}
+
     def test_hits_outside_sudo_ignored(self) -> None:
         """A detection on an auditd exec outside any sudo session raises nothing."""
         doc = _exec(1.0, 1)
