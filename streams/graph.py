@@ -235,12 +235,17 @@ class Pipeline:
 
     # -- synchronous stages -------------------------------------------------------------------
 
-    def _too_long(self, line: RawLine, stream: str) -> dict[str, Any]:
-        """The dead letter of a line longer than ``input.max_line_bytes`` (the caller checks the length)."""
+    def too_long(self, line: RawLine, stream: str, limit: int | None = None) -> dict[str, Any]:
+        """The dead letter of a line longer than ``input.max_line_bytes``, or than a driver's own ``limit``
+        (the worker's record size) where that is lower; the caller checks the length."""
         self.stats.bad_input[f"{stream}:too_long"] += 1
+        if limit is None:
+            reason = f"line longer than input.max_line_bytes ({self.config.input.max_line_bytes})"
+        else:
+            reason = f"line longer than the {limit}-byte record limit"
         return dead_letter(
             original=line.data,
-            reason=f"line longer than input.max_line_bytes ({self.config.input.max_line_bytes})",
+            reason=reason,
             error_type="LineTooLong",
             stream=stream,
             host=line.host,
@@ -270,7 +275,7 @@ class Pipeline:
         for line in lines:
             count += 1
             if len(line.data) > max_bytes:
-                pending.deadletters.append(self._too_long(line, "auditd"))
+                pending.deadletters.append(self.too_long(line, "auditd"))
                 continue
             try:
                 record = parse_line(_audit_text(line.data).rstrip("\r\n"))
@@ -311,7 +316,7 @@ class Pipeline:
         for line in lines:
             self.stats.lines_in["syslog"] += 1
             if len(line.data) > self.config.input.max_line_bytes:
-                pending.deadletters.append(self._too_long(line, "syslog"))
+                pending.deadletters.append(self.too_long(line, "syslog"))
                 continue
             try:
                 doc = parse_syslog_line(

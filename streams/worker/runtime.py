@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.codecs import dumps, loads
-from schemas.documents import dead_letter, truncated_dead_letter
+from schemas.documents import truncated_dead_letter
 from streams.config import SecstreamConfig
 from streams.graph import HostState, Outputs, Pending, Pipeline, PipelineStats, RawLine
 from streams.logging import get_logger
@@ -440,7 +440,8 @@ class WorkerRuntime:
                 continue
             for line in decoded.lines:
                 if len(line.data) > MAX_DOCUMENT_BYTES:  # its internal record would be refused
-                    records.append(self._line_too_long(stream, line, now))
+                    doc = self.pipeline.too_long(line, stream, MAX_DOCUMENT_BYTES)
+                    records.append(self._doc_record(self.topics.deadletter, doc))
                     continue
                 key = audit_event_key(line, default_host)
                 host = key[0] if key is not None else line.host or default_host
@@ -458,20 +459,6 @@ class WorkerRuntime:
                 records.append(OutRecord(self.topics.syslog_by_host, dumps(doc), _host_key(doc["host"]["name"])))
             records.extend(self._doc_record(self.topics.deadletter, doc) for doc in pending.deadletters)
         return records
-
-    def _line_too_long(self, stream: str, line: RawLine, now: float) -> OutRecord:
-        """The dead letter of an audit line too long to repartition (no audit record comes near it)."""
-        self.metrics.bad_input.labels(reason=f"{stream}:LineTooLong").inc()
-        doc = dead_letter(
-            original=line.data,
-            reason=f"a {len(line.data)}-byte line is over the {MAX_DOCUMENT_BYTES}-byte record limit",
-            error_type="LineTooLong",
-            stream=stream,
-            host=line.host,
-            timestamp=now,
-            source=line.source,
-        )
-        return self._doc_record(self.topics.deadletter, doc)
 
     # -- stage 2: by-host → outputs -------------------------------------------------------------
 

@@ -322,6 +322,7 @@ class TestRoute:
         doc = orjson.loads(out[0].value or b"")
         assert doc["error"]["type"] == "LineTooLong" and doc["secstream"]["original_size"] == len(huge)
         assert doc["secstream"]["source"]["offset"] == 7 and doc["host"] == {"name": "alpha"}
+        assert runtime.pipeline.stats.bad_input["auditd:too_long"] == 1  # counted as the graph counts them
         assert decode_internal(out[1].value or b"", out[1].headers, 0.0, "unused")[1] == {("alpha", 6)}
 
     def test_an_event_too_large_for_a_record_becomes_a_dead_letter(self, runtime: WorkerRuntime) -> None:
