@@ -166,10 +166,9 @@ class AtLeastOncePublisher:
 
     A publish only queues its records: one background task sends them, oldest first, so the caller
     goes on with its next batch at once. aiokafka keeps one batch per partition in flight and makes the
-    next one wait until it has left, so sending every publish as batches of its own made each publish
-    wait a broker round trip per destination partition (a quarter of a member's time at 10k lines/s).
-    The sender takes everything queued while its last send waited and writes it as one batch per
-    partition.
+    next one wait until it has left, so sending every publish as batches of its own could make each
+    publish wait a broker round trip per destination partition, on the agent's path. The sender takes
+    everything queued while its last send waited and writes it as one batch per partition.
 
     Acks follow delivery in publish order (each publish's delivery includes the one before it), so an
     event is acked only when its outputs and every earlier output are on the broker; Faust commits a
