@@ -26,7 +26,6 @@ consumes (``secstream.events`` and friends), and its open transaction at shutdow
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -190,8 +189,9 @@ class AtLeastOncePublisher:
         """Set while everything published has been handed to the producer."""
         self._idle.set()
         self._sender: asyncio.Task[None] | None = None
-        self._delivered: asyncio.Future[Any] | None = None
-        """Resolves when every record handed to the producer so far is delivered."""
+        self._delivered: asyncio.Task[bool] | None = None
+        """The last publish's delivery: done once every record handed to the producer so far has
+        settled; True if all of it was delivered."""
         self._failure: BaseException | None = None
 
     async def publish(
@@ -236,15 +236,32 @@ class AtLeastOncePublisher:
         for queued in taken:
             batches = set(futures[start : start + len(queued.records)])
             start += len(queued.records)
-            if self._delivered is not None and not self._delivered.done():
-                batches.add(self._delivered)
-            if not batches:
-                for event in queued.acks:
-                    event.ack()
+            if not batches and (self._delivered is None or self._delivered.done()):
+                if self._delivered is None or self._delivered.result():
+                    for event in queued.acks:
+                        event.ack()
                 continue
-            delivered = asyncio.gather(*batches)
-            delivered.add_done_callback(functools.partial(self._on_delivered, queued.acks))
-            self._delivered = delivered
+            self._delivered = asyncio.create_task(self._deliver(batches, self._delivered, queued.acks))
+
+    async def _deliver(
+        self, batches: set[asyncio.Future[Any]], previous: asyncio.Task[bool] | None, acks: list[Any]
+    ) -> bool:
+        """Ack once this publish's batches and every earlier publish are delivered; True if they were.
+
+        It waits for all of its batches even after one fails, so that once the last publish's
+        delivery is done, nothing handed to the producer is still on its way.
+        """
+        results = await asyncio.gather(*batches, return_exceptions=True)
+        earlier_delivered = previous is None or await previous
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            self._fail(failure)
+            return False
+        if not earlier_delivered:
+            return False
+        for event in acks:
+            event.ack()
+        return True
 
     @property
     def failure(self) -> BaseException | None:
@@ -256,14 +273,6 @@ class AtLeastOncePublisher:
             log.error("worker.delivery_failed", error=repr(failure))
         self._failure = failure
         self._taken.set()
-
-    def _on_delivered(self, acks: list[Any], delivered: asyncio.Future[Any]) -> None:
-        failure = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
-        if failure is not None:
-            self._fail(failure)
-            return
-        for event in acks:
-            event.ack()
 
     async def prepare(self, sources: Iterable[Any]) -> dict[Any, int]:
         """Nothing to prepare: Faust's consumer position is the committed offset."""
@@ -278,7 +287,7 @@ class AtLeastOncePublisher:
         """Wait for the delivery of everything published (acks run before this returns, or never on failure)."""
         await self._idle.wait()
         if self._delivered is not None:
-            await asyncio.wait([self._delivered])
+            await self._delivered
 
     async def close(self) -> None:
         """Wait until everything published is delivered (and acked), stop the sender, flush the producer."""
