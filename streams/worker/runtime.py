@@ -56,7 +56,6 @@ from streams.worker.topics import TopicNames
 __all__ = [
     "MAX_DOCUMENT_BYTES",
     "SNAPSHOT_COST_FACTOR",
-    "SNAPSHOT_EVERY_S",
     "AckHolds",
     "PartitionView",
     "WorkerRuntime",
@@ -212,17 +211,15 @@ def _packs(lines: list[RawLine]) -> Iterator[tuple[int, int]]:
     yield start, len(lines)
 
 
-SNAPSHOT_EVERY_S = 2.0
-"""At-least-once: a partition's host snapshots are written at most every this many seconds, and no more
-often than ``SNAPSHOT_COST_FACTOR`` times what writing them took the last time. A host snapshot holds
+SNAPSHOT_COST_FACTOR = 20.0
+"""At-least-once: a partition's host snapshots are written at most every ``worker.snapshot_interval_s``
+and no more often than this many times what writing them took the last time. A host snapshot holds
 the host's whole process tree, so its cost grows with the state: written with every batch, it was most
 of the worker's time at steady load; with a floor in seconds alone, a few very large trees could still
 take most of it. Until the next write the partition's finished source records stay unacked, hence
 uncommitted: a snapshot is on the broker before the offsets of the records whose effects it holds can
 be committed, and a crash re-reads at most the records since it. Exactly-once writes them with every
 transaction."""
-SNAPSHOT_COST_FACTOR = 20.0
-"""Snapshot writes take at most about 1/20 of a partition's time."""
 
 
 MAX_DOCUMENT_BYTES = 900 * 1024
@@ -596,7 +593,7 @@ class WorkerRuntime:
         since = self._unsaved.get(tp)
         if since is None:  # written with the last batch: this one starts the next period
             return False
-        return now - since >= max(SNAPSHOT_EVERY_S, self._snapshot_gap.get(tp, 0.0))
+        return now - since >= max(self.config.worker.snapshot_interval_s, self._snapshot_gap.get(tp, 0.0))
 
     @staticmethod
     def _emitted(outputs: Outputs) -> set[tuple[str, int]]:

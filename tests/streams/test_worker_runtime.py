@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -217,9 +218,10 @@ class _CountingPublisher:
 
 
 class TestSnapshotCadence:
-    async def test_snapshots_wait_the_floor_and_twenty_times_their_last_cost(
+    async def test_snapshots_wait_the_interval_and_twenty_times_their_last_cost(
         self, runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        runtime.config = replace(runtime.config, worker=replace(runtime.config.worker, snapshot_interval_s=2.0))
         tp = TopicPartition(runtime.topics.auditd_by_host, 0)
         now = [1_700_000_000.0]
         runtime.clock = lambda: now[0]
@@ -254,7 +256,7 @@ class TestSnapshotCadence:
         assert writes == [2.1]
         cost[0] = 0.0
         await batch_at(6.6)
-        await batch_at(7.0)  # the cheap write at 6.6 brings the floor of 2 s back
+        await batch_at(7.0)  # the cheap write at 6.6 brings the interval of 2 s back
         await batch_at(9.1)
         assert writes == [2.1, 6.6, 9.1]
 
