@@ -10,7 +10,8 @@ Phases (each with its own app id and topics, ``--partitions`` partitions):
 1. capacity, for each worker count in ``--workers``: ``--lines`` lines are produced first, then the
    workers start; rate = lines in the central 96% of the output / time between the 2nd and 98th
    percentile of the output record timestamps (start-up, group join and the idle flush of the last
-   in-flight events are left out).
+   in-flight events are left out). "dup": output records of an event already out (at-least-once
+   re-reads after a rebalance while the workers join); "missing": input events with no output.
 2. steady load, for each worker count in ``--steady-workers`` (default 1): lines produced at ``--rate``
    lines/s (default: 80% of the measured one-worker capacity, at most 20k) for ``--duration`` seconds
    (2 minutes by default; ``--duration 600`` is the issue's 10-minute soak); latency per event = output
@@ -304,13 +305,18 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
         rss = max(rss_mib(p.pid) for p in procs)
     finally:
         dep.stop_all()
-    outs = sorted(ts for _, ts, _ in output_keys(asyncio.run(read_all(args.bootstrap, dep.events))))
+    keyed = output_keys(asyncio.run(read_all(args.bootstrap, dep.events)))
+    outs = sorted(ts for _, ts, _ in keyed)
+    distinct = {key for key, _, _ in keyed}
+    inputs = input_times(asyncio.run(read_all(args.bootstrap, dep.raw_auditd)))
     lo, hi = percentile([float(t) for t in outs], 0.02), percentile([float(t) for t in outs], 0.98)
     seconds = max((hi - lo) / 1000, 1e-3)
     return {
         "workers": workers,
         "lines": args.lines,
         "events": len(outs),
+        "duplicates": len(keyed) - len(distinct),
+        "missing": len(inputs.keys() - distinct),
         "lines_per_s": 0.96 * args.lines / seconds,
         "events_per_s": 0.96 * len(outs) / seconds,
         "wall_s": wall,
@@ -367,6 +373,7 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
         "rate": rate,
         "sent": sent,
         "events": len(every),
+        "missing": len(inputs.keys() - {key for key, _, _ in every}),
         "p50_last": percentile(from_last, 0.5),
         "p99_last": percentile(from_last, 0.99),
         "p50_first": percentile(from_first, 0.5),
@@ -417,13 +424,14 @@ def main() -> int:
                 f"{args.partitions} partitions, batch {args.batch_size}, {args.processes} process(es) per worker)"
             )
             print(
-                f"{'workers':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'wall s':>7} "
+                f"{'workers':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'dup':>6} {'missing':>7} {'wall s':>7} "
                 f"{'produce/s':>10} {'RSS MiB':>8}"
             )
         for r in rows:
             print(
                 f"{r['workers']:>7} {r['lines_per_s']:>9.0f} {r['events_per_s']:>9.0f} {r['events']:>8.0f} "
-                f"{r['wall_s']:>7.1f} {r['produce_per_s']:>10.0f} {r['rss_mib']:>8.0f}"
+                f"{r['duplicates']:>6.0f} {r['missing']:>7.0f} {r['wall_s']:>7.1f} {r['produce_per_s']:>10.0f} "
+                f"{r['rss_mib']:>8.0f}"
             )
         if args.duration > 0:
             rate = args.rate
@@ -437,18 +445,20 @@ def main() -> int:
             )
             print(
                 f"{'workers':>7} {'lines/s':>8} {'sent':>9} {'events':>8} {'p50 s':>7} {'p99 s':>7} "
-                f"{'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8} {'p99 EOE':>8} {'p99 t/o':>8} {'t/o %':>6}"
+                f"{'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8} {'p99 EOE':>8} {'p99 t/o':>8} {'t/o %':>6} "
+                f"{'missing':>7}"
             )
             for s in loads:
                 print(
                     f"{s['workers']:>7.0f} {s['rate']:>8.0f} {s['sent']:>9.0f} {s['events']:>8.0f} "
                     f"{s['p50_last']:>7.2f} {s['p99_last']:>7.2f} {s['p50_first']:>8.2f} {s['p99_first']:>8.2f} "
                     f"{s['rss_mib']:>8.0f} {s['p99_whole']:>8.2f} {s['p99_timed_out']:>8.2f} "
-                    f"{100 * s['timed_out_share']:>6.1f}"
+                    f"{100 * s['timed_out_share']:>6.1f} {s['missing']:>7.0f}"
                 )
             print("latency: output record time minus produce time of the event's last (1st: first) input line;")
             print("EOE: events complete on arrival (EOE or single-record); t/o: events completed by the coalescer's")
             print("timeout (event time 2 s past them, or 5 s of silence from the host), t/o %: their share;")
+            print("missing: input events with no output at all;")
             print(f"events whose last line came in the last {COOL_DOWN_S:.0f} s of the load are left out (the")
             print("load's end silences every host, so they wait for the idle flush):", end=" ")
             print(", ".join(f"{s['cool_down_events']:.0f}" for s in loads))
