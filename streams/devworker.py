@@ -7,6 +7,7 @@ Several deployments share one broker without seeing each other's records.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -25,11 +26,27 @@ __all__ = ["ConfigValue", "DevDeployment", "create_topics", "free_port", "to_tom
 ConfigValue = str | int | float | bool | list[str]
 
 
-def free_port() -> int:
-    """Return a TCP port that is free on the loopback interface now."""
+def free_port(span: int = 1) -> int:
+    """Return a TCP port ``p`` such that ``p`` .. ``p + span - 1`` are free on the loopback interface now.
+
+    A worker with ``processes = n`` serves process ``i`` on ``web_port + i``, so it needs ``n`` ports
+    in a row.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            first = int(sock.getsockname()[1])
+        if first + span - 1 <= 65535 and all(_bindable(first + i) for i in range(1, span)):
+            return first
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
@@ -188,7 +205,8 @@ class DevDeployment:
 
     def start_worker(self) -> tuple[subprocess.Popen[bytes], int]:
         """Start ``secstream worker`` in a new process group; return it and its health port."""
-        port = free_port()
+        processes = self.settings.get("worker", {}).get("processes", 1)
+        port = free_port(span=processes if isinstance(processes, int) and processes > 0 else os.cpu_count() or 1)
         config = self.config_path(port)
         cmd = [sys.executable, "-m", "streams.cli", "--log-level", self.log_level, "worker", "--config", str(config)]
         self._started += 1
