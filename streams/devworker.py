@@ -7,7 +7,6 @@ Several deployments share one broker without seeing each other's records.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -20,6 +19,9 @@ from pathlib import Path
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.config import load_config
+from streams.worker.processes import process_count
 
 __all__ = ["ConfigValue", "DevDeployment", "create_topics", "free_port", "to_toml", "wait_healthy"]
 
@@ -205,8 +207,8 @@ class DevDeployment:
 
     def start_worker(self) -> tuple[subprocess.Popen[bytes], int]:
         """Start ``secstream worker`` in a new process group; return it and its health port."""
-        processes = self.settings.get("worker", {}).get("processes", 1)
-        port = free_port(span=processes if isinstance(processes, int) and processes > 0 else os.cpu_count() or 1)
+        # as many ports in a row as the worker will start members (read as the worker reads its file)
+        port = free_port(span=process_count(load_config(self.config_path())))
         config = self.config_path(port)
         cmd = [sys.executable, "-m", "streams.cli", "--log-level", self.log_level, "worker", "--config", str(config)]
         self._started += 1
