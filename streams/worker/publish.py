@@ -202,7 +202,7 @@ class AtLeastOncePublisher:
         if self._failure is not None:
             raise RuntimeError("an earlier output batch was not delivered") from self._failure
         acks = list(acks)
-        if not records and self._idle.is_set() and (self._delivered is None or self._delivered.done()):
+        if not records and self._idle.is_set() and self._all_delivered():
             for event in acks:  # nothing of it or before it is still on its way
                 event.ack()
             return
@@ -236,12 +236,15 @@ class AtLeastOncePublisher:
         for queued in taken:
             batches = set(futures[start : start + len(queued.records)])
             start += len(queued.records)
-            if not batches and (self._delivered is None or self._delivered.done()):
-                if self._delivered is None or self._delivered.result():
-                    for event in queued.acks:
-                        event.ack()
+            if not batches and self._all_delivered():
+                for event in queued.acks:
+                    event.ack()
                 continue
             self._delivered = asyncio.create_task(self._deliver(batches, self._delivered, queued.acks))
+
+    def _all_delivered(self) -> bool:
+        """Whether everything handed to the producer so far is delivered."""
+        return self._delivered is None or (self._delivered.done() and self._delivered.result())
 
     async def _deliver(
         self, batches: set[asyncio.Future[Any]], previous: asyncio.Task[bool] | None, acks: list[Any]
