@@ -6,7 +6,8 @@
     ├── ParseError                      a raw line is not what its parser expects
     ├── CoalesceError                   an audit record cannot join an event
     │   ├── DuplicateRecordError        the same record was seen twice
-    │   └── OrphanEndOfEventError       an EOE arrived for an event that is not in flight
+    │   ├── OrphanEndOfEventError       an EOE arrived for an event that is not in flight
+    │   └── FutureEventError            a record is dated too far after the time it was received
     ├── DecodeError                     a payload could not be decoded within the limits
     ├── EnrichmentError                 a lookup failed (the event is still emitted)
     │   ├── ProviderTimeoutError
@@ -28,6 +29,7 @@ __all__ = [
     "DecodeError",
     "DuplicateRecordError",
     "EnrichmentError",
+    "FutureEventError",
     "MsticpyException",
     "OrphanEndOfEventError",
     "ParseError",
@@ -68,6 +70,11 @@ class DuplicateRecordError(CoalesceError):
 
 class OrphanEndOfEventError(CoalesceError):
     """An EOE record arrived for an event that is not in flight."""
+
+
+class FutureEventError(CoalesceError):
+    """An audit record is dated further after its receive time than clocks drift: it would move its host's
+    event clock and time out every later event of that host."""
 
 
 class DecodeError(SecstreamError):

@@ -130,6 +130,10 @@ class CoalescerConfig:
     """Wall-clock seconds after a host's last record when its in-flight events are flushed."""
     max_in_flight: int = 10000
     """In-flight events per host; on overflow the oldest is flushed as partial."""
+    max_ahead_s: float = 3600.0
+    """A record dated this far after the time it was read is a dead letter (it would move its host's clock)."""
+    gap_window: int = 1000
+    """Serials a missing one may trail the newest of its host before it is counted as lost."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +312,8 @@ def _validate(config: SecstreamConfig) -> None:
         (config.coalescer.event_timeout_s > 0, "coalescer.event_timeout_s", "must be positive"),
         (config.coalescer.idle_flush_s > 0, "coalescer.idle_flush_s", "must be positive"),
         (config.coalescer.max_in_flight >= 1, "coalescer.max_in_flight", "must be at least 1"),
+        (config.coalescer.max_ahead_s > 0, "coalescer.max_ahead_s", "must be positive"),
+        (config.coalescer.gap_window >= 1, "coalescer.gap_window", "must be at least 1"),
         (config.proctree.ancestor_depth >= 0, "proctree.ancestor_depth", "must not be negative"),
         (config.proctree.max_per_host >= 1, "proctree.max_per_host", "must be at least 1"),
         (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),

@@ -165,7 +165,8 @@ class PipelineStats:
     detections: Counter[str] = field(default_factory=Counter)
     bad_input: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
-    """The coalescers' counters summed over hosts: completed, partial, late, duplicate, overflow, orphan_eoe."""
+    """The coalescers' counters summed over hosts: completed, partial, late, duplicate, overflow, orphan_eoe,
+    lost (serial gaps), future (records dated after their receive time)."""
     proctree: Counter[str] = field(default_factory=Counter)
     """The process trackers' counters summed over hosts: evictions, back-fills, live processes."""
     enrichment: Counter[str] = field(default_factory=Counter)
@@ -205,6 +206,8 @@ class Pipeline:
                 event_timeout_s=config.coalescer.event_timeout_s,
                 idle_flush_s=config.coalescer.idle_flush_s,
                 max_in_flight=config.coalescer.max_in_flight,
+                max_ahead_s=config.coalescer.max_ahead_s,
+                gap_window=config.coalescer.gap_window,
             )
         )
         self.tracker = ProcessTracker(

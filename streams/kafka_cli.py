@@ -16,12 +16,12 @@ from typing import IO, Any, Final
 
 import orjson
 
+from processors.audit.header import event_key
 from processors.errors import ConfigError
 from streams.config import SecstreamConfig, load_config
 
 __all__ = ["line_host", "register_kafka_commands"]
 
-_NODE: Final = re.compile(rb"[ \t]*node=(\S+) ")
 _RFC5424: Final = re.compile(rb"<\d{1,3}>\d{1,2} \S+ (\S+) ")
 _RFC3164: Final = re.compile(rb"(?:<\d{1,3}>)?[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d (\S+) ")
 
@@ -35,7 +35,12 @@ def line_host(line: bytes) -> bytes | None:
 
     ``node=HOST`` of an audit line, the HOSTNAME of an RFC 5424 or RFC 3164 syslog line, else None.
     """
-    for pattern in (_NODE, _RFC5424, _RFC3164):
+    if line.lstrip(b" \t").startswith(b"node="):
+        # An audit line: the header rule is processors.audit.header's.
+        key = event_key(line, "")
+        if key is not None:
+            return key[0].encode("utf-8", "surrogateescape")
+    for pattern in (_RFC5424, _RFC3164):
         match = pattern.match(line)
         if match is not None:
             return match.group(1)

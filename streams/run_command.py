@@ -53,7 +53,8 @@ def format_summary(result: RunResult) -> str:
     audit = stats.audit
     lines.append(
         f"  audit:        partial {audit['partial']}, late {audit['late']}, duplicate {audit['duplicate']}, "
-        f"overflow {audit['overflow']}, orphan EOE {audit['orphan_eoe']}"
+        f"overflow {audit['overflow']}, orphan EOE {audit['orphan_eoe']}, lost (serial gaps) {audit['lost']}, "
+        f"dated in the future {audit['future']}"
     )
     tree = stats.proctree
     lines.append(

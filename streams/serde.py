@@ -19,7 +19,6 @@ as their original bytes, packed per (batch, host) with each line's origin (:func
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -27,6 +26,7 @@ from typing import Any, Final
 import orjson
 from secstream_audit_native import pack_audit_records as _pack_audit_records
 
+from processors.audit.header import event_key
 from schemas.documents import dead_letter
 from streams.graph import RawLine
 
@@ -46,10 +46,6 @@ SOURCE_HEADER: Final = "secstream-source"
 """Header of internal-topic messages: JSON ``{"topic", "partition", "offset"}`` of the raw record."""
 HOST_HEADER: Final = "secstream-host"
 """Header of internal-topic messages: the envelope host or message key of the raw record, if any."""
-
-# Same header shape as processors.audit.parse (``[node=HOST ]type=TYPE msg=audit(TIME:SERIAL):``);
-# only the routing fields are read here, the record itself is parsed by the stage graph.
-_AUDIT_HEAD: Final = re.compile(rb"[ \t]*(?:node=(\S+) )?type=\S+ msg=audit\([0-9]{1,12}\.[0-9]{1,9}:([0-9]{1,20})\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,13 +154,8 @@ def audit_event_key(line: RawLine, default_host: str) -> tuple[str, int] | None:
         line: the raw audit line.
         default_host: the configured host for lines that name none.
     """
-    data = line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
-    match = _AUDIT_HEAD.match(data)
-    if match is None:
-        return None
-    node = match.group(1)
-    host = _text(node) if node is not None else (line.host or default_host)
-    return host, int(match.group(2))
+    # The header rule is processors.audit.header's; only the routing fields are read here.
+    return event_key(line.data, line.host or default_host)
 
 
 FRAME_HEADER: Final = "secstream-frame"

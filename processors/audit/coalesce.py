@@ -3,12 +3,23 @@
 Rules:
 
 * An event is complete on its ``EOE`` record (``reason="eoe"``, ``partial=False``).
-* Single-record types (:data:`SINGLE_RECORD_PREFIXES`, :data:`SINGLE_RECORD_TYPES`) are complete at once
-  (``reason="single"``) when they open an event. These are the user-space messages (``USER_*``, ``CRED_*``,
-  ``SERVICE_*``, ``DAEMON_*``, user-space ``ANOM_*``), ``LOGIN`` and ``CONFIG_CHANGE``, which the kernel or the
-  daemon write without an ``EOE``. ``AVC``, ``ANOM_PROMISCUOUS``/``ANOM_LINK``/``ANOM_CREAT`` and ``NETFILTER_CFG``
-  are written in a syscall context (followed by ``SYSCALL``/``EOE``) and are therefore *not* single. A
-  single-record type that arrives while other records of the same key are in flight just joins that event.
+* Single-record types (:data:`SINGLE_RECORD_PREFIXES`, :data:`SINGLE_RECORD_TYPES`) are the user-space
+  messages (``USER_*``, ``CRED_*``, ``SERVICE_*``, ``DAEMON_*``, user-space ``ANOM_*``), ``LOGIN`` and
+  ``CONFIG_CHANGE``. Real logs show them in two forms: alone, and (when the process that wrote them was in an
+  audited system call) followed by ``SYSCALL``/``PROCTITLE``/``SOCKADDR``/``EOE`` records of the same serial.
+  One that opens an event is *held*: it completes (``reason="single"``, ``partial=False``) as soon as the next
+  record of its node belongs to another event, on the next wall-clock :meth:`Coalescer.expire`, on overflow
+  or on shutdown; a record of its own serial that arrives first joins it, and the event then completes on its
+  ``EOE`` like any other. A busy host's next record follows within milliseconds, so the single-record form is
+  not delayed in practice. ``AVC``, ``ANOM_PROMISCUOUS``/``ANOM_LINK``/``ANOM_CREAT`` and ``NETFILTER_CFG``
+  are written in a syscall context and are *not* single. A single-record type that arrives while other
+  records of the same key are in flight just joins that event.
+* A record dated more than ``max_ahead_s`` after the wall-clock time it was received (``wall_time``, when
+  given and positive) raises :class:`FutureEventError` and is counted (``future``); it changes no state.
+* Serial gaps are counted per node as lost events (``lost``), as go-libaudit counts them: a missing serial is
+  counted once a serial ``gap_window`` past it has arrived (records may arrive out of order until then).
+  ``DAEMON_*`` records (numbered by auditd, not the kernel) are left out; a jump of more than a million
+  serials (a reboot resets them) starts the count afresh.
 * An event without ``EOE`` completes (``partial=True``) when the max event time seen for its node exceeds its
   time by ``event_timeout_s`` (``reason="timeout"``), when no record arrived for it for ``idle_flush_s`` of
   injected wall-clock time (``reason="idle"``), when it is the oldest in flight and ``max_in_flight`` is
@@ -17,6 +28,13 @@ Rules:
   A record identical to one already seen for that event (in flight or completed) is dropped and counted.
   Completed events are remembered per node (the last ``done_memory`` of them, with a CRC-32 of each record).
 * An ``EOE`` for an event that is neither in flight nor remembered raises :class:`OrphanEndOfEventError`.
+
+Reassembly window: an event without ``EOE`` waits at most ``event_timeout_s`` of *event time* (its node's
+newest record time minus its own), unlike go-libaudit's reassembler, which waits a wall-clock timeout with a
+bounded queue. Event time keeps the output independent of how fast and in which batches a file is read; the
+price is that a record arriving behind one more than ``event_timeout_s`` newer (shuffled logs) becomes a late
+record. ``coalescer.event_timeout_s`` sets the window (raise it for logs merged out of order);
+``max_in_flight`` bounds the memory whatever the window.
 
 The state is an object handed in by the caller; :meth:`CoalescerState.snapshot` gives orjson-ready data.
 The rules run in compiled code (``processors/audit/native-rs/src/coalesce.rs``); this module defines
@@ -32,7 +50,7 @@ from typing import Any, Final
 from secstream_audit_native import CoalescerBuffer, CoalescerCore
 
 from processors.audit.parse import AuditRecord, parse_line
-from processors.errors import OrphanEndOfEventError
+from processors.errors import FutureEventError, OrphanEndOfEventError
 
 _blake2b = hashlib.blake2b
 
@@ -144,19 +162,24 @@ class CoalescerSettings:
         idle_flush_s: wall-clock idle time after which an in-flight event is flushed.
         max_in_flight: maximum number of in-flight events (all nodes); the oldest is flushed on overflow.
         done_memory: number of completed event keys remembered per node to recognise late records.
+        max_ahead_s: how far a record's time may be after its receive time (clock skew) before it is refused.
+        gap_window: serials a missing one may trail the newest before it is counted lost.
     """
 
     event_timeout_s: float = 2.0
     idle_flush_s: float = 5.0
     max_in_flight: int = 10_000
     done_memory: int = 4096
+    max_ahead_s: float = 3600.0
+    gap_window: int = 1000
 
 
 class CoalescerState(CoalescerBuffer):
     """Mutable coalescer state, owned by the caller; the in-flight records live in compiled code.
 
     Attributes:
-        counters: completed, partial, late, duplicate, overflow, orphan_eoe (a new dict on each read).
+        counters: completed, partial, late, duplicate, overflow, orphan_eoe, lost, future (a new dict on each
+            read).
         in_flight: the in-flight events, oldest first: ``(node, time, serial)`` → records (a copy).
         done: per node, the remembered completed events ``(time, serial)``, oldest first (a copy).
         wall_now: the last wall-clock time handed in (used for records pushed without one).
@@ -189,11 +212,13 @@ class Coalescer(CoalescerCore):
     output classes, the single-record rule and the event id.
 
     * ``push(record, state, *, wall_time=None)`` adds one record and returns the events it completed (EOE,
-      single-record type, overflow) or a :class:`LateRecord`; it raises :class:`OrphanEndOfEventError` for an
-      EOE of an event neither in flight nor remembered.
+      the node's held single-record event, overflow) or a :class:`LateRecord`; it raises
+      :class:`OrphanEndOfEventError` for an EOE of an event neither in flight nor remembered and
+      :class:`FutureEventError` for a record dated more than ``max_ahead_s`` after ``wall_time``.
     * ``expire(state, *, event_time=None, wall_time=None)`` completes the events that timed out in event time
       (each node's max, or the ``event_time`` watermark when later) or whose last record arrived more than
-      ``idle_flush_s`` before ``wall_time``, ordered by event time and serial.
+      ``idle_flush_s`` before ``wall_time`` (and, given a ``wall_time``, the held single-record events),
+      ordered by event time and serial.
     * ``flush_all(state)`` completes every in-flight event (shutdown), ordered by event time and serial.
 
     Args:
@@ -205,7 +230,14 @@ class Coalescer(CoalescerCore):
     def __new__(cls, settings: CoalescerSettings | None = None) -> Coalescer:
         settings = settings or CoalescerSettings()
         self = super().__new__(
-            cls, settings, AuditEvent, LateRecord, event_id_for, OrphanEndOfEventError, is_single_record_type
+            cls,
+            settings,
+            AuditEvent,
+            LateRecord,
+            event_id_for,
+            OrphanEndOfEventError,
+            FutureEventError,
+            is_single_record_type,
         )
         self.settings = settings
         return self

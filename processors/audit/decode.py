@@ -135,7 +135,7 @@ def execve_args(records: Iterable[AuditRecord]) -> tuple[list[str], int | None, 
             piece: str | None = None
             if not (number.isdecimal() and number.isascii() and len(number) <= 9):
                 if key == "argc":
-                    if argc is None and value.isdecimal() and len(value) < 9:
+                    if argc is None and value.isascii() and value.isdecimal() and len(value) < 9:
                         argc = int(value)
                     continue
                 match = _ARG_RE.fullmatch(key)
@@ -484,13 +484,20 @@ _TYPE_CATEGORY: Final[dict[str, tuple[list[str], list[str]]]] = {
 _SOURCE_SYSCALLS: Final = frozenset({"accept", "accept4", "recvfrom", "recvmsg", "bind", "listen"})
 
 
+#: The range of the integers a document holds (JSON writers and consumers read them as signed 64-bit).
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
 def _int(value: str | None) -> int | None:
+    """A field as an int: None when unset, not ASCII decimal (``int()`` would read ``٣``) or past 64 bits."""
     if value is None or value in _UNSET:
         return None
     text = value[1:] if value[:1] == "-" else value
-    if not text.isdecimal() or len(text) > 19:
+    if not (text.isascii() and text.isdecimal()) or len(text) > 19:
         return None
-    return int(value)
+    number = int(value)
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
 
 
 def _set_value(value: str | None) -> str | None:

@@ -15,7 +15,8 @@ Accepted shapes::
   as ``msg.<key>``.
 * ``(null)`` and ``?`` are kept verbatim here; the decoder treats them as absent.
 
-Anything else raises :class:`ParseError` carrying the original line and a clear reason.
+The header rule (and the range of its numbers) is :mod:`processors.audit.header`'s. Anything else raises
+:class:`ParseError` carrying the original line and a clear reason.
 
 The lines auditd writes (ASCII, values without spaces, at most one nested ``msg='...'``) are split by the
 compiled tokenizer ``secstream_audit_native`` (``processors/audit/native-rs``, Rust), several times faster than
@@ -31,11 +32,11 @@ from typing import Final
 
 from secstream_audit_native import RecordTokenizer
 
+from processors.audit.header import TEXT_HEADER, header_problem
 from processors.errors import ParseError
 
 __all__ = ["AuditRecord", "parse_line"]
 
-_HEADER: Final = re.compile(r"[ \t]*(?:node=(\S+) )?type=(\S+) msg=audit\(([0-9]{1,12}\.[0-9]{1,9}):([0-9]{1,20})\):?")
 # key=value tokens. A value is double-quoted (may hold spaces) or bare. A single quote ends a bare value and
 # cannot start a key, so one pass over ``msg='op=... acct="root" res=success'`` yields the nested fields
 # directly, without stray quotes (``msg`` itself comes out empty and is filled from _NESTED).
@@ -178,7 +179,7 @@ def _parse_python(line: str) -> AuditRecord:
         main, extra = text[:gs], text[gs + 1 :]
     else:
         main, extra = text, ""
-    match = _HEADER.match(main)
+    match = TEXT_HEADER.match(main)
     if match is None:
         if not text.strip():
             reason = "empty line"
@@ -189,15 +190,20 @@ def _parse_python(line: str) -> AuditRecord:
         else:
             reason = "malformed audit header: expected '[node=HOST ]type=TYPE msg=audit(TIME:SERIAL):'"
         raise ParseError(reason, raw=line)
-    node, rtype, time, serial = match.groups()
-    body = main[match.end() :]
+    node, rtype, seconds, fraction, serial_text = match.groups()
+    serial = int(serial_text)
+    problem = header_problem(int(seconds), serial)
+    if problem is not None:
+        raise ParseError(problem, raw=line, host=node)
+    time = f"{seconds}.{fraction}"
+    body = main[match.end() + 1 :] if main[match.end() : match.end() + 1] == ":" else main[match.end() :]
     fields, quoted = _parse_pairs(body) if body else ({}, [])
     enriched = _parse_pairs(extra)[0] if extra else {}
     record = _new_object(AuditRecord)
     _set_node(record, node)
     _set_rtype(record, rtype)
     _set_time(record, time)
-    _set_serial(record, int(serial))
+    _set_serial(record, serial)
     _set_epoch(record, float(time))
     _set_fields(record, fields)
     _set_enriched(record, enriched)

@@ -753,7 +753,7 @@ def syscall_name(arch: str | None, number: str | int | None) -> str | None:
     if table is None:
         return None
     if isinstance(number, str):
-        if not number.isdecimal() or len(number) > 6:
+        if not (number.isascii() and number.isdecimal()) or len(number) > 6:
             return None
         number = int(number)
     return table.get(number)

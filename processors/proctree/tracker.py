@@ -417,10 +417,19 @@ def _as_int(value: Any, what: str, doc: Mapping[str, Any]) -> int | None:
         raise LineageError(f"{what} is not an integer: {value!r}", raw=_raw(doc))
     if isinstance(value, int):
         return value
-    try:
-        return int(str(value), 10)
-    except ValueError as exc:
-        raise LineageError(f"{what} is not an integer: {value!r}", raw=_raw(doc)) from exc
+    number = _ascii_int(value)
+    if number is None:
+        raise LineageError(f"{what} is not an integer: {value!r}", raw=_raw(doc))
+    return number
+
+
+def _ascii_int(value: Any) -> int | None:
+    """A decimal of ASCII digits (optionally signed) as an int, else None: ``int()`` would also read ``٣``."""
+    text = str(value)
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        return None
+    return int(text)
 
 
 def _is_thread_clone(syscall: str, data: Mapping[str, Any]) -> bool:
@@ -524,7 +533,10 @@ class ProcessTracker:
         else:
             node = self._find(state, pid, now, allow_exited=True)
             if syscall in FORK_SYSCALLS and not failed and not _is_thread_clone(syscall, data):
-                child_pid = _as_int(data.get("exit"), "auditd.data.exit", doc)
+                # exit= is the child's pid on success; anything else names no child (and is no reason to
+                # drop the parent's event).
+                exit_value = data.get("exit")
+                child_pid = exit_value if type(exit_value) is int else _ascii_int(exit_value)
                 if child_pid is not None and child_pid > 0:
                     self._add_node(
                         state,

@@ -42,6 +42,7 @@ class CoalescerCore:
         late_class: type,
         event_id: Callable[[str | None, str, int], str],
         orphan_error: type[BaseException],
+        future_error: type[BaseException],
         is_single: Callable[[str], bool],
     ) -> _R: ...
     def push(self, record: Any, state: CoalescerBuffer, *, wall_time: float | None = None) -> list[Any]:

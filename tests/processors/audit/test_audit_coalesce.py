@@ -20,7 +20,7 @@ from processors.audit.coalesce import (
     is_single_record_type,
 )
 from processors.audit.parse import parse_line
-from processors.errors import OrphanEndOfEventError
+from processors.errors import FutureEventError, OrphanEndOfEventError, ParseError
 from schemas.documents import stable_id
 
 
@@ -63,7 +63,7 @@ class TestCoalescer:
     def test_same_time_different_serial_are_distinct(self) -> None:
         """Events sharing a timestamp but not a serial are never merged."""
         c, s = Coalescer(), CoalescerState()
-        out = push_all(c, s, [rec("CONFIG_CHANGE", "5.619", n) for n in (18, 19, 20)])
+        out = push_all(c, s, [rec("CONFIG_CHANGE", "5.619", n) for n in (18, 19, 20)]) + c.flush_all(s)
         assert [e.serial for e in out if isinstance(e, AuditEvent)] == [18, 19, 20]
 
     def test_same_key_different_nodes_are_distinct(self) -> None:
@@ -90,14 +90,44 @@ class TestCoalescer:
             "ANOM_ABEND",
         ],
     )
-    def test_single_record_types_complete_at_once(self, rtype: str) -> None:
-        """Single-record types form a complete event at once."""
+    def test_single_record_types_complete_on_the_next_record(self, rtype: str) -> None:
+        """A single-record type is a complete event as soon as its node's next record is of another event."""
         c, s = Coalescer(), CoalescerState()
-        out = push_all(c, s, [rec(rtype, "1.0", 1)])
+        assert push_all(c, s, [rec(rtype, "1.0", 1)]) == []
+        out = push_all(c, s, [rec("SYSCALL", "1.0", 2)])
         assert len(out) == 1
         assert isinstance(out[0], AuditEvent)
-        assert out[0].reason == "single"
-        assert not out[0].partial
+        assert (out[0].serial, out[0].reason, out[0].partial) == (1, "single", False)
+
+    def test_single_record_type_in_a_syscall_context_is_one_event(self) -> None:
+        """LOGIN written inside a syscall groups with the SYSCALL, PROCTITLE and EOE of its serial (#23)."""
+        c, s = Coalescer(), CoalescerState()
+        lines = [
+            rec("LOGIN", "1.1", 500, "pid=4242 uid=0 old-auid=4294967295 auid=1000 ses=7 res=1"),
+            rec("SYSCALL", "1.1", 500, "arch=c000003e syscall=1 success=yes exit=4 pid=4242"),
+            rec("PROCTITLE", "1.1", 500, "proctitle=737368643A206A6F686E"),
+            rec("EOE", "1.1", 500, ""),
+        ]
+        (event,) = push_all(c, s, lines)
+        assert isinstance(event, AuditEvent)
+        assert ([r.rtype for r in event.records], event.reason) == (["LOGIN", "SYSCALL", "PROCTITLE"], "eoe")
+        assert not s.in_flight
+
+    def test_held_single_goes_out_on_a_wall_clock_tick_and_other_hosts_do_not_release_it(self) -> None:
+        """A held single-record event waits for its own node's next record, or for the next tick."""
+        c, s = Coalescer(), CoalescerState()
+        assert push_all(c, s, [rec("USER_AUTH", "1.0", 1, node="a"), rec("SYSCALL", "1.0", 1, node="b")]) == []
+        assert c.expire(s) == []
+        (event,) = c.expire(s, wall_time=1.0)
+        assert isinstance(event, AuditEvent) and (event.node, event.reason, event.partial) == ("a", "single", False)
+
+    def test_held_single_survives_a_snapshot(self) -> None:
+        """The hold is part of the state: a restored state still releases it on the node's next record."""
+        c, s = Coalescer(), CoalescerState()
+        push_all(c, s, [rec("USER_AUTH", "1.0", 1)])
+        restored = CoalescerState.from_snapshot(orjson.loads(orjson.dumps(s.snapshot())))
+        (event,) = push_all(c, restored, [rec("USER_AUTH", "1.0", 2)])
+        assert isinstance(event, AuditEvent) and (event.serial, event.reason) == (1, "single")
 
     @pytest.mark.parametrize("rtype", ["SYSCALL", "AVC", "NETFILTER_CFG", "ANOM_PROMISCUOUS", "PATH"])
     def test_syscall_context_types_wait(self, rtype: str) -> None:
@@ -225,6 +255,7 @@ class TestCoalescer:
         """Only the last done_memory completed keys per node are remembered."""
         c, s = Coalescer(CoalescerSettings(done_memory=3)), CoalescerState()
         push_all(c, s, [rec("USER_AUTH", "1.0", n) for n in range(10)])
+        c.flush_all(s)
         assert list(s.done["h1"]) == [("1.0", 7), ("1.0", 8), ("1.0", 9)]
 
     def test_snapshot_round_trip(self) -> None:
@@ -252,9 +283,14 @@ class TestCoalescer:
         assert s.counters["duplicate"] == 1
         assert CoalescerState.from_snapshot(s.snapshot()).done == {node: [("1.0", 1)]}
 
-    def test_twenty_digit_serial(self) -> None:
-        """A serial wider than 64 bits (the header allows 20 digits) is kept exactly."""
-        serial = 99_999_999_999_999_999_999
+    def test_serial_past_64_bits_is_a_parse_error(self) -> None:
+        """A serial a 64-bit integer cannot hold is refused by the header rule (#20)."""
+        with pytest.raises(ParseError, match="64 bits"):
+            parse_line(rec("SYSCALL", "1.0", 2**64))
+
+    def test_largest_serial(self) -> None:
+        """The largest 64-bit serial is kept exactly."""
+        serial = 2**64 - 1
         c, s = Coalescer(), CoalescerState()
         (event,) = push_all(c, s, [rec("SYSCALL", "1.0", serial), rec("EOE", "1.0", serial)])
         assert isinstance(event, AuditEvent) and event.serial == serial
@@ -275,11 +311,37 @@ class TestCoalescer:
             "counters": {"completed": 1, "partial": 0, "late": 0, "duplicate": 0, "overflow": 0, "orphan_eoe": 0},
         }
         c, s = Coalescer(), CoalescerState.from_snapshot(data)
-        assert s.snapshot() == data
+        assert s.snapshot() == {**data, "counters": {**data["counters"], "lost": 0, "future": 0}}
         assert push_all(c, s, [done]) == []
         assert s.counters["duplicate"] == 1
         (event,) = push_all(c, s, [rec("EOE", "2.0", 8)])
         assert isinstance(event, AuditEvent) and [r.raw for r in event.records] == [pending]
+
+    def test_record_dated_far_after_its_receive_time_is_refused(self) -> None:
+        """A record from the year 5138 is refused and counted, and does not split the host's later events (#20)."""
+        c, s = Coalescer(), CoalescerState()
+        with pytest.raises(FutureEventError, match="after the time it was received"):
+            c.push(parse_line(rec("SYSCALL", "100000000000.0", 1)), s, wall_time=1_700_000_000.0)
+        assert s.counters["future"] == 1
+        lines = [rec("SYSCALL", "1699999999.0", 2), rec("PATH", "1699999999.0", 2), rec("EOE", "1699999999.0", 2)]
+        out: list[CoalescerOutput] = []
+        for line in lines:
+            out += c.push(parse_line(line), s, wall_time=1_700_000_000.0)
+            out += c.expire(s)
+        (event,) = out
+        assert isinstance(event, AuditEvent) and len(event.records) == 2 and not event.partial
+
+    def test_serial_gaps_are_counted_lost_once_the_window_passes(self) -> None:
+        """Missing serials count as lost once gap_window newer serials arrived; late arrivals fill gaps first."""
+        c, s = Coalescer(CoalescerSettings(gap_window=3)), CoalescerState()
+        push_all(c, s, [rec("USER_AUTH", "1.0", n) for n in (10, 12, 11, 15)])
+        assert s.counters["lost"] == 0
+        push_all(c, s, [rec("USER_AUTH", "1.0", 17)])
+        assert s.counters["lost"] == 2  # 17 settles up to 14: 13 and 14 never came
+        push_all(c, s, [rec("DAEMON_START", "1.0", 9000), rec("USER_AUTH", "1.0", 21)])
+        assert s.counters["lost"] == 4  # 21 settles up to 18: 16 and 18; DAEMON_ serials are auditd's own
+        push_all(c, s, [rec("USER_AUTH", "1.0", 5_000_000)])
+        assert s.counters["lost"] == 4  # a jump of millions is a restart, not millions of lost events
 
     def test_settings_are_kept(self) -> None:
         """The coalescer exposes the settings it was made with."""

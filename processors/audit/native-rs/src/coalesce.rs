@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 use pyo3::{intern, IntoPyObjectExt};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::BuildHasherDefault;
 
 type WordMap<K, V> = HashMap<K, V, BuildHasherDefault<WordHasher>>;
@@ -83,13 +83,15 @@ impl Equivalent<DoneKey> for DoneKeyRef<'_> {
     }
 }
 
-const COUNTERS: [&str; 6] = [
+const COUNTERS: [&str; 8] = [
     "completed",
     "partial",
     "late",
     "duplicate",
     "overflow",
     "orphan_eoe",
+    "lost",
+    "future",
 ];
 const COMPLETED: usize = 0;
 const PARTIAL: usize = 1;
@@ -97,6 +99,11 @@ const LATE: usize = 2;
 const DUPLICATE: usize = 3;
 const OVERFLOW: usize = 4;
 const ORPHAN_EOE: usize = 5;
+const LOST: usize = 6;
+const FUTURE: usize = 7;
+/// A serial this far from the node's settled serial starts the count afresh (a reboot resets the kernel's
+/// serial; a forged one must not add billions of lost events).
+const SERIAL_RESTART: u128 = 1_000_000;
 const EVENT_SLOTS: [&str; 7] = [
     "node", "time", "serial", "epoch", "records", "partial", "reason",
 ];
@@ -133,6 +140,9 @@ struct Pending {
     raws: Vec<Py<PyAny>>,
     last_wall: Option<f64>,
     seq: u64,
+    /// A single-record type that opened the event: complete (as `single`) when the node's next record
+    /// belongs to another event, unless records of its own syscall context join it first.
+    held: bool,
 }
 
 /// The completed event keys of one node, oldest first, with the CRC-32 of their records.
@@ -140,6 +150,55 @@ struct Pending {
 struct Memory {
     order: VecDeque<DoneKey>,
     crcs: WordMap<DoneKey, Vec<u32>>,
+}
+
+/// The serials of one node, to count gaps (lost events) as go-libaudit does: a serial is settled when it
+/// arrived or when one `gap_window` past it arrived; settling a serial that never arrived counts it lost.
+#[derive(Default)]
+struct Serials {
+    /// Every serial up to this one is settled (None before the node's first serial).
+    floor: Option<u128>,
+    /// The serials above `floor` that arrived.
+    seen: BTreeSet<u128>,
+}
+
+impl Serials {
+    /// Note an event's serial; return how many serials this settled without their having arrived.
+    fn note(&mut self, serial: u128, window: u128) -> i64 {
+        let Some(floor) = self.floor else {
+            self.floor = Some(serial);
+            return 0;
+        };
+        if serial <= floor {
+            if floor - serial > SERIAL_RESTART.max(window) {
+                self.floor = Some(serial);
+                self.seen.clear();
+            }
+            return 0;
+        }
+        if serial - floor > SERIAL_RESTART {
+            self.floor = Some(serial);
+            self.seen.clear();
+            return 0;
+        }
+        self.seen.insert(serial);
+        let mut floor = floor;
+        let mut lost: u128 = 0;
+        let top = *self.seen.last().expect("just inserted");
+        if top - floor > window {
+            let settled = top - window;
+            let arrived = self.seen.range(..=settled).count() as u128;
+            lost = settled - floor - arrived;
+            self.seen = self.seen.split_off(&(settled + 1));
+            floor = settled;
+        }
+        while self.seen.first() == Some(&(floor + 1)) {
+            self.seen.pop_first();
+            floor += 1;
+        }
+        self.floor = Some(floor);
+        i64::try_from(lost).unwrap_or(i64::MAX)
+    }
 }
 
 /// What the state knows of one node: its max event time and its completed-event memory.
@@ -150,6 +209,9 @@ struct Node {
     max: Option<f64>,
     /// None until the node's first event completes.
     memory: Option<Memory>,
+    /// The held single-record event of this node (see `Pending::held`).
+    held: Option<EventKey>,
+    serials: Serials,
 }
 
 /// The coalescer state (see `CoalescerState` in Python).
@@ -169,7 +231,7 @@ pub struct CoalescerBuffer {
     max_order: Vec<usize>,
     done_order: Vec<usize>,
     wall_now: Option<f64>,
-    counters: [i64; 6],
+    counters: [i64; COUNTERS.len()],
     /// A lower bound of the in-flight events' times (None: unknown), so that `expire` can return at once.
     earliest_epoch: Option<f64>,
     latest_epoch: f64,
@@ -194,6 +256,8 @@ impl CoalescerBuffer {
                     name: name.clone().unbind(),
                     max: None,
                     memory: None,
+                    held: None,
+                    serials: Serials::default(),
                 });
                 self.nodes.len() - 1
             }
@@ -304,6 +368,9 @@ impl CoalescerBuffer {
             item.set_item("serial", pending.serial.bind(py))?;
             item.set_item("epoch", pending.epoch)?;
             item.set_item("last_wall", pending.last_wall)?;
+            if pending.held {
+                item.set_item("held", true)?;
+            }
             item.set_item(
                 "records",
                 PyList::new(py, pending.raws.iter().map(|raw| raw.bind(py)))?,
@@ -374,7 +441,12 @@ impl CoalescerBuffer {
                         .map(|wall| wall.extract())
                         .transpose()?,
                     seq: 0,
+                    held: get_optional(&item, "held")?
+                        .is_some_and(|held| held.is_truthy().unwrap_or(false)),
                 };
+                if pending.held {
+                    self.nodes[key.node].held = Some(key.clone());
+                }
                 for raw in item.get_item("records")?.try_iter()? {
                     let raw = raw?;
                     pending.records.push(parse.call1((&raw,))?.unbind());
@@ -443,10 +515,13 @@ pub struct CoalescerCore {
     done_memory: usize,
     event_timeout_s: f64,
     idle_flush_s: f64,
+    max_ahead_s: f64,
+    gap_window: u128,
     event_class: SlotClass,
     late_class: Py<PyAny>,
     event_id: Py<PyAny>,
     orphan_error: Py<PyAny>,
+    future_error: Py<PyAny>,
     is_single: Py<PyAny>,
     /// Record type → single-record, as `is_single` answered (bounded: hostile input has any types).
     single: WordMap<Box<[u8]>, bool>,
@@ -470,6 +545,22 @@ impl CoalescerCore {
                 .insert(text.into_owned().into_boxed_slice(), single);
         }
         Ok(single)
+    }
+
+    /// An error of `class` for a record: `class(message, raw=raw, host=node)`.
+    fn error(
+        &self,
+        py: Python<'_>,
+        class: &Py<PyAny>,
+        message: String,
+        raw: &Bound<'_, PyAny>,
+        node: &Bound<'_, PyAny>,
+    ) -> PyResult<PyErr> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("raw", raw)?;
+        kwargs.set_item("host", node)?;
+        let error = class.bind(py).call((message,), Some(&kwargs))?;
+        Ok(PyErr::from_value(error))
     }
 
     /// Remember a completed event, count it and make its `AuditEvent`.
@@ -548,7 +639,15 @@ impl CoalescerCore {
         let out = PyList::empty(py);
         for (_, key, reason) in ranked {
             if let Some((key, pending)) = state.remove(&key) {
-                out.append(self.complete(py, state, &key, pending, true, reason, None)?)?;
+                if state.nodes[key.node].held.as_ref() == Some(&key) {
+                    state.nodes[key.node].held = None;
+                }
+                let (partial, reason) = if pending.held {
+                    (false, "single")
+                } else {
+                    (true, reason)
+                };
+                out.append(self.complete(py, state, &key, pending, partial, reason, None)?)?;
             }
         }
         Ok(out)
@@ -558,7 +657,7 @@ impl CoalescerCore {
 #[pymethods]
 impl CoalescerCore {
     #[new]
-    #[pyo3(signature = (settings, event_class, late_class, event_id, orphan_error, is_single, *_args, **_kwargs))]
+    #[pyo3(signature = (settings, event_class, late_class, event_id, orphan_error, future_error, is_single, *_args, **_kwargs))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         py: Python<'_>,
@@ -567,6 +666,7 @@ impl CoalescerCore {
         late_class: Bound<'_, PyAny>,
         event_id: Bound<'_, PyAny>,
         orphan_error: Bound<'_, PyAny>,
+        future_error: Bound<'_, PyAny>,
         is_single: Bound<'_, PyAny>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
@@ -576,16 +676,20 @@ impl CoalescerCore {
             done_memory: settings.getattr("done_memory")?.extract()?,
             event_timeout_s: settings.getattr("event_timeout_s")?.extract()?,
             idle_flush_s: settings.getattr("idle_flush_s")?.extract()?,
+            max_ahead_s: settings.getattr("max_ahead_s")?.extract()?,
+            gap_window: settings.getattr("gap_window")?.extract()?,
             event_class: SlotClass::bind(py, &event_class, &EVENT_SLOTS)?,
             late_class: late_class.unbind(),
             event_id: event_id.unbind(),
             orphan_error: orphan_error.unbind(),
+            future_error: future_error.unbind(),
             is_single: is_single.unbind(),
             single: WordMap::default(),
         })
     }
 
-    /// Add one record; return the events it completed (EOE, single-record type, overflow) or a late record.
+    /// Add one record; return the events it completed (EOE, a held single-record event of its node,
+    /// overflow) or a late record.
     #[pyo3(signature = (record, state, *, wall_time = None))]
     fn push<'py>(
         &mut self,
@@ -596,15 +700,27 @@ impl CoalescerCore {
     ) -> PyResult<Bound<'py, PyList>> {
         let mut guard = state.borrow_mut();
         let state = &mut *guard;
-        if wall_time.is_some() {
-            state.wall_now = wall_time;
-        }
         let node = record.getattr(intern!(py, "node"))?;
         let time = record.getattr(intern!(py, "time"))?;
         let serial = record.getattr(intern!(py, "serial"))?;
         let epoch: f64 = record.getattr(intern!(py, "epoch"))?.extract()?;
         let rtype = record.getattr(intern!(py, "rtype"))?;
         let raw = record.getattr(intern!(py, "raw"))?;
+        if let Some(wall) = wall_time.filter(|wall| *wall > 0.0) {
+            if epoch > wall + self.max_ahead_s {
+                // A record dated ahead of its receive time would move the node's clock and time out every
+                // later event: it is refused, counted, and leaves the state as it was.
+                state.counters[FUTURE] += 1;
+                let message = format!(
+                    "audit event time {epoch} is more than {} s after the time it was received ({wall})",
+                    self.max_ahead_s
+                );
+                return Err(self.error(py, &self.future_error, message, &raw, &node)?);
+            }
+        }
+        if wall_time.is_some() {
+            state.wall_now = wall_time;
+        }
         let index = state.node_index(node_bytes(&node)?.as_deref(), &node);
         let time_text = utf8(&time)?;
         let key = EventKeyRef {
@@ -625,9 +741,35 @@ impl CoalescerCore {
             .cast::<PyString>()?
             .to_str()
             .is_ok_and(|text| text == "EOE");
+        let done_key = DoneKeyRef {
+            time: key.time,
+            serial: key.serial,
+        };
+        if is_eoe
+            && !state.in_flight.contains_key(&key)
+            && !state.nodes[index]
+                .memory
+                .as_ref()
+                .is_some_and(|memory| memory.crcs.contains_key(&done_key))
+        {
+            state.counters[ORPHAN_EOE] += 1;
+            let message = format!("EOE for event {time}:{serial} that is not in flight");
+            return Err(self.error(py, &self.orphan_error, message, &raw, &node)?);
+        }
         let out = PyList::empty(py);
+        let held_other = state.nodes[index]
+            .held
+            .as_ref()
+            .is_some_and(|held| !key.equivalent(held));
+        if held_other {
+            let held = state.nodes[index].held.take().expect("held");
+            if let Some((held, pending)) = state.remove(&held) {
+                out.append(self.complete(py, state, &held, pending, false, "single", None)?)?;
+            }
+        }
         if is_eoe {
             if let Some((owned, pending)) = state.remove(&key) {
+                state.nodes[index].held = None;
                 out.append(self.complete(py, state, &owned, pending, false, "eoe", Some(&raw))?)?;
                 return Ok(out);
             }
@@ -641,13 +783,13 @@ impl CoalescerCore {
             pending.records.push(record.clone().unbind());
             pending.raws.push(raw.unbind());
             pending.last_wall = state.wall_now;
+            // Records of its syscall context joined a held single-record event: it now waits for its EOE.
+            pending.held = false;
+            state.nodes[index].held = None;
             return Ok(out);
         }
         if let Some(memory) = state.nodes[index].memory.as_mut() {
-            if let Some(crcs) = memory.crcs.get_mut(&DoneKeyRef {
-                time: key.time,
-                serial: key.serial,
-            }) {
+            if let Some(crcs) = memory.crcs.get_mut(&done_key) {
                 let crc = crc32fast::hash(&utf8(&raw)?);
                 if crcs.contains(&crc) {
                     state.counters[DUPLICATE] += 1;
@@ -660,16 +802,14 @@ impl CoalescerCore {
                 return Ok(out);
             }
         }
-        if is_eoe {
-            state.counters[ORPHAN_EOE] += 1;
-            let message = format!("EOE for event {time}:{serial} that is not in flight");
-            let kwargs = PyDict::new(py);
-            kwargs.set_item("raw", &raw)?;
-            kwargs.set_item("host", &node)?;
-            let error = self.orphan_error.bind(py).call((message,), Some(&kwargs))?;
-            return Err(PyErr::from_value(error));
+        // auditd numbers its own DAEMON_* records apart from the kernel's serials.
+        let daemon = utf8(&rtype)?.starts_with(b"DAEMON_");
+        if !daemon {
+            let lost = state.nodes[index].serials.note(key.serial, self.gap_window);
+            state.counters[LOST] = state.counters[LOST].saturating_add(lost);
         }
         let owned = key.to_owned_key();
+        let held = self.is_single(&rtype)?;
         let pending = Pending {
             epoch,
             node: node.clone().unbind(),
@@ -679,10 +819,10 @@ impl CoalescerCore {
             raws: vec![raw.unbind()],
             last_wall: state.wall_now,
             seq: 0,
+            held,
         };
-        if self.is_single(&rtype)? {
-            out.append(self.complete(py, state, &owned, pending, false, "single", None)?)?;
-            return Ok(out);
+        if held {
+            state.nodes[index].held = Some(owned.clone());
         }
         state.insert(owned, pending);
         if let Some(earliest) = state.earliest_epoch {
@@ -692,14 +832,23 @@ impl CoalescerCore {
         }
         if state.in_flight.len() > self.max_in_flight {
             let oldest = state.order.values().next().cloned().expect("in flight");
-            state.counters[OVERFLOW] += 1;
             let (oldest, pending) = state.remove(&oldest).expect("in flight");
-            out.append(self.complete(py, state, &oldest, pending, true, "overflow", None)?)?;
+            if state.nodes[oldest.node].held.as_ref() == Some(&oldest) {
+                state.nodes[oldest.node].held = None;
+            }
+            let (partial, reason) = if pending.held {
+                (false, "single")
+            } else {
+                state.counters[OVERFLOW] += 1;
+                (true, "overflow")
+            };
+            out.append(self.complete(py, state, &oldest, pending, partial, reason, None)?)?;
         }
         Ok(out)
     }
 
-    /// Complete the in-flight events that timed out (event time) or went idle (wall clock).
+    /// Complete the in-flight events that timed out (event time) or went idle (wall clock), and on a wall
+    /// clock tick the held single-record events.
     #[pyo3(signature = (state, *, event_time = None, wall_time = None))]
     fn expire<'py>(
         &self,
@@ -729,7 +878,10 @@ impl CoalescerCore {
                     now = time;
                 }
             }
-            if now - pending.epoch > timeout {
+            if pending.held && wall_time.is_some() {
+                // A held single-record event waits for its node's next record only while records flow.
+                due.push((key.clone(), "single"));
+            } else if now - pending.epoch > timeout {
                 due.push((key.clone(), "timeout"));
             } else if let (Some(wall), Some(last)) = (wall_time, pending.last_wall) {
                 if wall - last > self.idle_flush_s {

@@ -481,7 +481,7 @@ impl EventDecoder {
         Ok((args, argc, warnings))
     }
 
-    /// `_int`: a field as an integer, None when unset or not a (signed) decimal of at most 19 digits.
+    /// `_int`: a field as an integer, None when unset or not a (signed) decimal within 64 bits.
     fn int<'py>(
         &self,
         py: Python<'py>,
@@ -496,7 +496,10 @@ impl EventDecoder {
         if !ascii_decimal(digits)? || digits.len() > 19 {
             return Ok(None);
         }
-        let number: i128 = raw.parse().map_err(|_| Fail::Decline)?;
+        // Past 64 bits is not a number a document can hold (`_INT64_MIN`..`_INT64_MAX`).
+        let Ok(number) = raw.parse::<i64>() else {
+            return Ok(None);
+        };
         let Ok(number) = number.into_pyobject(py);
         Ok(Some(number.into_any()))
     }

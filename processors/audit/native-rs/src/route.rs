@@ -22,10 +22,11 @@ fn digits(text: &[u8], max: usize) -> Option<(&[u8], &[u8])> {
     (1..=max).contains(&len).then(|| text.split_at(len))
 }
 
-/// `streams.serde._AUDIT_HEAD` at the start of `line`: the `node=` value (if any) and the serial digits.
-///
-/// `[ \t]*(?:node=(\S+) )?type=\S+ msg=audit\([0-9]{1,12}\.[0-9]{1,9}:([0-9]{1,20})\)`: no run of
-/// non-space bytes can end in a space, so the pattern never needs to backtrack.
+/// `processors.audit.header.event_key` at the start of `line`: the `node=` value (if any) and the serial
+/// digits. `header.py` defines the rule, which this mirrors:
+/// `[ \t]*(?:node=(\S+) )?type=\S+ msg=audit\(([0-9]{1,12})\.[0-9]{1,9}:([0-9]{1,20})\)` with the seconds
+/// before `MAX_EPOCH` and the serial within 64 bits. No run of non-space bytes can end in a space, so the
+/// pattern never needs to backtrack.
 fn audit_head(line: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     let start = line
         .iter()
@@ -46,10 +47,20 @@ fn audit_head(line: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
         return None;
     }
     let rest = after[len..].strip_prefix(b" msg=audit(")?;
-    let (_, rest) = digits(rest, 12)?;
+    let (seconds, rest) = digits(rest, 12)?;
     let (_, rest) = digits(rest.strip_prefix(b".")?, 9)?;
     let (serial, rest) = digits(rest.strip_prefix(b":")?, 20)?;
-    rest.starts_with(b")").then_some((node, serial))
+    let in_range = ascii_number(seconds).is_some_and(|value| value < MAX_EPOCH)
+        && ascii_number(serial).is_some();
+    (rest.starts_with(b")") && in_range).then_some((node, serial))
+}
+
+/// `header.MAX_EPOCH`: 10000-01-01T00:00:00Z.
+const MAX_EPOCH: u64 = 253_402_300_800;
+
+/// ASCII digits as a u64; None when they do not fit (`header.MAX_SERIAL` is `u64::MAX`).
+fn ascii_number(digits: &[u8]) -> Option<u64> {
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// The decimal text of `int(serial)`: no leading zeros. Serials compare by (length, text) from here.

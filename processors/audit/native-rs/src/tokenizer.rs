@@ -178,6 +178,9 @@ fn split_body<'py>(
 }
 
 /// The header `[ \t]*[node=HOST ]type=TYPE msg=audit(SECONDS.FRACTION:SERIAL):`, as byte offsets.
+///
+/// `processors/audit/header.py` defines this rule (and the range of its numbers); this mirrors it and
+/// declines every header it does not accept, for the Python parser to answer.
 struct Header {
     node: Option<(usize, usize)>,
     rtype: (usize, usize),
@@ -192,6 +195,17 @@ fn digits(bytes: &[u8], from: usize, max: usize) -> Option<usize> {
         .take_while(|b| b.is_ascii_digit())
         .count();
     (1..=max).contains(&count).then_some(from + count)
+}
+
+/// `header.MAX_EPOCH`: 10000-01-01T00:00:00Z, the first second an ISO 8601 `@timestamp` cannot hold.
+const MAX_EPOCH: u64 = 253_402_300_800;
+
+/// Whether the (at most 12) ASCII digits of the seconds are before `MAX_EPOCH`.
+fn before_max_epoch(seconds: &[u8]) -> bool {
+    std::str::from_utf8(seconds)
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .is_some_and(|value| value < MAX_EPOCH)
 }
 
 fn token_end(bytes: &[u8], from: usize) -> usize {
@@ -221,7 +235,7 @@ fn header(bytes: &[u8]) -> Option<Header> {
     }
     let time_start = rtype_end + 11;
     let seconds_end = digits(bytes, time_start, 12)?;
-    if bytes.get(seconds_end) != Some(&b'.') {
+    if bytes.get(seconds_end) != Some(&b'.') || !before_max_epoch(&bytes[time_start..seconds_end]) {
         return None;
     }
     let time_end = digits(bytes, seconds_end + 1, 9)?;
