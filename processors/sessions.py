@@ -342,7 +342,13 @@ class LogonSessionTracker:
             return record, action in _AUDIT_CLOSE
         user = doc.get("user") or {}
         audit_user = user.get("audit") or {}
-        name = _norm(audit_user.get("name")) or _norm(user.get("name")) or _norm(audit_user.get("id"))
+        # PAM's account (acct=) is user.effective on user-space audit records
+        name = (
+            _norm(audit_user.get("name"))
+            or _norm((user.get("effective") or {}).get("name"))
+            or _norm(user.get("name"))
+            or _norm(audit_user.get("id"))
+        )
         ip = _norm((doc.get("source") or {}).get("ip"))
         service = _norm((doc.get("process") or {}).get("name")) or "auditd"
         if record is None:

@@ -4,9 +4,10 @@ Rules:
 
 * An event is complete on its ``EOE`` record (``reason="eoe"``, ``partial=False``).
 * Single-record types (:data:`SINGLE_RECORD_PREFIXES`, :data:`SINGLE_RECORD_TYPES`) are the user-space
-  messages (``USER_*``, ``CRED_*``, ``SERVICE_*``, ``DAEMON_*``, user-space ``ANOM_*``), ``LOGIN`` and
-  ``CONFIG_CHANGE``. Real logs show them in two forms: alone, and (when the process that wrote them was in an
-  audited system call) followed by ``SYSCALL``/``PROCTITLE``/``SOCKADDR``/``EOE`` records of the same serial.
+  messages (``USER_*``, ``CRED_*``, ``SERVICE_*``, ``DAEMON_*``, ``CRYPTO_*``, ``VIRT_*``, user-space
+  ``ANOM_*``, ...), ``LOGIN`` and ``CONFIG_CHANGE``. Real logs show them in two forms: alone, and (when
+  the process that wrote them was in an audited system call) followed by ``SYSCALL``/``PROCTITLE``/
+  ``SOCKADDR``/``EOE`` records of the same serial.
   One that opens an event is *held*: it completes (``reason="single"``, ``partial=False``) as soon as the next
   record of its node belongs to another event, on the next wall-clock :meth:`Coalescer.expire`, on overflow
   or on shutdown; a record of its own serial that arrives first joins it, and the event then completes on its
@@ -68,10 +69,15 @@ __all__ = [
 ]
 
 #: Record-type prefixes that form a complete event on their own.
-SINGLE_RECORD_PREFIXES: Final[tuple[str, ...]] = ("USER_", "CRED_", "SERVICE_", "DAEMON_", "ANOM_", "SYSTEM_")
+SINGLE_RECORD_PREFIXES: Final[tuple[str, ...]] = (
+    *("USER_", "CRED_", "SERVICE_", "DAEMON_", "ANOM_", "SYSTEM_", "CRYPTO_", "VIRT_", "RESP_", "ROLE_"),
+    *("ACCT_", "GRP_", "LABEL_"),
+)
 #: Exact record types that form a complete event on their own.
 SINGLE_RECORD_TYPES: Final[frozenset[str]] = frozenset(
-    {"LOGIN", "CONFIG_CHANGE", "USYS_CONFIG", "GRP_AUTH", "ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP"}
+    {"LOGIN", "CONFIG_CHANGE", "USYS_CONFIG", "ADD_USER", "DEL_USER", "ADD_GROUP", "DEL_GROUP", "CHUSER_ID"}
+    | {"CHGRP_ID", "TRUSTED_APP", "SOFTWARE_UPDATE", "DEV_ALLOC", "DEV_DEALLOC", "FS_RELABEL", "DAC_CHECK"}
+    | {"MAC_CHECK", "TEST"}
 )
 #: Kernel ANOM_* types written in a syscall context (followed by SYSCALL and EOE).
 _SYSCALL_CONTEXT_ANOM: Final[frozenset[str]] = frozenset({"ANOM_PROMISCUOUS", "ANOM_LINK", "ANOM_CREAT"})

@@ -63,6 +63,9 @@ class EventDecoder:
         self,
         *,
         unset: frozenset[str],
+        no_name: frozenset[str],
+        account_management: frozenset[str],
+        acted_on: frozenset[str],
         hex_fields: frozenset[str],
         arch_names: dict[str, str],
         tables: dict[str, dict[int, str]],
@@ -93,3 +96,9 @@ class EventDecoder:
 
 def pack_audit_records(records: list[Any], default_host: str, pack_bytes: int) -> list[tuple[str, bytes]] | None:
     """Split, key and pack raw audit records by host into internal frames; None when one is not raw text."""
+
+def audit_arches() -> list[tuple[str, str]]:
+    """``[(arch value as auditd writes it, machine name), ...]`` for every architecture audit defines."""
+
+def syscall_tables() -> dict[str, dict[int, str]]:
+    """Machine name → {syscall number: name}, for every machine with a maintained syscall table."""

@@ -186,11 +186,12 @@ class TestDecodeNetworkAndUser:
         assert "systemctl restart nginx" in doc["message"]
 
     def test_user_auth(self, docs: dict[int, dict[str, Any]]) -> None:
-        """USER_AUTH: acct as user name, addr as source ip, res=failed as failure, ? values unset."""
+        """USER_AUTH: acct as the effective user (as Auditbeat), addr as source ip, res=failed, ? values unset."""
         doc = docs[52]
         assert doc["event"]["category"] == ["authentication"]
         assert doc["event"]["outcome"] == "failure"
-        assert doc["user"]["name"] == "root"
+        assert doc["user"]["effective"] == {"name": "root"}
+        assert "name" not in doc["user"]
         assert doc["source"]["ip"] == "203.0.113.9"
         assert doc["auditd"]["session"] is None
         assert doc["auditd"]["data"]["res"] == "failed"

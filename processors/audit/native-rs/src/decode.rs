@@ -109,6 +109,9 @@ fn filled<'a, 'py>(dict: &'a Option<Bound<'py, PyDict>>) -> Option<&'a Bound<'py
 #[pyclass(module = "secstream_audit_native", frozen)]
 pub struct EventDecoder {
     unset: HashSet<String>,
+    no_name: HashSet<String>,
+    account_management: HashSet<String>,
+    acted_on: HashSet<String>,
     hex_fields: HashSet<String>,
     arch_names: HashMap<String, Py<PyString>>,
     tables: HashMap<String, HashMap<u32, Py<PyString>>>,
@@ -130,11 +133,14 @@ pub struct EventDecoder {
 impl EventDecoder {
     #[new]
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (*, unset, hex_fields, arch_names, tables, syscall_category, type_category,
+    #[pyo3(signature = (*, unset, no_name, account_management, acted_on, hex_fields, arch_names, tables, syscall_category, type_category,
         source_syscalls, outcomes, other_skip, syscall_skip, schema_version, iso_timestamp, decode_saddr,
         ip, max_arg_gap, proctitle_limit))]
     fn new(
         unset: StdSet<String>,
+        no_name: StdSet<String>,
+        account_management: StdSet<String>,
+        acted_on: StdSet<String>,
         hex_fields: StdSet<String>,
         arch_names: StdMap<String, Py<PyString>>,
         tables: StdMap<String, StdMap<u32, Py<PyString>>>,
@@ -153,6 +159,9 @@ impl EventDecoder {
     ) -> Self {
         EventDecoder {
             unset: unset.into_iter().collect(),
+            no_name: no_name.into_iter().collect(),
+            account_management: account_management.into_iter().collect(),
+            acted_on: acted_on.into_iter().collect(),
             hex_fields: hex_fields.into_iter().collect(),
             arch_names: arch_names.into_iter().collect(),
             tables: tables
@@ -352,7 +361,13 @@ impl EventDecoder {
                     }
                 };
             } else if rtype == "PATH" {
-                scan.paths.push(self.decoded_fields(py, &record)?);
+                let item = self.decoded_fields(py, &record)?;
+                if let Some(name) = get(&item, intern!(py, "name"))? {
+                    if self.unset_obj(&name)? {
+                        item.del_item(intern!(py, "name"))?; // name=(null): no name for the item
+                    }
+                }
+                scan.paths.push(item);
             } else if rtype == "SOCKADDR" {
                 let saddr = get(&record.fields, intern!(py, "saddr"))?;
                 let decoded = self.decode_saddr.bind(py).call1((saddr,))?;
@@ -515,12 +530,194 @@ impl EventDecoder {
         }
     }
 
-    /// `_set_value`: None when missing or unset.
-    fn set_value<'py>(&self, value: Option<Bound<'py, PyAny>>) -> R<Option<Bound<'py, PyAny>>> {
+    /// `_name`: None when missing or a placeholder (`unset`, `(none)`, `?`, `unknown(N)`).
+    fn name<'py>(&self, value: Option<Bound<'py, PyAny>>) -> R<Option<Bound<'py, PyAny>>> {
         match value {
-            Some(value) if !self.unset_obj(&value)? => Ok(Some(value)),
-            _ => Ok(None),
+            Some(value) => {
+                let raw = text(&value)?;
+                let placeholder = self.no_name.contains(raw) || raw.starts_with("unknown(");
+                Ok((!placeholder).then_some(value))
+            }
+            None => Ok(None),
         }
+    }
+
+    /// `other.get("res") or other.get("success") or sc.get("success")`: the first that is set and not empty.
+    fn result<'py>(
+        &self,
+        py: Python<'py>,
+        other: &Bound<'py, PyDict>,
+        sc: &Bound<'py, PyDict>,
+    ) -> R<Option<Bound<'py, PyAny>>> {
+        let mut last = None;
+        for (dict, key) in [
+            (other, intern!(py, "res")),
+            (other, intern!(py, "success")),
+            (sc, intern!(py, "success")),
+        ] {
+            last = get(dict, key)?;
+            if let Some(value) = &last {
+                if !text(value)?.is_empty() {
+                    return Ok(last);
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// `_primary_type`: the first record type with a categorisation of its own.
+    fn primary_type<'py>(
+        &self,
+        py: Python<'py>,
+        types: &[Bound<'py, PyAny>],
+    ) -> R<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        let table = self.type_category.bind(py);
+        for rtype in types {
+            if let Some(category) = table.get_item(rtype)? {
+                return Ok(Some((rtype.clone(), category)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `acted_on`: the PATH item of the file a system call acted on.
+    fn acted_on<'a, 'py>(
+        &self,
+        py: Python<'py>,
+        paths: &'a [Bound<'py, PyDict>],
+    ) -> R<Option<&'a Bound<'py, PyDict>>> {
+        let mut named: Vec<(&Bound<'py, PyDict>, Option<Bound<'py, PyAny>>)> = Vec::new();
+        for item in paths {
+            if get(item, intern!(py, "name"))?.is_some() {
+                let kind = match get(item, intern!(py, "nametype"))? {
+                    Some(kind) if !text(&kind)?.is_empty() => Some(kind),
+                    _ => get(item, intern!(py, "objtype"))?,
+                };
+                named.push((item, kind));
+            }
+        }
+        for (item, kind) in &named {
+            if let Some(kind) = kind {
+                if self.acted_on.contains(text(kind)?) {
+                    return Ok(Some(item));
+                }
+            }
+        }
+        for (item, kind) in &named {
+            let parent = match kind {
+                Some(kind) => text(kind)? == "PARENT",
+                None => false,
+            };
+            if !parent {
+                return Ok(Some(item));
+            }
+        }
+        Ok(named.first().map(|(item, _)| *item))
+    }
+
+    /// `_user_section`: `user.*` (each id with that id's own name) and the names for `related.user`.
+    fn user_section<'py, F>(
+        &self,
+        py: Python<'py>,
+        scan: &Scan<'py>,
+        other: Option<&Bound<'py, PyDict>>,
+        pick: &F,
+    ) -> R<(Bound<'py, PyDict>, Vec<Bound<'py, PyAny>>)>
+    where
+        F: Fn(&Bound<'py, PyString>) -> R<Option<Bound<'py, PyAny>>>,
+    {
+        let (acct, acct_id) = match other {
+            Some(other) => {
+                let acct = self.name(get(other, intern!(py, "acct"))?)?;
+                let acct_id = match self.id(get(other, intern!(py, "id"))?)? {
+                    Some(ident) if self.int(py, Some(&ident))?.is_some() => Some(ident),
+                    _ => None,
+                };
+                (acct, acct_id)
+            }
+            None => (None, None),
+        };
+        let mut target = false;
+        for rtype in &scan.types {
+            if self.account_management.contains(text(rtype)?) {
+                target = true;
+                break;
+            }
+        }
+        let has_account = acct.is_some() || acct_id.is_some();
+        let enriched = filled(&scan.enriched);
+        let user = PyDict::new(py);
+        let mut names: Vec<Bound<'py, PyAny>> = Vec::new();
+        for (key, id_field, name_field) in [
+            (None, intern!(py, "uid"), intern!(py, "UID")),
+            (
+                Some(intern!(py, "audit")),
+                intern!(py, "auid"),
+                intern!(py, "AUID"),
+            ),
+            (
+                Some(intern!(py, "effective")),
+                intern!(py, "euid"),
+                intern!(py, "EUID"),
+            ),
+            (
+                Some(intern!(py, "group")),
+                intern!(py, "gid"),
+                intern!(py, "GID"),
+            ),
+        ] {
+            let mut ident = self.id(pick(id_field)?)?;
+            let mut name = match enriched {
+                Some(enriched) => self.name(get(enriched, name_field)?)?,
+                None => None,
+            };
+            let effective = key.is_some_and(|key| key.to_str().is_ok_and(|k| k == "effective"));
+            let group = key.is_some_and(|key| key.to_str().is_ok_and(|k| k == "group"));
+            if effective && has_account && !target {
+                ident = acct_id.clone();
+                name = acct.clone();
+            }
+            if let Some(name) = &name {
+                if !group {
+                    names.push(name.clone());
+                }
+            }
+            if ident.is_none() && name.is_none() {
+                continue;
+            }
+            let pair = match key {
+                Some(key) => {
+                    let pair = PyDict::new(py);
+                    user.set_item(key, &pair)?;
+                    pair
+                }
+                None => user.clone(),
+            };
+            match (ident, name) {
+                (ident, None) => pair.set_item(intern!(py, "id"), ident)?,
+                (None, Some(name)) => pair.set_item(intern!(py, "name"), name)?,
+                (Some(ident), Some(name)) => {
+                    pair.set_item(intern!(py, "id"), ident)?;
+                    pair.set_item(intern!(py, "name"), name)?;
+                }
+            }
+        }
+        if has_account && target {
+            let pair = PyDict::new(py);
+            match (&acct_id, &acct) {
+                (ident, None) => pair.set_item(intern!(py, "id"), ident)?,
+                (None, Some(name)) => pair.set_item(intern!(py, "name"), name)?,
+                (Some(ident), Some(name)) => {
+                    pair.set_item(intern!(py, "id"), ident)?;
+                    pair.set_item(intern!(py, "name"), name)?;
+                }
+            }
+            user.set_item(intern!(py, "target"), pair)?;
+        }
+        if let Some(acct) = acct {
+            names.push(acct);
+        }
+        Ok((user, names))
     }
 
     fn document<'py>(
@@ -543,8 +740,21 @@ impl EventDecoder {
         let none_dict = PyDict::new(py);
         let sc_or_empty = sc.unwrap_or(&none_dict);
         let other_or_empty = other.unwrap_or(&none_dict);
-        let (action, category, outcome_key) = match &scan.sc_name {
-            Some(name) => {
+        let primary = self.primary_type(py, &scan.types)?;
+        let (action, category, outcome_key) = match (&primary, &scan.sc_name) {
+            (Some((rtype, category)), _) => {
+                let rtype = text(rtype)?;
+                if !rtype.is_ascii() {
+                    return Err(Fail::Decline);
+                }
+                let res = self.result(py, other_or_empty, sc_or_empty)?;
+                (
+                    PyString::new(py, &rtype.to_ascii_lowercase()).into_any(),
+                    Some(category.clone()),
+                    res,
+                )
+            }
+            (None, Some(name)) => {
                 let category = self.syscall_category.bind(py).get_item(name)?;
                 (
                     name.clone(),
@@ -552,7 +762,7 @@ impl EventDecoder {
                     get(sc_or_empty, intern!(py, "success"))?,
                 )
             }
-            None => {
+            (None, None) => {
                 let first = scan.types.first();
                 let number = match sc {
                     Some(sc) => get(sc, intern!(py, "syscall"))?,
@@ -575,15 +785,8 @@ impl EventDecoder {
                     }
                     (None, None) => intern!(py, "unknown").clone().into_any(),
                 };
-                let first_type = match first {
-                    Some(first) => first.clone(),
-                    None => intern!(py, "").clone().into_any(),
-                };
-                let category = self.type_category.bind(py).get_item(first_type)?;
-                let res = match get(other_or_empty, intern!(py, "res"))? {
-                    Some(res) if !text(&res)?.is_empty() => Some(res),
-                    _ => get(other_or_empty, intern!(py, "success"))?,
-                };
+                let category = None; // a categorised first type is the primary type above
+                let res = self.result(py, other_or_empty, sc_or_empty)?;
                 (action, category, res)
             }
         };
@@ -671,53 +874,7 @@ impl EventDecoder {
             process.set_item(intern!(py, "working_directory"), cwd)?;
         }
 
-        let (mut user_name, mut audit_name, mut effective_name, mut group_name) =
-            (None, None, None, None);
-        if let Some(enriched) = filled(&scan.enriched) {
-            user_name = self.set_value(get(enriched, intern!(py, "UID"))?)?;
-            audit_name = self.set_value(get(enriched, intern!(py, "AUID"))?)?;
-            effective_name = self.set_value(get(enriched, intern!(py, "EUID"))?)?;
-            group_name = self.set_value(get(enriched, intern!(py, "GID"))?)?;
-        }
-        let acct = match other {
-            Some(other) => match get(other, intern!(py, "acct"))? {
-                Some(acct) if !self.unset_obj(&acct)? => Some(acct),
-                _ => None,
-            },
-            None => None,
-        };
-        let user = PyDict::new(py);
-        if let Some(uid) = self.id(pick(intern!(py, "uid"))?)? {
-            user.set_item(intern!(py, "id"), uid)?;
-        }
-        match (&user_name, &acct) {
-            (Some(name), _) => user.set_item(intern!(py, "name"), name)?,
-            (None, Some(acct)) => user.set_item(intern!(py, "name"), acct)?,
-            (None, None) => {}
-        }
-        for (field, key, name) in [
-            (intern!(py, "auid"), intern!(py, "audit"), &audit_name),
-            (
-                intern!(py, "euid"),
-                intern!(py, "effective"),
-                &effective_name,
-            ),
-            (intern!(py, "gid"), intern!(py, "group"), &group_name),
-        ] {
-            let ident = self.id(pick(field)?)?;
-            if ident.is_some() || name.is_some() {
-                let pair = PyDict::new(py);
-                match (ident, name) {
-                    (ident, None) => pair.set_item(intern!(py, "id"), ident)?,
-                    (None, Some(name)) => pair.set_item(intern!(py, "name"), name)?,
-                    (Some(ident), Some(name)) => {
-                        pair.set_item(intern!(py, "id"), ident)?;
-                        pair.set_item(intern!(py, "name"), name)?;
-                    }
-                }
-                user.set_item(key, pair)?;
-            }
-        }
+        let (user, user_names) = self.user_section(py, &scan, other, &pick)?;
 
         let data = match (other, sc) {
             (Some(other), _) => {
@@ -860,12 +1017,10 @@ impl EventDecoder {
             }
         }
         if !scan.paths.is_empty() && !doc.contains(intern!(py, "file"))? {
-            if let Some(path) = get(&scan.paths[0], intern!(py, "name"))? {
-                if !self.unset_obj(&path)? {
-                    let file = PyDict::new(py);
-                    file.set_item(intern!(py, "path"), path)?;
-                    doc.set_item(intern!(py, "file"), file)?;
-                }
+            if let Some(item) = self.acted_on(py, &scan.paths)? {
+                let file = PyDict::new(py);
+                file.set_item(intern!(py, "path"), item.get_item(intern!(py, "name"))?)?;
+                doc.set_item(intern!(py, "file"), file)?;
             }
         }
 
@@ -908,10 +1063,7 @@ impl EventDecoder {
             }
         }
         let mut related_users: Vec<&str> = Vec::new();
-        for who in [&user_name, &acct, &audit_name, &effective_name]
-            .into_iter()
-            .flatten()
-        {
+        for who in &user_names {
             let who = text(who)?;
             if !who.is_empty() {
                 related_users.push(who);

@@ -8,6 +8,8 @@
 //!   the document and takes every event the decoder declines).
 //! - `route`: `pack_audit_records`, the route stage's split, key and framing of raw audit records (as
 //!   `streams.serde` defines them, which routes every record this declines).
+//! - `syscalls`: the audit architectures and their syscall tables, from the `linux-raw-sys` and
+//!   `syscalls` crates (`processors.audit.syscalls` builds its tables from them).
 //! - `slots`: instances of the Python module's slotted record and event classes, made from Rust.
 
 mod coalesce;
@@ -15,6 +17,7 @@ mod decode;
 mod hash;
 mod route;
 mod slots;
+mod syscalls;
 mod tokenizer;
 
 use pyo3::prelude::*;
@@ -26,5 +29,7 @@ fn secstream_audit_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<coalesce::CoalescerBuffer>()?;
     module.add_class::<decode::EventDecoder>()?;
     module.add_function(wrap_pyfunction!(route::pack_audit_records, module)?)?;
+    module.add_function(wrap_pyfunction!(syscalls::audit_arches, module)?)?;
+    module.add_function(wrap_pyfunction!(syscalls::syscall_tables, module)?)?;
     Ok(())
 }
