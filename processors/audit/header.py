@@ -21,10 +21,13 @@ from typing import Final
 
 __all__ = ["HEADER", "MAX_EPOCH", "MAX_SERIAL", "TEXT_HEADER", "event_key", "header_problem"]
 
-_PATTERN: Final = r"[ \t]*(?:node=(\S+) )?type=(\S+) msg=audit\(([0-9]{1,12})\.([0-9]{1,9}):([0-9]{1,20})\)"
+# A node or type runs to whitespace or to the ENRICHED separator \x1d (which ends the raw fields).
+_PATTERN: Final = (
+    r"[ \t]*(?:node=([^\s\x1d]+) )?type=([^\s\x1d]+) msg=audit\(([0-9]{1,12})\.([0-9]{1,9}):([0-9]{1,20})\)"
+)
 #: ``[ \t]*[node=HOST ]type=TYPE msg=audit(SECONDS.FRACTION:SERIAL)`` on bytes (``[0-9]`` is ASCII only).
 HEADER: Final = re.compile(_PATTERN.encode())
-#: The same rule on text: ``re.ASCII`` makes ``\S`` the complement of the same six spaces as on bytes.
+#: The same rule on text: ``re.ASCII`` makes ``\s`` the same six spaces as on bytes.
 TEXT_HEADER: Final = re.compile(_PATTERN, re.ASCII)
 #: 10000-01-01T00:00:00Z: the first second an ISO 8601 ``@timestamp`` cannot hold.
 MAX_EPOCH: Final = 253402300800

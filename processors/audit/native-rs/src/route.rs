@@ -16,6 +16,11 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
 }
 
+/// The end of a header token: whitespace, or the ENRICHED separator `\x1d`.
+fn is_field_end(b: u8) -> bool {
+    is_space(b) || b == 0x1d
+}
+
 /// The run of ASCII digits at the start of `text` when its length is in `1..=max`, and what follows it.
 fn digits(text: &[u8], max: usize) -> Option<(&[u8], &[u8])> {
     let len = text.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -24,7 +29,7 @@ fn digits(text: &[u8], max: usize) -> Option<(&[u8], &[u8])> {
 
 /// `processors.audit.header.event_key` at the start of `line`: the `node=` value (if any) and the serial
 /// digits. `header.py` defines the rule, which this mirrors:
-/// `[ \t]*(?:node=(\S+) )?type=\S+ msg=audit\(([0-9]{1,12})\.[0-9]{1,9}:([0-9]{1,20})\)` with the seconds
+/// `[ \t]*(?:node=([^\s\x1d]+) )?type=[^\s\x1d]+ msg=audit\(([0-9]{1,12})\.[0-9]{1,9}:([0-9]{1,20})\)` with the seconds
 /// before `MAX_EPOCH` and the serial within 64 bits. No run of non-space bytes can end in a space, so the
 /// pattern never needs to backtrack.
 fn audit_head(line: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
@@ -35,14 +40,14 @@ fn audit_head(line: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     let mut rest = &line[start..];
     let mut node = None;
     if let Some(after) = rest.strip_prefix(b"node=") {
-        let len = after.iter().take_while(|b| !is_space(**b)).count();
+        let len = after.iter().take_while(|b| !is_field_end(**b)).count();
         if len > 0 && after.get(len) == Some(&b' ') {
             node = Some(&after[..len]);
             rest = &after[len + 1..];
         }
     }
     let after = rest.strip_prefix(b"type=")?;
-    let len = after.iter().take_while(|b| !is_space(**b)).count();
+    let len = after.iter().take_while(|b| !is_field_end(**b)).count();
     if len == 0 {
         return None;
     }
