@@ -448,10 +448,11 @@ _SYSCALL_CATEGORY: Final[dict[str, _Category]] = {
     **_each((["process"], ["info"]), "kill tkill tgkill rt_sigqueueinfo rt_tgsigqueueinfo"),
     **_each((["process"], ["access"]), "ptrace process_vm_readv process_vm_writev pidfd_getfd"),
     **_each((["network"], ["connection", "start"]), "connect accept accept4"),
+    **_each((["network"], ["start"]), "listen"),
     **_each(
         (["network"], ["info"]),
-        "bind listen socket socketpair sendto recvfrom sendmsg recvmsg sendmmsg recvmmsg setsockopt shutdown "
-        "socketcall",
+        "bind socket socketpair sendto recvfrom sendmsg recvmsg sendmmsg recvmmsg setsockopt shutdown "
+        "socketcall getsockname getpeername getsockopt",
     ),
     **_each(
         (["file"], ["access"]),
