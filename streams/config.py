@@ -134,6 +134,8 @@ class CoalescerConfig:
     """A record dated this far after the time it was read is a dead letter (it would move its host's clock)."""
     gap_window: int = 1000
     """Serials a missing one may trail the newest of its host before it is counted as lost."""
+    lineage_wait_s: float = 1.0
+    """Event time an exec event waits for its parent's exec event still being coalesced (0: no wait)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +316,11 @@ def _validate(config: SecstreamConfig) -> None:
         (config.coalescer.max_in_flight >= 1, "coalescer.max_in_flight", "must be at least 1"),
         (config.coalescer.max_ahead_s > 0, "coalescer.max_ahead_s", "must be positive"),
         (config.coalescer.gap_window >= 1, "coalescer.gap_window", "must be at least 1"),
+        (
+            0 <= config.coalescer.lineage_wait_s < config.coalescer.event_timeout_s,
+            "coalescer.lineage_wait_s",
+            "must be at least 0 and below coalescer.event_timeout_s",
+        ),
         (config.proctree.ancestor_depth >= 0, "proctree.ancestor_depth", "must not be negative"),
         (config.proctree.max_per_host >= 1, "proctree.max_per_host", "must be at least 1"),
         (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),

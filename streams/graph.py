@@ -166,7 +166,7 @@ class PipelineStats:
     bad_input: Counter[str] = field(default_factory=Counter)
     audit: Counter[str] = field(default_factory=Counter)
     """The coalescers' counters summed over hosts: completed, partial, late, duplicate, overflow, orphan_eoe,
-    lost (serial gaps), future (records dated after their receive time)."""
+    lost (serial gaps), future (records dated after their receive time), lineage_wait_expired."""
     proctree: Counter[str] = field(default_factory=Counter)
     """The process trackers' counters summed over hosts: evictions, back-fills, live processes."""
     enrichment: Counter[str] = field(default_factory=Counter)
@@ -208,6 +208,7 @@ class Pipeline:
                 max_in_flight=config.coalescer.max_in_flight,
                 max_ahead_s=config.coalescer.max_ahead_s,
                 gap_window=config.coalescer.gap_window,
+                lineage_wait_s=config.coalescer.lineage_wait_s,
             )
         )
         self.tracker = ProcessTracker(

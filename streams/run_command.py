@@ -54,7 +54,7 @@ def format_summary(result: RunResult) -> str:
     lines.append(
         f"  audit:        partial {audit['partial']}, late {audit['late']}, duplicate {audit['duplicate']}, "
         f"overflow {audit['overflow']}, orphan EOE {audit['orphan_eoe']}, lost (serial gaps) {audit['lost']}, "
-        f"dated in the future {audit['future']}"
+        f"dated in the future {audit['future']}, lineage wait expired {audit['lineage_wait_expired']}"
     )
     tree = stats.proctree
     lines.append(

@@ -15,6 +15,11 @@ Rules:
   not delayed in practice. ``AVC``, ``ANOM_PROMISCUOUS``/``ANOM_LINK``/``ANOM_CREAT`` and ``NETFILTER_CFG``
   are written in a syscall context and are *not* single. A single-record type that arrives while other
   records of the same key are in flight just joins that event.
+* Lineage: an exec event (one with ``EXECVE``) that completes while the exec event of its parent process
+  (same node, SYSCALL ``pid`` equal to its ``ppid``, not later) is still in flight waits for it, so that the
+  process tree sees the parent first: it goes out right after the parent's event, or when ``lineage_wait_s``
+  of its node's event time (or ``idle_flush_s`` of wall-clock time) has passed, counted as
+  ``lineage_wait_expired``. ``lineage_wait_s=0`` turns the wait off.
 * A record dated more than ``max_ahead_s`` after the wall-clock time it was received (``wall_time``, when
   given and positive) raises :class:`FutureEventError` and is counted (``future``); it changes no state.
 * Serial gaps are counted per node as lost events (``lost``), as go-libaudit counts them: a missing serial is
@@ -170,6 +175,8 @@ class CoalescerSettings:
         done_memory: number of completed event keys remembered per node to recognise late records.
         max_ahead_s: how far a record's time may be after its receive time (clock skew) before it is refused.
         gap_window: serials a missing one may trail the newest before it is counted lost.
+        lineage_wait_s: how long (event time) an exec event waits for its parent's exec event still in
+            flight; a fraction of ``event_timeout_s``, 0 to go out at once.
     """
 
     event_timeout_s: float = 2.0
@@ -178,14 +185,15 @@ class CoalescerSettings:
     done_memory: int = 4096
     max_ahead_s: float = 3600.0
     gap_window: int = 1000
+    lineage_wait_s: float = 1.0
 
 
 class CoalescerState(CoalescerBuffer):
     """Mutable coalescer state, owned by the caller; the in-flight records live in compiled code.
 
     Attributes:
-        counters: completed, partial, late, duplicate, overflow, orphan_eoe, lost, future (a new dict on each
-            read).
+        counters: completed, partial, late, duplicate, overflow, orphan_eoe, lost, future,
+            lineage_wait_expired (a new dict on each read).
         in_flight: the in-flight events, oldest first: ``(node, time, serial)`` → records (a copy).
         done: per node, the remembered completed events ``(time, serial)``, oldest first (a copy).
         wall_now: the last wall-clock time handed in (used for records pushed without one).

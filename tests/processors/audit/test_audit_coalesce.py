@@ -311,7 +311,8 @@ class TestCoalescer:
             "counters": {"completed": 1, "partial": 0, "late": 0, "duplicate": 0, "overflow": 0, "orphan_eoe": 0},
         }
         c, s = Coalescer(), CoalescerState.from_snapshot(data)
-        assert s.snapshot() == {**data, "counters": {**data["counters"], "lost": 0, "future": 0}}
+        counters = {**data["counters"], "lost": 0, "future": 0, "lineage_wait_expired": 0}
+        assert s.snapshot() == {**data, "counters": counters}
         assert push_all(c, s, [done]) == []
         assert s.counters["duplicate"] == 1
         (event,) = push_all(c, s, [rec("EOE", "2.0", 8)])
@@ -342,6 +343,60 @@ class TestCoalescer:
         assert s.counters["lost"] == 4  # 21 settles up to 18: 16 and 18; DAEMON_ serials are auditd's own
         push_all(c, s, [rec("USER_AUTH", "1.0", 5_000_000)])
         assert s.counters["lost"] == 4  # a jump of millions is a restart, not millions of lost events
+
+    def test_child_exec_waits_for_its_parents_open_exec_event(self) -> None:
+        """An exec whose parent's exec event is still in flight goes out right after the parent's (#23, 9)."""
+        c, s = Coalescer(), CoalescerState()
+        parent = [
+            rec("SYSCALL", "1.000", 1, "arch=c000003e syscall=59 success=yes pid=100 ppid=1"),
+            rec("EXECVE", "1.000", 1, 'argc=1 a0="bash"'),
+        ]
+        child = [
+            rec("SYSCALL", "1.100", 2, "arch=c000003e syscall=59 success=yes pid=101 ppid=100"),
+            rec("EXECVE", "1.100", 2, 'argc=1 a0="ls"'),
+            rec("EOE", "1.100", 2, ""),
+        ]
+        assert push_all(c, s, parent + child) == []
+        out = push_all(c, s, [rec("EOE", "1.000", 1, "")])
+        assert [(e.serial, e.reason, e.partial) for e in out if isinstance(e, AuditEvent)] == [
+            (1, "eoe", False),
+            (2, "eoe", False),
+        ]
+        assert s.counters["lineage_wait_expired"] == 0 and not s.in_flight
+
+    def test_lineage_wait_is_bounded_and_counted(self) -> None:
+        """A child whose parent's event stays open goes out (whole) after lineage_wait_s, counted."""
+        c, s = Coalescer(CoalescerSettings(lineage_wait_s=0.5)), CoalescerState()
+        lines = [
+            rec("SYSCALL", "1.000", 1, "arch=c000003e syscall=59 success=yes pid=100 ppid=1"),
+            rec("EXECVE", "1.000", 1, 'argc=1 a0="bash"'),
+            rec("SYSCALL", "1.100", 2, "arch=c000003e syscall=59 success=yes pid=101 ppid=100"),
+            rec("EXECVE", "1.100", 2, 'argc=1 a0="ls"'),
+            rec("EOE", "1.100", 2, ""),
+        ]
+        assert push_all(c, s, lines) == []
+        push_all(c, s, [rec("SYSCALL", "1.700", 3, "pid=5")])
+        (child,) = c.expire(s)
+        assert isinstance(child, AuditEvent) and (child.serial, child.reason, child.partial) == (2, "eoe", False)
+        assert s.counters["lineage_wait_expired"] == 1
+        snapshot = CoalescerState.from_snapshot(orjson.loads(orjson.dumps(s.snapshot())))
+        assert len(snapshot.in_flight) == 2  # the parent's open event and serial 3
+
+    def test_lineage_wait_off(self) -> None:
+        """lineage_wait_s=0: the child goes out on its EOE."""
+        c, s = Coalescer(CoalescerSettings(lineage_wait_s=0.0)), CoalescerState()
+        out = push_all(
+            c,
+            s,
+            [
+                rec("SYSCALL", "1.000", 1, "arch=c000003e syscall=59 success=yes pid=100 ppid=1"),
+                rec("EXECVE", "1.000", 1, 'argc=1 a0="bash"'),
+                rec("SYSCALL", "1.100", 2, "arch=c000003e syscall=59 success=yes pid=101 ppid=100"),
+                rec("EXECVE", "1.100", 2, 'argc=1 a0="ls"'),
+                rec("EOE", "1.100", 2, ""),
+            ],
+        )
+        assert [e.serial for e in out if isinstance(e, AuditEvent)] == [2]
 
     def test_settings_are_kept(self) -> None:
         """The coalescer exposes the settings it was made with."""
@@ -403,11 +458,11 @@ class TestEventId:
 
 _PUSH = st.tuples(
     st.just("push"),
-    st.sampled_from(["SYSCALL", "PATH", "CWD", "EOE", "USER_AUTH"]),
+    st.sampled_from(["SYSCALL", "PATH", "CWD", "EOE", "USER_AUTH", "EXECVE"]),
     st.sampled_from([None, "a"]),
     st.sampled_from(["1.000", "3.500", "9.000"]),
-    st.integers(1, 2),
-    st.sampled_from(["x=1", "x=2", 'name="/tmp/a b"']),
+    st.integers(1, 3),
+    st.sampled_from(["x=1", "x=2", 'name="/tmp/a b"', "pid=1 ppid=2", "pid=2 ppid=1", "pid=3 ppid=1"]),
     st.one_of(st.none(), st.floats(0, 20)),
 )
 _EXPIRE = st.tuples(st.just("expire"), st.one_of(st.none(), st.floats(0, 20)), st.one_of(st.none(), st.floats(0, 40)))

@@ -83,7 +83,7 @@ impl Equivalent<DoneKey> for DoneKeyRef<'_> {
     }
 }
 
-const COUNTERS: [&str; 8] = [
+const COUNTERS: [&str; 9] = [
     "completed",
     "partial",
     "late",
@@ -92,6 +92,7 @@ const COUNTERS: [&str; 8] = [
     "orphan_eoe",
     "lost",
     "future",
+    "lineage_wait_expired",
 ];
 const COMPLETED: usize = 0;
 const PARTIAL: usize = 1;
@@ -101,6 +102,7 @@ const OVERFLOW: usize = 4;
 const ORPHAN_EOE: usize = 5;
 const LOST: usize = 6;
 const FUTURE: usize = 7;
+const LINEAGE_WAIT_EXPIRED: usize = 8;
 /// A serial this far from the node's settled serial starts the count afresh (a reboot resets the kernel's
 /// serial; a forged one must not add billions of lost events).
 const SERIAL_RESTART: u128 = 1_000_000;
@@ -130,6 +132,34 @@ fn node_bytes<'a>(node: &'a Bound<'_, PyAny>) -> PyResult<Option<Cow<'a, [u8]>>>
     }
 }
 
+/// `(pid, ppid)` of the SYSCALL record of an exec event (one with an EXECVE record); None otherwise.
+type ExecIds = Option<(Option<String>, Option<String>)>;
+
+fn exec_ids(py: Python<'_>, records: &[Py<PyAny>]) -> PyResult<ExecIds> {
+    let mut exec = false;
+    let mut ids = (None, None);
+    for record in records {
+        let record = record.bind(py);
+        let rtype = record.getattr(intern!(py, "rtype"))?;
+        let rtype = rtype.cast::<PyString>()?;
+        match rtype.to_str() {
+            Ok("EXECVE") => exec = true,
+            Ok("SYSCALL") if ids == (None, None) => {
+                let fields = record.getattr(intern!(py, "fields"))?;
+                let field = |name: &str| -> PyResult<Option<String>> {
+                    match fields.call_method1(intern!(py, "get"), (name,))? {
+                        value if value.is_none() => Ok(None),
+                        value => Ok(Some(value.extract()?)),
+                    }
+                };
+                ids = (field("pid")?, field("ppid")?);
+            }
+            _ => {}
+        }
+    }
+    Ok(exec.then_some(ids))
+}
+
 /// An in-flight event: its records and what a completion needs of them.
 struct Pending {
     epoch: f64,
@@ -143,6 +173,12 @@ struct Pending {
     /// A single-record type that opened the event: complete (as `single`) when the node's next record
     /// belongs to another event, unless records of its own syscall context join it first.
     held: bool,
+    /// The EOE of an exec event that waits for its parent's exec event, still in flight, to go out first.
+    eoe: Option<Py<PyAny>>,
+    /// The parent's event it waits for (None after a restore: it then waits only for its time).
+    waits_for: Option<EventKey>,
+    /// Counted in `CoalescerBuffer::waiting`: complete (with `eoe`), waiting for its parent's event.
+    waiting: bool,
 }
 
 /// The completed event keys of one node, oldest first, with the CRC-32 of their records.
@@ -235,6 +271,8 @@ pub struct CoalescerBuffer {
     /// A lower bound of the in-flight events' times (None: unknown), so that `expire` can return at once.
     earliest_epoch: Option<f64>,
     latest_epoch: f64,
+    /// How many in-flight events wait for their parent's (see `Pending::eoe`).
+    waiting: usize,
 }
 
 impl CoalescerBuffer {
@@ -371,6 +409,9 @@ impl CoalescerBuffer {
             if pending.held {
                 item.set_item("held", true)?;
             }
+            if let Some(eoe) = &pending.eoe {
+                item.set_item("eoe", eoe.bind(py))?;
+            }
             item.set_item(
                 "records",
                 PyList::new(py, pending.raws.iter().map(|raw| raw.bind(py)))?,
@@ -443,7 +484,14 @@ impl CoalescerBuffer {
                     seq: 0,
                     held: get_optional(&item, "held")?
                         .is_some_and(|held| held.is_truthy().unwrap_or(false)),
+                    eoe: get_optional(&item, "eoe")?.map(Bound::unbind),
+                    waits_for: None,
+                    waiting: false,
                 };
+                if pending.eoe.is_some() {
+                    pending.waiting = true;
+                    self.waiting += 1;
+                }
                 if pending.held {
                     self.nodes[key.node].held = Some(key.clone());
                 }
@@ -517,6 +565,7 @@ pub struct CoalescerCore {
     idle_flush_s: f64,
     max_ahead_s: f64,
     gap_window: u128,
+    lineage_wait_s: f64,
     event_class: SlotClass,
     late_class: Py<PyAny>,
     event_id: Py<PyAny>,
@@ -620,6 +669,71 @@ impl CoalescerCore {
         self.event_class.make(py, &values)
     }
 
+    /// Complete an event into `out`, then the exec events that waited for it (and theirs, in turn).
+    #[allow(clippy::too_many_arguments)]
+    fn emit<'py>(
+        &self,
+        py: Python<'py>,
+        state: &mut CoalescerBuffer,
+        key: EventKey,
+        pending: Pending,
+        partial: bool,
+        reason: &'static str,
+        out: &Bound<'py, PyList>,
+    ) -> PyResult<()> {
+        let mut queue = vec![(key, pending, partial, reason)];
+        while let Some((key, mut pending, partial, reason)) = queue.pop() {
+            let eoe = pending.eoe.take();
+            if pending.waiting {
+                state.waiting -= 1;
+            }
+            let eoe = eoe.as_ref().map(|raw| raw.bind(py));
+            out.append(self.complete(py, state, &key, pending, partial, reason, eoe)?)?;
+            if state.waiting == 0 {
+                continue;
+            }
+            let mut waiters: Vec<(u64, EventKey)> = state
+                .in_flight
+                .iter()
+                .filter(|(_, waiter)| waiter.waits_for.as_ref() == Some(&key))
+                .map(|(waiter_key, waiter)| (waiter.seq, waiter_key.clone()))
+                .collect();
+            // the queue pops from the end: the earliest waiter goes out first
+            waiters.sort_unstable_by_key(|waiter| std::cmp::Reverse(waiter.0));
+            for (_, waiter_key) in waiters {
+                if let Some((waiter_key, waiter)) = state.remove(&waiter_key) {
+                    queue.push((waiter_key, waiter, false, "eoe"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The in-flight exec event of the same node whose process is the parent of this exec event's
+    /// process (its SYSCALL `pid` is this one's `ppid`), if any: the child then waits for it.
+    fn open_parent(
+        &self,
+        py: Python<'_>,
+        state: &CoalescerBuffer,
+        key: &EventKey,
+        pending: &Pending,
+    ) -> PyResult<Option<EventKey>> {
+        let Some((_, Some(ppid))) = exec_ids(py, &pending.records)? else {
+            return Ok(None);
+        };
+        for (other_key, other) in &state.in_flight {
+            if other_key.node != key.node || other_key == key || other.epoch > pending.epoch {
+                continue;
+            }
+            if let Some((Some(pid), _)) = exec_ids(py, &other.records)? {
+                if pid == ppid {
+                    return Ok(Some(other_key.clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Complete the given in-flight events, ordered by event time and serial (ties: arrival order).
     fn complete_all<'py>(
         &self,
@@ -644,10 +758,14 @@ impl CoalescerCore {
                 }
                 let (partial, reason) = if pending.held {
                     (false, "single")
+                } else if pending.waiting {
+                    // its parent's event did not go out within lineage_wait_s
+                    state.counters[LINEAGE_WAIT_EXPIRED] += 1;
+                    (false, "eoe")
                 } else {
                     (true, reason)
                 };
-                out.append(self.complete(py, state, &key, pending, partial, reason, None)?)?;
+                self.emit(py, state, key, pending, partial, reason, &out)?;
             }
         }
         Ok(out)
@@ -678,6 +796,7 @@ impl CoalescerCore {
             idle_flush_s: settings.getattr("idle_flush_s")?.extract()?,
             max_ahead_s: settings.getattr("max_ahead_s")?.extract()?,
             gap_window: settings.getattr("gap_window")?.extract()?,
+            lineage_wait_s: settings.getattr("lineage_wait_s")?.extract()?,
             event_class: SlotClass::bind(py, &event_class, &EVENT_SLOTS)?,
             late_class: late_class.unbind(),
             event_id: event_id.unbind(),
@@ -764,13 +883,34 @@ impl CoalescerCore {
         if held_other {
             let held = state.nodes[index].held.take().expect("held");
             if let Some((held, pending)) = state.remove(&held) {
-                out.append(self.complete(py, state, &held, pending, false, "single", None)?)?;
+                self.emit(py, state, held, pending, false, "single", &out)?;
             }
         }
         if is_eoe {
-            if let Some((owned, pending)) = state.remove(&key) {
+            if let Some((owned, mut pending)) = state.remove(&key) {
                 state.nodes[index].held = None;
-                out.append(self.complete(py, state, &owned, pending, false, "eoe", Some(&raw))?)?;
+                if pending.eoe.is_some() {
+                    // a second EOE of an event that waits for its parent's
+                    state.counters[DUPLICATE] += 1;
+                    state.insert(owned, pending);
+                    return Ok(out);
+                }
+                pending.eoe = Some(raw.unbind());
+                let parent = if self.lineage_wait_s > 0.0 {
+                    self.open_parent(py, state, &owned, &pending)?
+                } else {
+                    None
+                };
+                if parent.is_some() {
+                    // The parent's exec event is still open: this exec goes out right after it (or when
+                    // lineage_wait_s of event time has passed), so that the process tree knows its parent.
+                    pending.waits_for = parent;
+                    pending.waiting = true;
+                    state.waiting += 1;
+                    state.insert(owned, pending);
+                    return Ok(out);
+                }
+                self.emit(py, state, owned, pending, false, "eoe", &out)?;
                 return Ok(out);
             }
         } else if let Some(pending) = state.in_flight.get_mut(&key) {
@@ -820,6 +960,9 @@ impl CoalescerCore {
             last_wall: state.wall_now,
             seq: 0,
             held,
+            eoe: None,
+            waits_for: None,
+            waiting: false,
         };
         if held {
             state.nodes[index].held = Some(owned.clone());
@@ -838,11 +981,14 @@ impl CoalescerCore {
             }
             let (partial, reason) = if pending.held {
                 (false, "single")
+            } else if pending.waiting {
+                state.counters[LINEAGE_WAIT_EXPIRED] += 1;
+                (false, "eoe")
             } else {
                 state.counters[OVERFLOW] += 1;
                 (true, "overflow")
             };
-            out.append(self.complete(py, state, &oldest, pending, partial, reason, None)?)?;
+            self.emit(py, state, oldest, pending, partial, reason, &out)?;
         }
         Ok(out)
     }
@@ -865,7 +1011,12 @@ impl CoalescerCore {
         } else if let Some(earliest) = state.earliest_epoch {
             // Called after every record: return at once unless some in-flight event can be due.
             let latest = event_time.map_or(state.latest_epoch, |time| state.latest_epoch.max(time));
-            if latest - earliest <= timeout {
+            let window = if state.waiting > 0 {
+                timeout.min(self.lineage_wait_s)
+            } else {
+                timeout
+            };
+            if latest - earliest <= window {
                 return Ok(PyList::empty(py));
             }
         }
@@ -878,7 +1029,12 @@ impl CoalescerCore {
                     now = time;
                 }
             }
-            if pending.held && wall_time.is_some() {
+            if pending.waiting {
+                let idle = matches!((wall_time, pending.last_wall), (Some(wall), Some(last)) if wall - last > self.idle_flush_s);
+                if now - pending.epoch > self.lineage_wait_s || idle {
+                    due.push((key.clone(), "eoe"));
+                }
+            } else if pending.held && wall_time.is_some() {
                 // A held single-record event waits for its node's next record only while records flow.
                 due.push((key.clone(), "single"));
             } else if now - pending.epoch > timeout {
