@@ -1,0 +1,1 @@
+"""Detection stages: rules, sessions, stateful detectors and the Sigma stage."""

@@ -1,0 +1,269 @@
+"""Views of secstream's documents as the flat rows Sigma rules are written against.
+
+A Sigma rule names a log source (``category: process_creation``, ``service: auditd``, ...) and the field
+names of that source (``Image``, ``CommandLine``, ``type``, ``a0``, ...). :func:`document_views` gives,
+for one event document, every ``(source, row)`` pair a rule may look at; rows are keyed by lowercase
+field names (field names match case-insensitively) and hold text or None. The table of which document
+field feeds which Sigma field is docs/sigma.md, and this module is its implementation.
+
+Sources (:func:`rule_source` maps a rule's ``logsource`` to one):
+
+* ``process_creation``: an auditd ``execve``/``execveat`` event.
+* ``network_connection``: an auditd ``connect``/``accept`` event with an IP address.
+* ``file_event``: an auditd event that creates or writes a file (a PATH record with ``nametype=CREATE``, or
+  an open/openat/creat for writing), ``rename``/``link``/``symlink``, ``chmod``/``chown``, truncate.
+* ``auditd``: one row per audit record of the event (SYSCALL, EXECVE, PATH, CWD, PROCTITLE, SOCKADDR, and
+  single-record events such as USER_CMD, ADD_USER, SERVICE_STOP), with the raw record's field names.
+* ``syslog`` and ``syslog:<service>``: a syslog record; services are the interpreted service, the program
+  name, and ``auth`` for the auth/authpriv facilities. ``keyword``: rules without category and service
+  (field-less keywords), which search the message of syslog records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from processors.detect.sigma.matcher import FULLTEXT
+
+__all__ = ["SOURCES", "Row", "document_views", "rule_source"]
+
+Row = dict[str, str | None]
+
+_CATEGORIES: Final = frozenset({"process_creation", "network_connection", "file_event"})
+SOURCES: Final = ("process_creation", "network_connection", "file_event", "auditd", "syslog", "keyword")
+"""The sources a rule can name, besides ``syslog:<service>``."""
+
+_EXEC: Final = frozenset({"execve", "execveat"})
+_NETWORK: Final = frozenset({"connect", "accept", "accept4"})
+_FILE_CHANGE: Final = frozenset(
+    {
+        "rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat",
+        "chown", "fchown", "fchownat", "lchown", "truncate", "ftruncate", "mknod", "mknodat", "creat",
+    }
+)  # fmt: skip
+_OPEN: Final = frozenset({"open", "openat", "openat2"})
+_O_WRONLY_RDWR_CREAT_TRUNC: Final = 0o1 | 0o2 | 0o100 | 0o1000
+_AUTH_FACILITIES: Final = frozenset({"auth", "authpriv"})
+
+
+def rule_source(logsource: Mapping[str, str | None]) -> str | None:
+    """The source a rule's ``logsource`` (product, category, service) reads, or None if secstream has none."""
+    product = logsource.get("product")
+    if product not in (None, "linux"):
+        return None
+    category = logsource.get("category")
+    service = logsource.get("service")
+    if category is not None:
+        return category if category in _CATEGORIES and service is None else None
+    if service is None:
+        return "keyword"
+    if service == "auditd":
+        return "auditd"
+    if service == "syslog":
+        return "syslog"
+    return f"syslog:{service}"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _get(doc: Mapping[str, Any], *path: str) -> Any:
+    value: Any = doc
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _user_name(doc: Mapping[str, Any]) -> str | None:
+    return _text(_get(doc, "user", "name")) or _text(_get(doc, "user", "id"))
+
+
+def _process_fields(doc: Mapping[str, Any]) -> Row:
+    process = doc.get("process") or {}
+    parent = process.get("parent") or {}
+    return {
+        "image": _text(process.get("executable")),
+        "commandline": _text(process.get("command_line")),
+        "parentimage": _text(parent.get("executable")),
+        "parentcommandline": _text(parent.get("command_line")),
+        "user": _user_name(doc),
+        "currentdirectory": _text(process.get("working_directory")),
+        "logonid": _text(_get(doc, "auditd", "session")),
+        "processid": _text(process.get("pid")),
+        "parentprocessid": _text(process.get("ppid") if "ppid" in process else parent.get("pid")),
+        "processguid": _text(process.get("entity_id")),
+        "parentprocessguid": _text(parent.get("entity_id")),
+    }
+
+
+def _open_writes(data: Mapping[str, Any], syscall: str) -> bool:
+    flags_register = data.get("a2") if syscall in ("openat", "openat2") else data.get("a1")
+    try:
+        flags = int(str(flags_register), 16)
+    except ValueError:
+        return False
+    return bool(flags & _O_WRONLY_RDWR_CREAT_TRUNC)
+
+
+def _target_path(doc: Mapping[str, Any]) -> str | None:
+    """The path a file event created or changed: the last CREATE path, else the last NORMAL one."""
+    paths = _get(doc, "auditd", "paths") or []
+    chosen: str | None = None
+    for record in paths:
+        if not isinstance(record, Mapping):
+            continue
+        nametype = record.get("nametype")
+        if nametype in ("CREATE", "NORMAL", "DELETE") and isinstance(record.get("name"), str):
+            chosen = record["name"]
+            if nametype == "CREATE":
+                return chosen
+    return chosen or _text(_get(doc, "file", "path"))
+
+
+def _audit_ids(doc: Mapping[str, Any]) -> Row:
+    process = doc.get("process") or {}
+    return {
+        "pid": _text(process.get("pid")),
+        "ppid": _text(process.get("ppid")),
+        "exe": _text(process.get("executable")),
+        "comm": _text(process.get("name")),
+        "uid": _text(_get(doc, "user", "id")),
+        "euid": _text(_get(doc, "user", "effective", "id")),
+        "auid": _text(_get(doc, "user", "audit", "id")),
+        "gid": _text(_get(doc, "user", "group", "id")),
+        "ses": _text(_get(doc, "auditd", "session")),
+    }
+
+
+def _auditd_rows(doc: Mapping[str, Any]) -> list[Row]:
+    auditd = doc.get("auditd") or {}
+    data: Mapping[str, Any] = auditd.get("data") or {}
+    types = [t for t in auditd.get("message_types") or () if isinstance(t, str)]
+    process = doc.get("process") or {}
+    rows: list[Row] = []
+    plain = {k.lower(): _text(v) for k, v in data.items() if k not in ("socket", "proctitle_argv")}
+    ids = _audit_ids(doc)
+    if "SYSCALL" in types:
+        syscall_row: Row = {**plain, **ids, "type": "SYSCALL"}
+        syscall_row["comm"] = _text(data.get("comm")) or ids["comm"]
+        syscall_row.pop("argc", None)
+        syscall_row.pop("proctitle_truncated", None)
+        rows.append(syscall_row)
+    else:
+        first = types[0] if types else "UNKNOWN"
+        rows.append({**plain, **ids, "type": first})
+    if "EXECVE" in types:
+        args = process.get("args") or []
+        execve: Row = {"type": "EXECVE", "argc": _text(data.get("argc", len(args)))}
+        for index, arg in enumerate(args):
+            execve[f"a{index}"] = _text(arg)
+        rows.append(execve)
+    if "CWD" in types:
+        rows.append({"type": "CWD", "cwd": _text(process.get("working_directory"))})
+    for record in auditd.get("paths") or ():
+        if isinstance(record, Mapping):
+            rows.append({"type": "PATH", **{k.lower(): _text(v) for k, v in record.items()}})
+    if "SOCKADDR" in types:
+        socket = data.get("socket") or {}
+        rows.append(
+            {
+                "type": "SOCKADDR",
+                "saddr_fam": _text(socket.get("family")),
+                "laddr": _text(socket.get("ip")),
+                "lport": _text(socket.get("port")),
+                "path": _text(socket.get("path")),
+            }
+        )
+    if "PROCTITLE" in types:
+        argv = data.get("proctitle_argv") or []
+        rows.append({"type": "PROCTITLE", "proctitle": " ".join(str(a) for a in argv)})
+    return rows
+
+
+def _syslog_sources(doc: Mapping[str, Any]) -> list[str]:
+    names: set[str] = set()
+    for value in (
+        _get(doc, "syslog", "service"),
+        _get(doc, "log", "syslog", "appname"),
+        _get(doc, "process", "name"),
+    ):
+        if isinstance(value, str) and value:
+            names.add(value.lower())
+    if _get(doc, "log", "syslog", "facility", "name") in _AUTH_FACILITIES:
+        names.add("auth")
+    return ["syslog", "keyword", *(f"syslog:{name}" for name in sorted(names))]
+
+
+def _syslog_row(doc: Mapping[str, Any]) -> Row:
+    message = _text(doc.get("message"))
+    return {
+        FULLTEXT: message,
+        "message": message,
+        "program": _text(_get(doc, "log", "syslog", "appname")) or _text(_get(doc, "process", "name")),
+        "pid": _text(_get(doc, "process", "pid")),
+        "user": _user_name(doc),
+        "hostname": _text(_get(doc, "host", "name")),
+        "facility": _text(_get(doc, "log", "syslog", "facility", "name")),
+        "severity": _text(_get(doc, "log", "syslog", "severity", "name")),
+        "command": _text(_get(doc, "syslog", "command")),
+        "sourceip": _text(_get(doc, "source", "ip")),
+    }
+
+
+def document_views(doc: Mapping[str, Any]) -> list[tuple[str, Row]]:
+    """Every ``(source, row)`` pair of one event document (none for documents no rule can read).
+
+    The syslog row is listed once per source it belongs to (``syslog``, ``keyword``, ``syslog:<service>``).
+    """
+    event = doc.get("event") or {}
+    module = event.get("module")
+    if module == "syslog":
+        if event.get("dataset") != "syslog":  # session summaries and other derived documents
+            return []
+        row = _syslog_row(doc)
+        return [(source, row) for source in _syslog_sources(doc)]
+    if module != "auditd" or event.get("kind") != "event":
+        return []
+    views: list[tuple[str, Row]] = [("auditd", row) for row in _auditd_rows(doc)]
+    data = _get(doc, "auditd", "data") or {}
+    syscall = data.get("syscall") if isinstance(data, Mapping) else None
+    if syscall in _EXEC and _get(doc, "process", "command_line") is not None:
+        views.append(("process_creation", _process_fields(doc)))
+    elif syscall in _NETWORK:
+        destination = doc.get("destination") or {}
+        source = doc.get("source") or {}
+        remote = destination if syscall == "connect" else source
+        if remote.get("ip") is not None:
+            row = _process_fields(doc)
+            row.update(
+                {
+                    "initiated": "true" if syscall == "connect" else "false",
+                    "destinationip": _text(remote.get("ip")),
+                    "destinationport": _text(remote.get("port")),
+                    "destinationhostname": _text(remote.get("domain")),
+                }
+            )
+            views.append(("network_connection", row))
+    elif isinstance(syscall, str) and (
+        syscall in _FILE_CHANGE
+        or (syscall in _OPEN and isinstance(data, Mapping) and _open_writes(data, syscall))
+        or any(isinstance(p, Mapping) and p.get("nametype") == "CREATE" for p in _get(doc, "auditd", "paths") or ())
+    ):
+        target = _target_path(doc)
+        if target is not None:
+            row = _process_fields(doc)
+            row["targetfilename"] = target
+            views.append(("file_event", row))
+    return views
