@@ -129,6 +129,8 @@ class CompiledRule:
     subtechniques: tuple[str, ...] = ()
     tactics: tuple[tuple[str, str], ...] = ()
     path: str = ""
+    sigma: SigmaRule | None = field(default=None, repr=False, compare=False)
+    """The pySigma rule it was compiled from (for linting and the reference tests)."""
 
     @property
     def attribution(self) -> str:
@@ -233,6 +235,7 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
         subtechniques=subtechniques,
         tactics=tactics,
         path=str(path),
+        sigma=rule,
     )
 
 
