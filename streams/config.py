@@ -30,6 +30,7 @@ __all__ = [
     "ProviderConfig",
     "SecstreamConfig",
     "SessionsConfig",
+    "SigmaConfig",
     "TopicsConfig",
     "WorkerConfig",
     "bundled_config_dir",
@@ -152,6 +153,25 @@ class SessionsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SigmaConfig:
+    """Sigma rules (docs/sigma.md): where they are and which of them run."""
+
+    enabled: bool = True
+    rule_paths: tuple[str, ...] = ("rules",)
+    """Sigma rule files and directories (searched recursively for ``*.yml``); relative paths are relative
+    to the config directory. The default is the project's own pack (``config/rules/*.yml``)."""
+    ids: tuple[str, ...] = ()
+    """Run only these rule ids (empty: all)."""
+    exclude_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    """Run only rules with one of these tags, e.g. ``attack.t1059`` (empty: all)."""
+    statuses: tuple[str, ...] = ()
+    """Run only rules of these statuses: stable, test, experimental, deprecated, unsupported (empty: all)."""
+    min_level: str = ""
+    """The lowest level that runs: informational, low, medium, high or critical (empty: all)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionConfig:
     """Rules and stateful detectors."""
 
@@ -162,6 +182,7 @@ class DetectionConfig:
     """Command-speed detector: this many commands ..."""
     speed_window_s: float = 5.0
     """... within this many seconds by one user on one host."""
+    sigma: SigmaConfig = field(default_factory=SigmaConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +332,11 @@ def _validate(config: SecstreamConfig) -> None:
         (config.proctree.ancestor_depth >= 0, "proctree.ancestor_depth", "must not be negative"),
         (config.proctree.max_per_host >= 1, "proctree.max_per_host", "must be at least 1"),
         (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),
+        (
+            config.detection.sigma.min_level in {"", "informational", "low", "medium", "high", "critical"},
+            "detection.sigma.min_level",
+            "must be informational, low, medium, high or critical (or empty)",
+        ),
         (config.enrichment.max_wait_s >= 0, "enrichment.max_wait_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
         (

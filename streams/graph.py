@@ -30,6 +30,7 @@ from processors.audit import (
     decode_late,
     parse_line,
 )
+from processors.detect.sigma import RuleSelection, SigmaEngine
 from processors.detectors import (
     CommandSpeedDetector,
     CommandSpeedSettings,
@@ -47,7 +48,7 @@ from processors.rules import RuleEngine, default_rules_path, load_rules
 from processors.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
 from processors.syslog import parse_syslog_line
 from schemas.documents import dead_letter
-from streams.config import SecstreamConfig
+from streams.config import SecstreamConfig, bundled_config_dir
 
 __all__ = [
     "HostState",
@@ -231,6 +232,10 @@ class Pipeline:
         for rule_file in config.detection.rule_files:
             rules.extend(load_rules(config.resolve_path(rule_file)))
         self.rules = RuleEngine(rules)
+        sigma = config.detection.sigma
+        selection = RuleSelection(sigma.ids, sigma.exclude_ids, sigma.tags, sigma.statuses, sigma.min_level)
+        paths = [config.resolve_path(path) for path in sigma.rule_paths] if sigma.enabled else []
+        self.sigma = SigmaEngine.load(paths, selection, own=bundled_config_dir() / "rules")
         self.ioc_extractor = IoCExtract()
 
     # -- synchronous stages -------------------------------------------------------------------
@@ -369,6 +374,7 @@ class Pipeline:
             outputs.events.append(doc)
             outputs.events.extend(self.sessions.process(doc, state.sessions))
             hits = self.rules.match(doc)
+            hits += self.sigma.match(doc)
             hits += self.speed.process(doc, state.speed)
             hits += self.sudo.process(doc, state.sudo, hits)
             outputs.detections.extend(hits)

@@ -156,7 +156,7 @@ def _attack(tags: Iterable[Any]) -> tuple[tuple[str, ...], tuple[str, ...], tupl
     for tag in tags:
         if tag.namespace != "attack":
             continue
-        name = tag.name.lower()
+        name = tag.name.lower().replace("-", "_")
         found = _TECHNIQUE_TAG.fullmatch(name)
         if found:
             technique = f"T{found.group(1)}"
@@ -185,6 +185,15 @@ def _licence_of(path: Path, rule: SigmaRule) -> str:
 def _logsource_source(rule: SigmaRule) -> str | None:
     logsource = rule.logsource
     return rule_source({"product": logsource.product, "category": logsource.category, "service": logsource.service})
+
+
+def _ruleset_of(root: Path) -> str:
+    """``sigmahq`` style: the directory holding the rules' licence, else the configured directory's name."""
+    directory = root if root.is_dir() else root.parent
+    for parent in (directory.resolve(), *directory.resolve().parents):
+        if (parent / "LICENSE").is_file():
+            return parent.name
+    return directory.name
 
 
 def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str = "") -> CompiledRule:
@@ -298,7 +307,7 @@ def load_sigma_rules(
     names = list(ruleset_names)
     for index, root in enumerate(paths):
         root_path = Path(root)
-        ruleset = names[index] if index < len(names) else (root_path.name if root_path.is_dir() else "")
+        ruleset = names[index] if index < len(names) and names[index] else _ruleset_of(root_path)
         for path in rule_files([root_path]):
             collection, errors, lines = _parse_file(path)
             result.errors.extend(errors)
@@ -307,7 +316,7 @@ def load_sigma_rules(
             filters.extend(collection.filters)
             for position, rule in enumerate(collection.rules):
                 line = lines[position] if position < len(lines) and len(lines) == len(collection.rules) else None
-                parsed.append((path, ruleset or path.parent.name, rule, line))
+                parsed.append((path, ruleset, rule, line))
     for path, ruleset, rule, line in parsed:
         if rule.errors:
             result.errors.append(RuleError(path, f"{rule.title or 'rule'}: {rule.errors[0]}", line))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from processors.detect.sigma.rules import CompiledRule
+from processors.detect.sigma.rules import CompiledRule, RuleSelection, RuleSet, load_sigma_rules
 from processors.detect.sigma.views import Row, document_views
 from schemas.documents import detection
 
@@ -61,6 +62,13 @@ def sigma_detection(rule: CompiledRule, doc: Mapping[str, Any], source: str, row
     return alert
 
 
+def _same(first: Path, second: Path) -> bool:
+    try:
+        return first.resolve() == second.resolve()
+    except OSError:
+        return False
+
+
 class SigmaEngine:
     """Compiled Sigma rules grouped by the view they read.
 
@@ -74,6 +82,30 @@ class SigmaEngine:
         for rule in self.rules:
             by_source[rule.source].append(rule)
         self._by_source: dict[str, tuple[CompiledRule, ...]] = {k: tuple(v) for k, v in by_source.items()}
+        self.loaded = RuleSet(rules=list(self.rules))
+        """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
+
+    @classmethod
+    def load(
+        cls,
+        paths: Iterable[str | Path],
+        selection: RuleSelection | None = None,
+        *,
+        own: Path | None = None,
+    ) -> SigmaEngine:
+        """Load the rules under ``paths`` (bad rules are logged and left out) into an engine.
+
+        Args:
+            paths: rule files and directories.
+            selection: which rules run.
+            own: the project's rule pack directory: its rules get ``rule.ruleset`` ``secstream``.
+        """
+        roots = [Path(path) for path in paths]
+        names = ["secstream" if own is not None and _same(root, own) else "" for root in roots]
+        loaded = load_sigma_rules(roots, selection, ruleset_names=names)
+        engine = cls(loaded.rules)
+        engine.loaded = loaded
+        return engine
 
     def matches(self, doc: Mapping[str, Any]) -> list[tuple[CompiledRule, str, Row]]:
         """``(rule, source, row)`` for every rule that matches a view of ``doc`` (first matching row per rule)."""

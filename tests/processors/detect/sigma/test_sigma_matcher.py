@@ -66,7 +66,9 @@ def test_auditd_all_of_them(rules: dict[str, CompiledRule]) -> None:
     assert rule.techniques == ("T1098",) and rule.subtechniques == ("T1098.004",)
     assert rule.tactics == (("TA0003", "Persistence"),)
     assert rule.predicate(_row(type="SYSCALL", SYSCALL="init_module"))
-    assert not rule.predicate(_row(type="PATH", name="/root/.ssh/authorized_keys", nametype="CREATE"))
+    assert rule.predicate(_row(type="PATH", name="/root/.ssh/authorized_keys", nametype="CREATE"))
+    assert not rule.predicate(_row(type="PATH", name="/root/.ssh/authorized_keys", nametype="NORMAL"))
+    assert not rule.predicate(_row(type="EXECVE", SYSCALL="init_module"))  # all of syscall_*
     assert not rule.predicate(_row(type="SYSCALL", SYSCALL="finit_module"))
 
 
