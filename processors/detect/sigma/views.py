@@ -12,6 +12,8 @@ Sources (:func:`rule_source` maps a rule's ``logsource`` to one):
 * ``network_connection``: an auditd ``connect``/``accept`` event with an IP address.
 * ``file_event``: an auditd event that creates or writes a file (a PATH record with ``nametype=CREATE``, or
   an open/openat/creat for writing), ``rename``/``link``/``symlink``, ``chmod``/``chown``, truncate.
+* ``file_access``: an auditd open/openat of an existing file for reading only (what ``-w /etc/shadow -p r``
+  style watches record).
 * ``auditd``: one row per audit record of the event (SYSCALL, EXECVE, PATH, CWD, PROCTITLE, SOCKADDR, and
   single-record events such as USER_CMD, ADD_USER, SERVICE_STOP), with the raw record's field names.
 * ``syslog`` and ``syslog:<service>``: a syslog record; services are the interpreted service, the program
@@ -30,8 +32,8 @@ __all__ = ["SOURCES", "Row", "document_views", "rule_source"]
 
 Row = dict[str, str | None]
 
-_CATEGORIES: Final = frozenset({"process_creation", "network_connection", "file_event"})
-SOURCES: Final = ("process_creation", "network_connection", "file_event", "auditd", "syslog", "keyword")
+_CATEGORIES: Final = frozenset({"process_creation", "network_connection", "file_event", "file_access"})
+SOURCES: Final = ("process_creation", "network_connection", "file_event", "file_access", "auditd", "syslog", "keyword")
 """The sources a rule can name, besides ``syslog:<service>``."""
 
 _EXEC: Final = frozenset({"execve", "execveat"})
@@ -266,4 +268,10 @@ def document_views(doc: Mapping[str, Any]) -> list[tuple[str, Row]]:
             row = _process_fields(doc)
             row["targetfilename"] = target
             views.append(("file_event", row))
+    elif syscall in _OPEN:
+        target = _target_path(doc)
+        if target is not None:
+            row = _process_fields(doc)
+            row["targetfilename"] = target
+            views.append(("file_access", row))
     return views
