@@ -28,7 +28,7 @@ Field names are matched case-insensitively (SQLite column names are): rows are k
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import re2
@@ -59,7 +59,7 @@ __all__ = ["FULLTEXT", "Predicate", "Row", "UnsupportedRule", "compile_condition
 FULLTEXT = "_text"
 """The row key holding the text field-less keywords are searched in."""
 
-Row = Mapping[str, str | None]
+Row = dict[str, str | None]
 Predicate = Callable[[Row], bool]
 _ValueTest = Callable[[str], bool]
 
@@ -85,9 +85,13 @@ def _re2(pattern: str) -> Any:
         raise UnsupportedRule(f"regular expression {pattern!r} is not RE2 syntax: {error}") from None
 
 
-def _glob_test(parts: Sequence[Any], cased: bool) -> _ValueTest:
-    """A test for a Sigma string with wildcards: equality, prefix, suffix, substring or a DFA match."""
+def _glob_test(parts: Sequence[Any], cased: bool, prefolded: bool = False) -> _ValueTest:
+    """A test for a Sigma string with wildcards: equality, prefix, suffix, substring or a DFA match.
+
+    ``prefolded``: the tested text is already folded (the pattern is folded all the same).
+    """
     norm: Callable[[str], str] = str if cased else fold
+    apply: Callable[[str], str] = str if cased or prefolded else fold
     pieces: list[str | SpecialChars] = []
     for part in parts:
         if isinstance(part, str):
@@ -110,14 +114,23 @@ def _glob_test(parts: Sequence[Any], cased: bool) -> _ValueTest:
             return lambda value: True
         if len(literal) == 1:
             text = literal[0]
+            if apply is str:
+                if len(pieces) == 1:
+                    return lambda value: value == text
+                if pieces == [star, text, star]:
+                    return lambda value: text in value
+                if pieces == [text, star]:
+                    return lambda value: value.startswith(text)
+                if pieces == [star, text]:
+                    return lambda value: value.endswith(text)
             if len(pieces) == 1:
-                return lambda value: norm(value) == text
+                return lambda value: apply(value) == text
             if pieces == [star, text, star]:
-                return lambda value: text in norm(value)
+                return lambda value: text in apply(value)
             if pieces == [text, star]:
-                return lambda value: norm(value).startswith(text)
+                return lambda value: apply(value).startswith(text)
             if pieces == [star, text]:
-                return lambda value: norm(value).endswith(text)
+                return lambda value: apply(value).endswith(text)
     regex = ["(?s)^"]
     for piece in pieces:
         if piece is star:
@@ -129,7 +142,9 @@ def _glob_test(parts: Sequence[Any], cased: bool) -> _ValueTest:
     regex.append("$")
     compiled = _re2("".join(regex))
     search = compiled.search
-    return lambda value: search(norm(value)) is not None
+    if apply is str:
+        return lambda value: search(value) is not None
+    return lambda value: search(apply(value)) is not None
 
 
 def _string_test(value: SigmaString) -> _ValueTest:
@@ -204,6 +219,20 @@ def _leaf(field: str | None, value: Any) -> Predicate:
         if value.exists:
             return lambda row: row.get(name) is not None
         return lambda row: row.get(name) is None
+    folded_test = _folded_test(value)
+    if folded_test is not None:
+        key = _FOLDED + name
+
+        def folded_predicate(row: Row) -> bool:
+            folded = row.get(key)
+            if folded is None:
+                text = row.get(name)
+                if text is None:
+                    return False
+                folded = row[key] = fold(text)
+            return folded_test(folded)
+
+        return folded_predicate
     test = _value_test(value, keyword=False)
 
     def predicate(row: Row) -> bool:
@@ -211,6 +240,23 @@ def _leaf(field: str | None, value: Any) -> Predicate:
         return text is not None and test(text)
 
     return predicate
+
+
+_FOLDED = "\x00folded:"
+"""Row key prefix under which a field's folded text is kept once a leaf has folded it (rows are per event)."""
+
+
+def _folded_test(value: Any) -> _ValueTest | None:
+    """For case-insensitive string leaves (and expansions of them): a test on the already-folded text."""
+    if isinstance(value, SigmaExpansion):
+        tests = [_folded_test(item) for item in value.values]
+        if any(test is None for test in tests):
+            return None
+        tested = tuple(tests)
+        return lambda text: any(test(text) for test in tested)  # type: ignore[misc]
+    if isinstance(value, SigmaString) and not isinstance(value, SigmaCasedString):
+        return _glob_test(value.s, cased=False, prefolded=True)
+    return None
 
 
 def compile_condition(tree: ConditionItem | Any) -> Predicate:

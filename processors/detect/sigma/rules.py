@@ -22,6 +22,7 @@ from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from processors.detect.sigma.matcher import Predicate, UnsupportedRule, compile_condition
+from processors.detect.sigma.prefilter import Requirement, requirement
 from processors.detect.sigma.views import rule_source
 
 __all__ = [
@@ -129,6 +130,8 @@ class CompiledRule:
     subtechniques: tuple[str, ...] = ()
     tactics: tuple[tuple[str, str], ...] = ()
     path: str = ""
+    requirement: Requirement | None = field(default=None, repr=False, compare=False)
+    """What a row must contain for the rule to match (:mod:`processors.detect.sigma.prefilter`)."""
     sigma: SigmaRule | None = field(default=None, repr=False, compare=False)
     """The pySigma rule it was compiled from (for linting and the reference tests)."""
 
@@ -222,6 +225,8 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
         def predicate(row: Any, parts: Sequence[Predicate] = tuple(predicates)) -> bool:
             return any(part(row) for part in parts)
 
+    requirements = [requirement(tree) for tree in conditions]
+    required = None if any(req is None for req in requirements) else frozenset().union(*requirements)  # type: ignore[arg-type]
     level = rule.level.name.lower() if rule.level is not None else "medium"
     techniques, subtechniques, tactics = _attack(rule.tags)
     version = rule.modified or rule.date
@@ -244,6 +249,7 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
         subtechniques=subtechniques,
         tactics=tactics,
         path=str(path),
+        requirement=required,
         sigma=rule,
     )
 

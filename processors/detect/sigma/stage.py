@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from processors.detect.sigma.prefilter import RuleIndex, record_types
 from processors.detect.sigma.rules import CompiledRule, RuleSelection, RuleSet, load_sigma_rules
 from processors.detect.sigma.views import Row, document_views
 from schemas.documents import detection
@@ -82,6 +83,21 @@ class SigmaEngine:
         for rule in self.rules:
             by_source[rule.source].append(rule)
         self._by_source: dict[str, tuple[CompiledRule, ...]] = {k: tuple(v) for k, v in by_source.items()}
+        self._wanted = frozenset(self._by_source)
+        auditd_rules = self._by_source.get("auditd", ())
+        self._record_types = (
+            record_types(
+                condition.parsed
+                for rule in auditd_rules
+                if rule.sigma
+                for condition in rule.sigma.detection.parsed_condition
+            )
+            if all(rule.sigma is not None for rule in auditd_rules)
+            else None
+        )
+        self._index: dict[str, RuleIndex] = {
+            source: RuleIndex(rule.requirement for rule in rules) for source, rules in self._by_source.items()
+        }
         self.loaded = RuleSet(rules=list(self.rules))
         """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
 
@@ -114,11 +130,13 @@ class SigmaEngine:
         hits: list[tuple[CompiledRule, str, Row]] = []
         fired: set[str] = set()
         by_source = self._by_source
-        for source, row in document_views(doc):
+        index = self._index
+        for source, row in document_views(doc, self._wanted, self._record_types):
             rules = by_source.get(source)
             if not rules:
                 continue
-            for rule in rules:
+            for position in index[source].candidates(row):
+                rule = rules[position]
                 if rule.predicate(row) and rule.id not in fired:
                     fired.add(rule.id)
                     hits.append((rule, source, row))

@@ -47,6 +47,7 @@ _FILE_CHANGE: Final = frozenset(
 _OPEN: Final = frozenset({"open", "openat", "openat2"})
 _O_WRONLY_RDWR_CREAT_TRUNC: Final = 0o1 | 0o2 | 0o100 | 0o1000
 _AUTH_FACILITIES: Final = frozenset({"auth", "authpriv"})
+_ARG_NAMES: Final = tuple(f"a{index}" for index in range(64))
 
 
 def rule_source(logsource: Mapping[str, str | None]) -> str | None:
@@ -82,10 +83,16 @@ def _text(value: Any) -> str | None:
 def _get(doc: Mapping[str, Any], *path: str) -> Any:
     value: Any = doc
     for part in path:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
+
+
+def _str(value: Any) -> str | None:
+    if type(value) is str or value is None:
+        return value
+    return _text(value)
 
 
 def _user_name(doc: Mapping[str, Any]) -> str | None:
@@ -96,17 +103,17 @@ def _process_fields(doc: Mapping[str, Any]) -> Row:
     process = doc.get("process") or {}
     parent = process.get("parent") or {}
     return {
-        "image": _text(process.get("executable")),
-        "commandline": _text(process.get("command_line")),
-        "parentimage": _text(parent.get("executable")),
-        "parentcommandline": _text(parent.get("command_line")),
+        "image": _str(process.get("executable")),
+        "commandline": _str(process.get("command_line")),
+        "parentimage": _str(parent.get("executable")),
+        "parentcommandline": _str(parent.get("command_line")),
         "user": _user_name(doc),
-        "currentdirectory": _text(process.get("working_directory")),
-        "logonid": _text(_get(doc, "auditd", "session")),
-        "processid": _text(process.get("pid")),
-        "parentprocessid": _text(process.get("ppid") if "ppid" in process else parent.get("pid")),
-        "processguid": _text(process.get("entity_id")),
-        "parentprocessguid": _text(parent.get("entity_id")),
+        "currentdirectory": _str(process.get("working_directory")),
+        "logonid": _str((doc.get("auditd") or {}).get("session")),
+        "processid": _str(process.get("pid")),
+        "parentprocessid": _str(process.get("ppid") if "ppid" in process else parent.get("pid")),
+        "processguid": _str(process.get("entity_id")),
+        "parentprocessguid": _str(parent.get("entity_id")),
     }
 
 
@@ -136,48 +143,61 @@ def _target_path(doc: Mapping[str, Any]) -> str | None:
 
 def _audit_ids(doc: Mapping[str, Any]) -> Row:
     process = doc.get("process") or {}
+    user = doc.get("user") or {}
     return {
-        "pid": _text(process.get("pid")),
-        "ppid": _text(process.get("ppid")),
-        "exe": _text(process.get("executable")),
-        "comm": _text(process.get("name")),
-        "uid": _text(_get(doc, "user", "id")),
-        "euid": _text(_get(doc, "user", "effective", "id")),
-        "auid": _text(_get(doc, "user", "audit", "id")),
-        "gid": _text(_get(doc, "user", "group", "id")),
-        "ses": _text(_get(doc, "auditd", "session")),
+        "pid": _str(process.get("pid")),
+        "ppid": _str(process.get("ppid")),
+        "exe": _str(process.get("executable")),
+        "comm": _str(process.get("name")),
+        "uid": _str(user.get("id")),
+        "euid": _str((user.get("effective") or {}).get("id")),
+        "auid": _str((user.get("audit") or {}).get("id")),
+        "gid": _str((user.get("group") or {}).get("id")),
+        "ses": _str((doc.get("auditd") or {}).get("session")),
     }
 
 
-def _auditd_rows(doc: Mapping[str, Any]) -> list[Row]:
+def _auditd_rows(doc: Mapping[str, Any], record_types: frozenset[str] | None = None) -> list[Row]:
+    """One row per audit record; with ``record_types``, only the records whose folded type contains one of
+    them (the others no loaded rule can match, so they are not built)."""
     auditd = doc.get("auditd") or {}
     data: Mapping[str, Any] = auditd.get("data") or {}
     types = [t for t in auditd.get("message_types") or () if isinstance(t, str)]
+    main = "SYSCALL" if "SYSCALL" in types else (types[0] if types else "UNKNOWN")
+    if record_types is None:
+        needed = {main, *types}
+    else:
+        needed = {t for t in {main, *types} if any(literal in t.lower() for literal in record_types)}
+        if not needed:
+            return []
     process = doc.get("process") or {}
     rows: list[Row] = []
-    plain = {k.lower(): _text(v) for k, v in data.items() if k not in ("socket", "proctitle_argv")}
-    ids = _audit_ids(doc)
-    if "SYSCALL" in types:
-        syscall_row: Row = {**plain, **ids, "type": "SYSCALL"}
-        syscall_row["comm"] = _text(data.get("comm")) or ids["comm"]
-        syscall_row.pop("argc", None)
-        syscall_row.pop("proctitle_truncated", None)
-        rows.append(syscall_row)
-    else:
-        first = types[0] if types else "UNKNOWN"
-        rows.append({**plain, **ids, "type": first})
-    if "EXECVE" in types:
+    if main in needed:
+        ids = _audit_ids(doc)
+        row: Row = {k.lower(): v if type(v) is str else _text(v) for k, v in data.items()}
+        for derived in ("socket", "proctitle_argv", "proctitle_truncated"):
+            row.pop(derived, None)
+        row.update(ids)
+        row["type"] = main
+        if main == "SYSCALL":
+            row["comm"] = _str(data.get("comm")) or ids["comm"]
+            row.pop("argc", None)
+        rows.append(row)
+    if "EXECVE" in needed:
         args = process.get("args") or []
         execve: Row = {"type": "EXECVE", "argc": _text(data.get("argc", len(args)))}
         for index, arg in enumerate(args):
-            execve[f"a{index}"] = _text(arg)
+            execve[_ARG_NAMES[index] if index < len(_ARG_NAMES) else f"a{index}"] = _str(arg)
         rows.append(execve)
-    if "CWD" in types:
-        rows.append({"type": "CWD", "cwd": _text(process.get("working_directory"))})
-    for record in auditd.get("paths") or ():
-        if isinstance(record, Mapping):
-            rows.append({"type": "PATH", **{k.lower(): _text(v) for k, v in record.items()}})
-    if "SOCKADDR" in types:
+    if "CWD" in needed:
+        rows.append({"type": "CWD", "cwd": _str(process.get("working_directory"))})
+    if "PATH" in needed:
+        for record in auditd.get("paths") or ():
+            if isinstance(record, Mapping):
+                path_row: Row = {k.lower(): v if type(v) is str else _text(v) for k, v in record.items()}
+                path_row["type"] = "PATH"
+                rows.append(path_row)
+    if "SOCKADDR" in needed:
         socket = data.get("socket") or {}
         rows.append(
             {
@@ -188,7 +208,7 @@ def _auditd_rows(doc: Mapping[str, Any]) -> list[Row]:
                 "path": _text(socket.get("path")),
             }
         )
-    if "PROCTITLE" in types:
+    if "PROCTITLE" in needed:
         argv = data.get("proctitle_argv") or []
         rows.append({"type": "PROCTITLE", "proctitle": " ".join(str(a) for a in argv)})
     return rows
@@ -224,21 +244,32 @@ def _syslog_row(doc: Mapping[str, Any]) -> Row:
     }
 
 
-def document_views(doc: Mapping[str, Any]) -> list[tuple[str, Row]]:
+def document_views(
+    doc: Mapping[str, Any], wanted: frozenset[str] | None = None, record_types: frozenset[str] | None = None
+) -> list[tuple[str, Row]]:
     """Every ``(source, row)`` pair of one event document (none for documents no rule can read).
 
     The syslog row is listed once per source it belongs to (``syslog``, ``keyword``, ``syslog:<service>``).
+    ``wanted``: only these sources (None: all); the auditd record rows are not built when unwanted.
+    ``record_types``: only the auditd rows whose folded type contains one of these (None: all).
     """
     event = doc.get("event") or {}
     module = event.get("module")
     if module == "syslog":
         if event.get("dataset") != "syslog":  # session summaries and other derived documents
             return []
+        sources = _syslog_sources(doc)
+        if wanted is not None:
+            sources = [source for source in sources if source in wanted]
+            if not sources:
+                return []
         row = _syslog_row(doc)
-        return [(source, row) for source in _syslog_sources(doc)]
+        return [(source, row) for source in sources]
     if module != "auditd" or event.get("kind") != "event":
         return []
-    views: list[tuple[str, Row]] = [("auditd", row) for row in _auditd_rows(doc)]
+    views: list[tuple[str, Row]] = (
+        [("auditd", row) for row in _auditd_rows(doc, record_types)] if wanted is None or "auditd" in wanted else []
+    )
     data = _get(doc, "auditd", "data") or {}
     syscall = data.get("syscall") if isinstance(data, Mapping) else None
     if syscall in _EXEC and _get(doc, "process", "command_line") is not None:

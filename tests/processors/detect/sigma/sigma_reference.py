@@ -31,6 +31,7 @@ from sigma.types import (
 )
 
 from processors.detect.sigma import FULLTEXT, CompiledRule
+from processors.detect.sigma.prefilter import RuleIndex
 
 Row = dict[str, str | None]
 
@@ -178,7 +179,7 @@ def reference_hits(rules: Sequence[CompiledRule], rows: Sequence[Row], source: s
     queries: dict[str, list[str]] = {}
     columns: set[str] = {FULLTEXT}
     for row in rows:
-        columns.update(row)
+        columns.update(key for key in row if not key.startswith("\x00"))  # not the matcher's folded copies
     for rule in rules:
         assert rule.sigma is not None
         key = (rule.id, source)
@@ -206,15 +207,20 @@ def reference_hits(rules: Sequence[CompiledRule], rows: Sequence[Row], source: s
 
 
 def disagreements(rules: Sequence[CompiledRule], rows: Sequence[Row], source: str) -> list[tuple[str, int, bool, Row]]:
-    """``(rule id, row index, matcher's answer, row)`` wherever the matcher and the reference differ."""
+    """``(rule id, row index, matcher's answer, row)`` wherever the matcher and the reference differ.
+
+    The matcher's answer is the engine's: a rule the prefilter does not name as a candidate does not match.
+    """
     reference = reference_hits(rules, rows, source)
+    index = RuleIndex(rule.requirement for rule in rules)
+    candidates = [set(index.candidates(row)) for row in rows]
     found: list[tuple[str, int, bool, Row]] = []
-    for rule in rules:
+    for position, rule in enumerate(rules):
         expected = reference[rule.id]
-        for index, row in enumerate(rows):
-            mine = rule.predicate(row)
-            if mine != (index in expected):
-                found.append((rule.id, index, mine, row))
+        for row_index, row in enumerate(rows):
+            mine = position in candidates[row_index] and rule.predicate(row)
+            if mine != (row_index in expected):
+                found.append((rule.id, row_index, mine, row))
     return found
 
 
