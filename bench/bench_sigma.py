@@ -22,6 +22,7 @@ import gc
 import os
 import sys
 import time
+import timeit
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,9 @@ def main() -> None:
     for doc in docs:
         modules[doc["event"]["module"]] = modules.get(doc["event"]["module"], 0) + 1
     print(f"corpus: {len(docs)} event documents {modules}, Python {sys.version.split()[0]}")
+    # The machine is shared: this reference loop takes about 7 µs on an idle core of the 2-core VM.
+    calibration = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000 * 1e6
+    print(f"calibration: sum(range(1000)) {calibration:.1f} µs (load average {os.getloadavg()[0]:.1f})")
     off = _time_complete(_config(tmp, [pack], enabled=False), args.reps, args.rounds)
     print(f"complete, Sigma off: {off / len(docs) * 1e6:7.2f} µs/event")
     for label, paths in sets.items():

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.kafka_cli import register_kafka_commands
 
     register_kafka_commands(sub)
+    from streams.rules_command import register_rules_command
+
+    register_rules_command(sub)
     return parser
 
 
