@@ -30,7 +30,7 @@ from processors.audit import (
     decode_late,
     parse_line,
 )
-from processors.detect.sigma import RuleSelection, SigmaEngine
+from processors.detect.sigma import CorrelationState, RuleSelection, SigmaEngine
 from processors.detectors import (
     CommandSpeedDetector,
     CommandSpeedSettings,
@@ -87,6 +87,7 @@ class HostState:
     sessions: LogonSessionState = field(default_factory=LogonSessionState)
     speed: CommandSpeedState = field(default_factory=CommandSpeedState)
     sudo: RiskySudoState = field(default_factory=RiskySudoState)
+    sigma: CorrelationState = field(default_factory=CorrelationState)
 
     def durable_snapshot(self) -> dict[str, Any]:
         """The long-lived part (process tree, sessions, detectors) as plain data for a changelog table.
@@ -98,6 +99,7 @@ class HostState:
             "sessions": self.sessions.snapshot(),
             "speed": self.speed.snapshot(),
             "sudo": self.sudo.snapshot(),
+            "sigma": self.sigma.snapshot(),
         }
 
     @classmethod
@@ -108,6 +110,7 @@ class HostState:
             sessions=LogonSessionState.from_snapshot(data["sessions"]),
             speed=CommandSpeedState.from_snapshot(data["speed"]),
             sudo=RiskySudoState.from_snapshot(data["sudo"]),
+            sigma=CorrelationState.from_snapshot(data.get("sigma")),
         )
 
 
@@ -374,7 +377,7 @@ class Pipeline:
             outputs.events.append(doc)
             outputs.events.extend(self.sessions.process(doc, state.sessions))
             hits = self.rules.match(doc)
-            hits += self.sigma.match(doc)
+            hits += self.sigma.match(doc, state.sigma)
             hits += self.speed.process(doc, state.speed)
             hits += self.sudo.process(doc, state.sudo, hits)
             outputs.detections.extend(hits)

@@ -48,11 +48,12 @@ def _write_problems(engine: SigmaEngine, out: TextIO) -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     engine = _engine(args)
     out = sys.stdout
-    for rule in engine.rules:
+    correlations = [meta for meta, _ in engine.correlations]
+    for rule in [*engine.rules, *correlations]:
         out.write(f"{rule.id}  {rule.level:<13} {rule.source:<18} {rule.ruleset:<10} {rule.title}")
         out.write(f"  ({rule.author})\n" if rule.author else "\n")
     _write_problems(engine, sys.stderr)
-    sys.stderr.write(f"{len(engine.rules)} rules\n")
+    sys.stderr.write(f"{len(engine.rules)} rules" + (f", {len(correlations)} correlations\n" if correlations else "\n"))
     return 0
 
 

@@ -3,6 +3,7 @@
 See docs/sigma.md for the views (which document field feeds which Sigma field) and the configuration.
 """
 
+from processors.detect.sigma.correlation import CompiledCorrelation, CorrelationState
 from processors.detect.sigma.matcher import FULLTEXT, UnsupportedRule, compile_condition
 from processors.detect.sigma.rules import (
     LEVEL_SEVERITY,
@@ -21,7 +22,9 @@ __all__ = [
     "FULLTEXT",
     "LEVEL_SEVERITY",
     "SOURCES",
+    "CompiledCorrelation",
     "CompiledRule",
+    "CorrelationState",
     "RuleError",
     "RuleSelection",
     "RuleSet",

@@ -21,6 +21,7 @@ from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from processors.detect.sigma.correlation import CompiledCorrelation, compile_correlation
 from processors.detect.sigma.matcher import Predicate, UnsupportedRule, compile_condition
 from processors.detect.sigma.prefilter import Requirement, requirement
 from processors.detect.sigma.views import rule_source
@@ -31,6 +32,7 @@ __all__ = [
     "RuleError",
     "RuleSelection",
     "RuleSet",
+    "compile_correlation_rule",
     "compile_rule",
     "load_sigma_rules",
     "rule_files",
@@ -149,7 +151,10 @@ class RuleSet:
     errors: list[RuleError] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """``(rule id or title, reason)`` of rules that are valid but not evaluated here."""
-    correlations: list[SigmaCorrelationRule] = field(default_factory=list)
+    correlations: list[tuple[CompiledRule, CompiledCorrelation]] = field(default_factory=list)
+    """Correlation rules: what their alerts say (a :class:`CompiledRule` that matches no row) and how they run."""
+    silent: set[str] = field(default_factory=set)
+    """Ids of rules that only feed correlations (``generate: false``): they raise no alert of their own."""
 
 
 def _attack(tags: Iterable[Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -172,7 +177,7 @@ def _attack(tags: Iterable[Any]) -> tuple[tuple[str, ...], tuple[str, ...], tupl
     return tuple(techniques), tuple(subtechniques), tuple(tactics)
 
 
-def _licence_of(path: Path, rule: SigmaRule) -> str:
+def _licence_of(path: Path, rule: SigmaRule | SigmaCorrelationRule) -> str:
     if rule.license:
         return str(rule.license)
     for parent in path.resolve().parents:
@@ -227,6 +232,34 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
 
     requirements = [requirement(tree) for tree in conditions]
     required = None if any(req is None for req in requirements) else frozenset().union(*requirements)  # type: ignore[arg-type]
+    return _with_metadata(rule, source, predicate, path=path, ruleset=ruleset, licence=licence, required=required)
+
+
+def _never(row: Any) -> bool:
+    return False
+
+
+def compile_correlation_rule(
+    rule: SigmaCorrelationRule, *, path: Path, ruleset: str = ""
+) -> tuple[CompiledRule, CompiledCorrelation]:
+    """Compile a correlation rule (its references resolved): its alert metadata and how it runs.
+
+    Raises:
+        UnsupportedRule: the correlation cannot be evaluated in the stream.
+    """
+    return _with_metadata(rule, "correlation", _never, path=path, ruleset=ruleset), compile_correlation(rule)
+
+
+def _with_metadata(
+    rule: SigmaRule | SigmaCorrelationRule,
+    source: str,
+    predicate: Predicate,
+    *,
+    path: Path,
+    ruleset: str,
+    licence: str = "",
+    required: Requirement | None = None,
+) -> CompiledRule:
     level = rule.level.name.lower() if rule.level is not None else "medium"
     techniques, subtechniques, tactics = _attack(rule.tags)
     version = rule.modified or rule.date
@@ -250,8 +283,40 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
         tactics=tactics,
         path=str(path),
         requirement=required,
-        sigma=rule,
+        sigma=rule if isinstance(rule, SigmaRule) else None,
     )
+
+
+def _compile_correlations(
+    correlations: Sequence[tuple[Path, str, SigmaCorrelationRule, int | None]],
+    every_rule: Sequence[Any],
+    selection: RuleSelection,
+    result: RuleSet,
+) -> None:
+    """Resolve each correlation's references against every loaded rule, compile it, note silent rules."""
+    if not correlations:
+        return
+    # detection rules only: correlations of correlations are not supported, and a collection holding a
+    # correlation would resolve its references on construction (failing for all at the first bad one)
+    collection = SigmaCollection([rule for rule in every_rule if isinstance(rule, SigmaRule) and not rule.errors])
+    compiled_ids = {rule.id for rule in result.rules}
+    for path, ruleset, correlation, line in correlations:
+        if not selection.admits(correlation):  # type: ignore[arg-type]
+            continue
+        try:
+            correlation.resolve_rule_references(collection)
+            meta, compiled = compile_correlation_rule(correlation, path=path, ruleset=ruleset)
+        except (SigmaError, UnsupportedRule) as error:
+            result.errors.append(RuleError(path, f"{correlation.title}: {error}", line))
+            continue
+        missing = [rule_id for rule_id in compiled.rule_ids if rule_id not in compiled_ids]
+        if missing:
+            reason = f"{correlation.title}: referenced rules not loaded or not selected: {', '.join(missing)}"
+            result.errors.append(RuleError(path, reason, line))
+            continue
+        result.correlations.append((meta, compiled))
+        if not correlation.generate:
+            result.silent.update(compiled.rule_ids)
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -282,7 +347,9 @@ def _parse_file(path: Path) -> tuple[SigmaCollection | None, list[RuleError], li
     except UnicodeDecodeError as error:
         return None, [RuleError(path, f"not UTF-8 text (byte {error.start})")], []
     try:
-        collection = SigmaCollection.from_yaml(text, collect_errors=True, collect_filters=True)
+        collection = SigmaCollection.from_yaml(
+            text, collect_errors=True, collect_filters=True, resolve_references=False
+        )
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -323,13 +390,13 @@ def load_sigma_rules(
             for position, rule in enumerate(collection.rules):
                 line = lines[position] if position < len(lines) and len(lines) == len(collection.rules) else None
                 parsed.append((path, ruleset, rule, line))
+    correlations: list[tuple[Path, str, SigmaCorrelationRule, int | None]] = []
     for path, ruleset, rule, line in parsed:
         if rule.errors:
             result.errors.append(RuleError(path, f"{rule.title or 'rule'}: {rule.errors[0]}", line))
             continue
         if isinstance(rule, SigmaCorrelationRule):
-            result.correlations.append(rule)
-            result.skipped.append((str(rule.id or rule.title), "correlation rules are not evaluated yet"))
+            correlations.append((path, ruleset, rule, line))
             continue
         for sigma_filter in filters:
             try:
@@ -345,6 +412,7 @@ def load_sigma_rules(
                 result.skipped.append((str(rule.id or rule.title), str(error)))
             else:
                 result.errors.append(RuleError(path, f"{rule.title}: {error}", line))
+    _compile_correlations(correlations, [rule for _, _, rule, _ in parsed], selection, result)
     seen: dict[str, CompiledRule] = {}
     unique: list[CompiledRule] = []
     for compiled in result.rules:

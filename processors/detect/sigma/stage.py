@@ -8,12 +8,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from processors.detect.sigma.correlation import CompiledCorrelation, CorrelationState, correlate
 from processors.detect.sigma.prefilter import RuleIndex, record_types
 from processors.detect.sigma.rules import CompiledRule, RuleSelection, RuleSet, load_sigma_rules
 from processors.detect.sigma.views import Row, document_views
 from schemas.documents import detection
 
-__all__ = ["SigmaEngine", "sigma_detection"]
+__all__ = ["SigmaEngine", "correlation_detection", "sigma_detection"]
 
 _MAX_MATCH_TEXT = 1024
 
@@ -28,8 +29,11 @@ def _epoch(doc: Mapping[str, Any]) -> float:
     return 0.0
 
 
-def sigma_detection(rule: CompiledRule, doc: Mapping[str, Any], source: str, row: Row) -> dict[str, Any]:
-    """The alert document of ``rule`` matching ``row`` (a view of ``doc``)."""
+def sigma_detection(
+    rule: CompiledRule, doc: Mapping[str, Any], source: str, row: Row, evidence: list[str] | None = None
+) -> dict[str, Any]:
+    """The alert document of ``rule`` matching ``row`` (a view of ``doc``); ``evidence``: the event ids
+    (default: the event of ``doc``)."""
     event = doc.get("event") or {}
     alert = detection(
         rule_id=rule.id,
@@ -39,7 +43,7 @@ def sigma_detection(rule: CompiledRule, doc: Mapping[str, Any], source: str, row
         technique_ids=rule.techniques,
         host=str((doc.get("host") or {}).get("name", "unknown")),
         timestamp=_epoch(doc),
-        evidence_event_ids=[str(event.get("id", ""))],
+        evidence_event_ids=evidence if evidence is not None else [str(event.get("id", ""))],
         message=f"{rule.title} (Sigma rule {rule.attribution})",
         source_event=doc,
         extra={"sigma": {"source": source, "level": rule.level, "row_type": row.get("type") or source}},
@@ -68,6 +72,23 @@ def _same(first: Path, second: Path) -> bool:
         return first.resolve() == second.resolve()
     except OSError:
         return False
+
+
+def correlation_detection(
+    rule: CompiledRule,
+    correlation: CompiledCorrelation,
+    doc: Mapping[str, Any],
+    evidence: list[str],
+    group: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The alert of a correlation that fired on ``doc`` (the last of its evidence events)."""
+    alert = sigma_detection(rule, doc, "correlation", {}, evidence)
+    alert["secstream"]["sigma"]["correlation"] = {
+        "type": correlation.kind,
+        "rules": list(correlation.rule_ids),
+        "group": dict(group),
+    }
+    return alert
 
 
 class SigmaEngine:
@@ -99,6 +120,8 @@ class SigmaEngine:
             source: RuleIndex(rule.requirement for rule in rules) for source, rules in self._by_source.items()
         }
         self.loaded = RuleSet(rules=list(self.rules))
+        self._correlations: dict[str, list[tuple[CompiledRule, CompiledCorrelation]]] = {}
+        self._silent: frozenset[str] = frozenset()
         """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
 
     @classmethod
@@ -121,7 +144,23 @@ class SigmaEngine:
         loaded = load_sigma_rules(roots, selection, ruleset_names=names)
         engine = cls(loaded.rules)
         engine.loaded = loaded
+        engine.add_correlations(loaded.correlations, loaded.silent)
         return engine
+
+    def add_correlations(
+        self, correlations: Iterable[tuple[CompiledRule, CompiledCorrelation]], silent: Iterable[str] = ()
+    ) -> None:
+        """Run these correlations on the hits of their rules; ``silent`` rules raise no alert of their own."""
+        for meta, correlation in correlations:
+            for rule_id in dict.fromkeys(correlation.rule_ids):
+                self._correlations.setdefault(rule_id, []).append((meta, correlation))
+        self._silent = self._silent | frozenset(silent)
+
+    @property
+    def correlations(self) -> list[tuple[CompiledRule, CompiledCorrelation]]:
+        """The correlation rules, each once."""
+        unique = {meta.id: (meta, correlation) for pairs in self._correlations.values() for meta, correlation in pairs}
+        return list(unique.values())
 
     def matches(self, doc: Mapping[str, Any]) -> list[tuple[CompiledRule, str, Row]]:
         """``(rule, source, row)`` for every rule that matches a view of ``doc`` (first matching row per rule)."""
@@ -142,6 +181,27 @@ class SigmaEngine:
                     hits.append((rule, source, row))
         return hits
 
-    def match(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The alert documents the rules raise on one event document."""
-        return [sigma_detection(rule, doc, source, row) for rule, source, row in self.matches(doc)]
+    def match(self, doc: Mapping[str, Any], state: CorrelationState | None = None) -> list[dict[str, Any]]:
+        """The alert documents the rules (and, given the host's ``state``, the correlations) raise on ``doc``."""
+        hits = self.matches(doc)
+        if not hits:
+            return []
+        silent = self._silent
+        alerts = [sigma_detection(rule, doc, source, row) for rule, source, row in hits if rule.id not in silent]
+        if state is None or not self._correlations:
+            return alerts
+        epoch = _epoch(doc)
+        event_id = str((doc.get("event") or {}).get("id", ""))
+        for rule, _source, row in hits:
+            for meta, correlation in self._correlations.get(rule.id, ()):
+                evidence = correlate(correlation, rule.id, row, epoch, event_id, state)
+                if evidence is not None:
+                    group = dict(
+                        zip(
+                            (name for name, _ in correlation.group_by),
+                            correlation.group_values(rule.id, row),
+                            strict=True,
+                        )
+                    )
+                    alerts.append(correlation_detection(meta, correlation, doc, evidence, group))
+        return alerts
