@@ -177,6 +177,10 @@ class ProviderConfig:
     daily_quota: int = 0
     """0 means no daily quota."""
     timeout_s: float = 10.0
+    max_body_bytes: int = 1_048_576
+    """Largest answer read from the provider; a bigger one fails the lookup and counts against its breaker."""
+    retry_after_max_s: float = 300.0
+    """A 429's Retry-After pauses the whole provider, for at most this long."""
 
 
 @dataclass(frozen=True, slots=True)

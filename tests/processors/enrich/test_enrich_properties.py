@@ -49,7 +49,7 @@ class TestHostileInput:
     )
     async def test_enricher__never_drops(self, docs: list[dict[str, Any]]) -> None:
         """Whatever the documents hold, the enricher returns one document per input, in order."""
-        enricher = Enricher(EnricherSettings(), geoip=None, ti=TILookup(primary_providers=[LocalBlocklist(entries=())]))
+        enricher = Enricher(EnricherSettings(), providers=[LocalBlocklist(entries=())])
         out = await enricher.enrich(docs)
         assert len(out) == len(docs)
         assert [d["source"] for d in out] == [d["source"] for d in docs]

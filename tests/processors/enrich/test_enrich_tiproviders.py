@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from processors.enrich.http import HttpSettings
+from processors.enrich.providers.base import _clean_url
 from processors.enrich.ratelimit import RateLimits
 from processors.errors import ConfigError, MsticpyException
 from processors.tilookup import TILookup
@@ -28,7 +29,7 @@ from processors.tiproviders import (
     entropy,
     preprocess_observable,
 )
-from processors.tiproviders.ti_provider_base import _clean_url, generate_items
+from processors.tiproviders.ti_provider_base import generate_items
 from processors.tiproviders.virustotal import parse_vt_report, vt_url_id
 
 SAMPLE_BLOCKLIST = Path(__file__).resolve().parents[3] / "config" / "ti" / "sample_blocklist.csv"
