@@ -6,10 +6,11 @@ from typing import Any
 
 from processors.enrich.cache import CacheSettings
 from processors.enrich.enricher import Enricher, EnricherSettings
-from processors.enrich.geoip import GeoLiteReader
+from processors.enrich.geoip import GeoIPDatabaseException, GeoLiteReader
 from processors.enrich.http import HttpSettings
 from processors.enrich.providers import OTX, GreyNoise, LocalBlocklist, TIProvider, VirusTotal, XForce
 from processors.enrich.ratelimit import RateLimits
+from processors.errors import ConfigError
 from streams.config import ProviderConfig, SecstreamConfig
 from streams.graph import Pipeline
 from streams.logging import get_logger
@@ -76,11 +77,14 @@ def build_enricher(config: SecstreamConfig) -> Enricher | None:
         return None
     geoip = None
     if enrichment.geoip_db_folder:
-        geoip = GeoLiteReader(
-            api_key=enrichment.geoip_licence_key or None,
-            db_folder=str(config.resolve_path(enrichment.geoip_db_folder)),
-            auto_update=bool(enrichment.geoip_licence_key),
-        )
+        try:
+            geoip = GeoLiteReader(
+                api_key=enrichment.geoip_licence_key or None,
+                db_folder=str(config.resolve_path(enrichment.geoip_db_folder)),
+                auto_update=bool(enrichment.geoip_licence_key),
+            )
+        except GeoIPDatabaseException as err:
+            raise ConfigError(str(err), key="enrichment.geoip_db_folder") from err
     providers = build_ti_providers(config)
     log.info("enrichment.configured", providers=[p.name for p in providers], geoip=geoip is not None)
     return Enricher(EnricherSettings(max_wait_s=enrichment.max_wait_s), providers=providers, geoip=geoip)

@@ -1,9 +1,11 @@
-"""A local threat-intel provider over CSV or plain-text blocklists (no network, no rate limit).
+"""A local threat-intel provider over blocklist files (no network, no rate limit).
 
-CSV files have a header with at least ``ioc``; optional columns are ``ioc_type``, ``severity``
-(``information``/``warning``/``high``, default ``high``), ``description``, ``source`` and ``tags``
-(``;``-separated). Plain-text files hold one indicator per line (``#`` starts a comment); their types are
-resolved with ``IoCExtract.get_ioc_type``. Supported: IPv4/IPv6 addresses and CIDR networks, domains
+Files are CSV (an ``ioc``/``indicator``/``value``/``observable`` column; optional ``ioc_type``/``type``,
+``severity`` (``information``/``warning``/``high``, default ``high``), ``description``, ``source``,
+``tags``), plain lists (one indicator per line) or STIX 2.1 bundles of indicators with simple equality
+patterns: see :mod:`processors.enrich.providers.blocklist_files`. Untyped indicators are typed with
+``IoCExtract.get_ioc_type``. A file that cannot be used is one :class:`ConfigError` line naming it.
+Supported: IPv4/IPv6 addresses and CIDR networks, domains
 (a listed domain also matches its subdomains), URLs (exact, or by a listed host) and MD5/SHA1/SHA256
 hashes (case-insensitive).
 
@@ -13,13 +15,14 @@ documentation ranges) are looked up too, unlike the HTTP providers.
 
 from __future__ import annotations
 
-import csv
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+import structlog
 
 from processors.enrich.providers.base import (
     HASH_TYPES,
@@ -30,9 +33,12 @@ from processors.enrich.providers.base import (
     TISeverity,
     resolve_ioc_type,
 )
+from processors.enrich.providers.blocklist_files import ListedIndicator, read_blocklist_file
 from processors.errors import ConfigError
 
 __all__ = ["BlocklistEntry", "LocalBlocklist"]
+
+_log = structlog.get_logger(module=__name__)
 
 _IP_TYPES = frozenset({"ipv4", "ipv6"})
 _DNS_TYPES = frozenset({"dns", "hostname"})
@@ -108,57 +114,40 @@ class LocalBlocklist(TIProvider):
 
     # -- loading ---------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the blocklist files."""
+        """Re-read the blocklist files.
+
+        Raises:
+            ConfigError: a file cannot be read or holds an indicator that cannot be listed (one line naming
+                the file and the line or object).
+        """
         self._ips.clear()
         self._networks.clear()
         self._domains.clear()
         self._urls.clear()
         self._hashes.clear()
         for path in self.paths:
-            for entry in self._read(path):
-                self.add(entry)
+            found = read_blocklist_file(path)
+            if found.skipped_patterns:
+                _log.warning("blocklist_patterns_skipped", path=str(path), skipped=found.skipped_patterns)
+            for listed in found.indicators:
+                try:
+                    self._add(self._entry(listed))
+                except ValueError as err:
+                    raise ConfigError(f"{listed.where}: {err}", key=str(path)) from None
         for entry in self._extra:
             self.add(entry)
 
-    def _read(self, path: Path) -> list[BlocklistEntry]:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as err:
-            raise ConfigError(f"cannot read blocklist: {err.strerror}", key=str(path)) from err
-        lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-        if not lines:
-            return []
-        first = [c.strip().lower() for c in lines[0].split(",")]
-        if "ioc" in first:
-            return [self._from_row(row, path) for row in csv.DictReader(lines)]
-        if path.suffix.lower() == ".csv" and len(first) > 1:
-            raise ConfigError("CSV blocklist needs an 'ioc' column", key=str(path))
-        return [self._entry(line.strip(), None, None, "", path.name, ()) for line in lines]
-
-    def _from_row(self, row: dict[str, str | None], path: Path) -> BlocklistEntry:
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-        tags = tuple(t.strip() for t in (row.get("tags") or "").split(";") if t.strip())
-        return self._entry(
-            row.get("ioc") or "",
-            row.get("ioc_type") or None,
-            row.get("severity") or None,
-            row.get("description") or "",
-            row.get("source") or path.name,
-            tags,
-        )
-
     @staticmethod
-    def _entry(
-        ioc: str, ioc_type: str | None, severity: str | None, description: str, source: str, tags: tuple[str, ...]
-    ) -> BlocklistEntry:
+    def _entry(listed: ListedIndicator) -> BlocklistEntry:
+        ioc, ioc_type = listed.ioc, listed.ioc_type
         if not ioc_type:
             try:
                 ipaddress.ip_network(ioc, strict=False)
                 ioc_type = "ipv6" if ":" in ioc else "ipv4"
             except ValueError:
                 ioc_type = resolve_ioc_type(ioc)
-        sev = TISeverity.parse(severity) if severity else TISeverity.high
-        return BlocklistEntry(ioc, ioc_type, sev, description, source, tags)
+        severity = TISeverity.parse(listed.severity) if listed.severity else TISeverity.high
+        return BlocklistEntry(ioc, ioc_type, severity, listed.description, listed.source, listed.tags)
 
     def add(self, entry: BlocklistEntry) -> None:
         """Add one indicator to the list.
@@ -166,6 +155,12 @@ class LocalBlocklist(TIProvider):
         Raises:
             ConfigError: if an IP entry is not an address or network.
         """
+        try:
+            self._add(entry)
+        except ValueError as err:
+            raise ConfigError(str(err), key=entry.source) from None
+
+    def _add(self, entry: BlocklistEntry) -> None:
         value, kind = entry.ioc.strip(), entry.ioc_type
         if kind in _IP_TYPES:
             try:
@@ -173,8 +168,8 @@ class LocalBlocklist(TIProvider):
                     self._networks.append((ipaddress.ip_network(value, strict=False), entry))
                 else:
                     self._ips[str(ipaddress.ip_address(value))] = entry
-            except ValueError as err:
-                raise ConfigError(f"not an IP address or network: {value!r}", key=entry.source) from err
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {value[:100]!r}") from None
         elif kind in _DNS_TYPES:
             self._domains[_norm_domain(value)] = entry
         elif kind == "url":
