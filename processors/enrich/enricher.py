@@ -120,11 +120,13 @@ _PENDING = _Pending()
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """What one provider said about one observable in this batch."""
+    """What one provider said about one observable in this batch; for a hit, its ECS enrichment (without
+    ``matched.field``, which depends on the document) and its detail, built once and copied per document."""
 
     status: str
     severity: str
-    result: LookupResult | None = None
+    enrichment: dict[str, Any] | None = None
+    match: dict[str, Any] | None = None
 
 
 class Enricher:
@@ -233,8 +235,12 @@ class Enricher:
             unique.update(dict.fromkeys(observables))
         self._counters["observables"] += len(unique)
         answers = await self._look_up(unique)
-        outcomes = {key: self._outcome(key[0], answer) for key, answer in answers.items()}
-        return [self._apply(doc, observables, outcomes) for doc, observables in zip(docs, per_doc, strict=True)]
+        outcomes = {key: self._outcome(key[0], key[1], answer) for key, answer in answers.items()}
+        seen: Counter[tuple[str, str]] = Counter()
+        out = [self._apply(doc, observables, outcomes, seen) for doc, observables in zip(docs, per_doc, strict=True)]
+        for (provider, status), count in seen.items():
+            self.outcomes[f"{provider}:{status}"] += count
+        return out
 
     async def _look_up(
         self, unique: dict[Observable, None]
@@ -289,7 +295,9 @@ class Enricher:
         else:
             self._counters["background_completed"] += 1
 
-    def _outcome(self, provider: str, answer: LookupResult | _Pending | BaseException) -> _Outcome | None:
+    def _outcome(
+        self, provider: str, obs: Observable, answer: LookupResult | _Pending | BaseException
+    ) -> _Outcome | None:
         if isinstance(answer, _Pending):
             outcome = _Outcome("pending", "unknown")
         elif isinstance(answer, BaseException):
@@ -298,7 +306,15 @@ class Enricher:
             status, severity = _status_of(answer)
             if status is None:
                 return None
-            outcome = _Outcome(status, severity, answer if status == "hit" else None)
+            if status == "hit":
+                outcome = _Outcome(
+                    status,
+                    severity,
+                    _ecs_enrichment(provider, obs, severity, answer),
+                    self._match_detail(provider, obs, status, severity, answer),
+                )
+            else:
+                outcome = _Outcome(status, severity)
         self._count(provider, outcome.status)
         return outcome
 
@@ -307,6 +323,7 @@ class Enricher:
         doc: dict[str, Any],
         observables: dict[Observable, str],
         outcomes: dict[tuple[str, Observable], _Outcome | None],
+        seen: Counter[tuple[str, str]],
     ) -> dict[str, Any]:
         new = dict(doc)
         if self._geoip is not None:
@@ -319,10 +336,11 @@ class Enricher:
                 outcome = outcomes.get((name, obs))
                 if outcome is None:
                     continue
-                self.outcomes[f"{name}:{outcome.status}"] += 1
-                if outcome.status == "hit" and outcome.result is not None:
-                    enrichments.append(_ecs_enrichment(name, obs, field_name, outcome))
-                    matches.append(self._match_detail(name, obs, outcome))
+                seen[(name, outcome.status)] += 1
+                if outcome.enrichment is not None and outcome.match is not None:
+                    enrichments.append(_for_document(outcome.enrichment, field_name))
+                    # The provider detail is shared by the documents of a batch, as before: no stage edits it.
+                    matches.append(dict(outcome.match))
                 elif outcome.status in _INCOMPLETE:
                     incomplete[(name, outcome.status)] = None
         if enrichments:
@@ -356,14 +374,11 @@ class Enricher:
                     updated["as"] = as_obj
                 new[name] = updated
 
-    def _match_detail(self, provider: str, obs: Observable, outcome: _Outcome) -> dict[str, Any]:
-        match: dict[str, Any] = {
-            "provider": provider,
-            "atomic": obs[1],
-            "status": outcome.status,
-            "severity": outcome.severity,
-        }
-        details = outcome.result.details if outcome.result is not None else None
+    def _match_detail(
+        self, provider: str, obs: Observable, status: str, severity: str, result: LookupResult
+    ) -> dict[str, Any]:
+        match: dict[str, Any] = {"provider": provider, "atomic": obs[1], "status": status, "severity": severity}
+        details = result.details
         if details:
             match["details"] = self._bounded_detail(details)
         return match
@@ -426,11 +441,20 @@ def _cut_strings(value: Any, limit: int, *, depth: int) -> Any:
     return value
 
 
-def _ecs_enrichment(provider: str, obs: Observable, field_name: str, outcome: _Outcome) -> dict[str, Any]:
-    """One ECS ``threat.enrichments`` entry for a hit."""
+def _for_document(enrichment: dict[str, Any], field_name: str) -> dict[str, Any]:
+    """A document's own copy of a batch's ECS enrichment (the objects it has), with its matched field."""
+    indicator = dict(enrichment["indicator"])
+    for name in ("url", "file"):
+        if name in indicator:
+            indicator[name] = {k: dict(v) if isinstance(v, dict) else v for k, v in indicator[name].items()}
+    return {"indicator": indicator, "matched": {**enrichment["matched"], "field": field_name}}
+
+
+def _ecs_enrichment(provider: str, obs: Observable, severity: str, result: LookupResult) -> dict[str, Any]:
+    """One ECS ``threat.enrichments`` entry for a hit (``matched.field`` is set per document)."""
     ioc_type, value = obs
     indicator: dict[str, Any] = {"type": ECS_INDICATOR_TYPES.get(ioc_type, "artifact"), "provider": provider}
-    confidence = _CONFIDENCE.get(outcome.severity)
+    confidence = _CONFIDENCE.get(severity)
     if confidence:
         indicator["confidence"] = confidence
     if ioc_type in ("ipv4", "ipv6"):
@@ -441,9 +465,8 @@ def _ecs_enrichment(provider: str, obs: Observable, field_name: str, outcome: _O
         indicator["url"] = {"original": value}
     elif ioc_type in _HASH_FIELDS:
         indicator["file"] = {"hash": {_HASH_FIELDS[ioc_type]: value}}
-    result = outcome.result
-    details = result.details if result is not None and isinstance(result.details, dict) else {}
-    if result is not None and result.reference and result.reference.startswith(("http://", "https://")):
+    details = result.details if isinstance(result.details, dict) else {}
+    if result.reference and result.reference.startswith(("http://", "https://")):
         indicator["reference"] = result.reference
     if isinstance(details.get("description"), str) and details["description"]:
         indicator["description"] = details["description"][:1024]
@@ -451,7 +474,7 @@ def _ecs_enrichment(provider: str, obs: Observable, field_name: str, outcome: _O
         seen = next((_iso_date(details[k]) for k in keys if k in details), None)
         if seen:
             indicator[ecs_name] = seen
-    return {"indicator": indicator, "matched": {"atomic": value, "field": field_name, "type": _MATCH_TYPE}}
+    return {"indicator": indicator, "matched": {"atomic": value, "field": "", "type": _MATCH_TYPE}}
 
 
 def _iso_date(value: Any) -> str | None:

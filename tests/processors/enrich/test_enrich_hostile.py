@@ -172,7 +172,7 @@ class TestAnswerSize:
         assert all(len(orjson.dumps(doc)) < 8_192 for doc in out)
         details = out[0]["secstream"]["enrichment"]["matches"][0]["details"]
         assert len(details["names"][0]) == 513, "strings are cut at max_detail_string"
-        assert enricher.stats["details_truncated"] == 50
+        assert enricher.stats["details_truncated"] == 1, "counted once per answer, not per event"
 
 
 class TestRequestPaths:
