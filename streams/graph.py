@@ -30,7 +30,7 @@ from processors.audit import (
     decode_late,
     parse_line,
 )
-from processors.detectors import (
+from processors.detect.detectors import (
     CommandSpeedDetector,
     CommandSpeedSettings,
     CommandSpeedState,
@@ -38,13 +38,13 @@ from processors.detectors import (
     RiskySudoSettings,
     RiskySudoState,
 )
+from processors.detect.rules import RuleEngine, default_rules_path, load_rules
+from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
 from processors.enrich.enricher import Enricher
 from processors.errors import ParseError, SecstreamError
-from processors.iocextract import IoCExtract
-from processors.observables import annotate_event
+from processors.ioc.extract import IocExtractor
+from processors.ioc.observables import annotate_event
 from processors.proctree import ProcessTracker, ProcessTrackerSettings, ProcessTrackerState
-from processors.rules import RuleEngine, default_rules_path, load_rules
-from processors.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
 from processors.syslog import parse_syslog_line
 from schemas.documents import dead_letter
 from streams.config import SecstreamConfig
@@ -231,7 +231,7 @@ class Pipeline:
         for rule_file in config.detection.rule_files:
             rules.extend(load_rules(config.resolve_path(rule_file)))
         self.rules = RuleEngine(rules)
-        self.ioc_extractor = IoCExtract()
+        self.ioc_extractor = IocExtractor()
 
     # -- synchronous stages -------------------------------------------------------------------
 

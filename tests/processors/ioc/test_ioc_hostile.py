@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.base64unpack import unpack_text
+from processors.ioc.observables import analyze_text
 from processors.iocextract import IoCExtract
-from processors.observables import analyze_text
 
 ALPHABET = "abcfxAZ019./\\:@[](){}%=-_+ \n\t'\"hxpt"
 TOKENS = [

@@ -8,7 +8,7 @@
   (``events=10``, ``time=5``). After a detection the window restarts, so a long burst raises one detection
   per ``events + 1`` commands, and a replayed event (same ``event.id``) is ignored.
 * :class:`RiskySudoDetector` joins sudo sessions (``secstream.session`` with service ``sudo``/``su``, set by
-  :class:`processors.sessions.LogonSessionTracker`; a sudo command line without it is its own session)
+  :class:`processors.detect.sessions.LogonSessionTracker`; a sudo command line without it is its own session)
   with the detections raised on the session's events: the first rule hit and the first speed hit of a
   session each raise one "risky sudo session" detection (msticpy's ``risky_sudo_sessions``).
 
@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.sessions import event_epoch
+from processors.detect.sessions import event_epoch
 from schemas.documents import detection
 
 __all__ = [

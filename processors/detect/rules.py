@@ -7,7 +7,7 @@ back-references) falls back to Python's ``re`` with a warning.
 
 Rule files:
 
-* secstream TOML (``config/rules/default.toml``)::
+* secstream TOML (``processors/detect/data/default.toml``)::
 
       [[rules]]
       id = "SS-LNX-001"
@@ -27,7 +27,6 @@ Rule files:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import tomllib
@@ -52,6 +51,8 @@ __all__ = [
     "load_rules",
     "reference_rules_path",
 ]
+
+_DATA = Path(__file__).parent / "data"
 
 _log = structlog.get_logger(module=__name__)
 
@@ -149,25 +150,12 @@ class Rule:
 
 
 def default_rules_path() -> Path:
-    """Return the rules directory: ``config/rules`` of the checkout, else the one bundled with the wheel.
+    """Return the directory of the rule files shipped with secstream (package data of this package).
 
     Returns:
-        ``<repo>/config/rules`` when it exists, else ``streams/_bundled_config/rules`` beside the installed
-        ``streams`` package (found without importing it).
-
-    Raises:
-        ConfigError: neither directory exists.
+        ``processors/detect/data``, which holds ``default.toml`` and ``cmd_line_rules.json``.
     """
-    checkout = Path(__file__).resolve().parents[1] / "config" / "rules"
-    if checkout.is_dir():
-        return checkout
-    spec = importlib.util.find_spec("streams")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            bundled = Path(location) / "_bundled_config" / "rules"
-            if bundled.is_dir():
-                return bundled
-    raise ConfigError("no rules directory found (config/rules or streams/_bundled_config/rules)", key="rules.path")
+    return _DATA
 
 
 def reference_rules_path() -> Path:
