@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.detect.sessions import event_epoch
+from processors.document import EXEC_SYSCALLS, event_epoch
 from schemas.documents import detection
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
 CMD_SPEED_RULE_ID = "secstream.cmd_speed"
 RISKY_SUDO_COMMAND_RULE_ID = "secstream.risky_sudo.command"
 RISKY_SUDO_SPEED_RULE_ID = "secstream.risky_sudo.speed"
-_EXEC_ACTIONS = frozenset({"execve", "execveat"})
 
 
 def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -56,7 +55,7 @@ def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
     """
     event = doc.get("event") or {}
     action = event.get("action")
-    if event.get("module") == "auditd" and action in _EXEC_ACTIONS:
+    if event.get("module") == "auditd" and action in EXEC_SYSCALLS:
         user = doc.get("user") or {}
         audit = user.get("audit") or {}
         name = user.get("name") or audit.get("name") or user.get("id") or audit.get("id") or "unknown"
