@@ -33,7 +33,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import re2
 import structlog
@@ -398,6 +398,9 @@ class RuleEngine:
         rules: the rules to run.
     """
 
+    name: ClassVar[str] = "rules"
+    state_type: ClassVar[None] = None
+
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._by_type: dict[str, tuple[Rule, ...]] = {}
@@ -406,6 +409,11 @@ class RuleEngine:
         self._plans: dict[str, _Plan] = {
             log_type: _Plan(rules_of_type, log_type) for log_type, rules_of_type in self._by_type.items()
         }
+
+    def run(self, doc: dict[str, Any], state: None, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): every matching rule's alert."""
+        del state, events
+        alerts.extend(self.match(doc))
 
     def matching_rules(self, texts: Sequence[tuple[str, str]], log_type: str) -> list[tuple[Rule, str, str]]:
         """Return ``(rule, where, text)`` for each rule of ``log_type`` matching one of ``texts``.

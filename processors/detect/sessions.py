@@ -28,7 +28,7 @@ import heapq
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from processors.document import event_epoch
 from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
@@ -175,9 +175,19 @@ class LogonSessionTracker:
         settings: limits and time windows.
     """
 
+    name: ClassVar[str] = "sessions"
+    state_type: ClassVar[type[LogonSessionState]] = LogonSessionState
+
     def __init__(self, settings: LogonSessionSettings | None = None) -> None:
         self.settings = settings or LogonSessionSettings()
         self._limits = (self.settings.ttl_s, self.settings.pending_ttl_s)
+
+    def run(
+        self, doc: dict[str, Any], state: LogonSessionState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): annotate, and add a closing session's summary."""
+        del alerts
+        events.extend(self.process(doc, state))
 
     def process(self, doc: dict[str, Any], state: LogonSessionState) -> list[dict[str, Any]]:
         """Update the sessions with one document and annotate it with ``secstream.session``.
