@@ -18,7 +18,7 @@ with msticpy's batch API (polars frames, pivot functions). Deliberate difference
 from __future__ import annotations
 
 import abc
-import importlib
+import functools
 import math
 import re
 import time
@@ -35,6 +35,7 @@ import orjson
 
 from processors.enrich.cache import Cacheability, CacheSettings, LookupCache
 from processors.enrich.sync import run_sync
+from processors.ioc.extract import IocExtractor
 
 __all__ = [
     "LookupResult",
@@ -211,22 +212,18 @@ def _json_text(value: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# IoC type resolution and validation (one truth: processors.iocextract, imported lazily)
+# IoC type resolution and validation (one truth: the IoC stage's extractor)
 
 
-def _ioc_extract() -> Any:
-    global _EXTRACTOR
-    if _EXTRACTOR is None:
-        # Imported lazily: processors.iocextract is the one truth for IoC types and patterns.
-        _EXTRACTOR = importlib.import_module("processors.iocextract").IoCExtract()
-    return _EXTRACTOR
-
-
-_EXTRACTOR: Any = None
+@functools.cache
+def _ioc_extract() -> IocExtractor:
+    # Built on first use: compiling the extractor's patterns is not free, and a blocklist-only run may
+    # never need it.
+    return IocExtractor()
 
 
 def resolve_ioc_type(observable: str) -> str:
-    """Return the IoC type of ``observable`` as determined by ``IoCExtract.get_ioc_type``."""
+    """Return the IoC type of ``observable`` as determined by the IoC extractor's ``get_ioc_type``."""
     return str(_ioc_extract().get_ioc_type(observable))
 
 

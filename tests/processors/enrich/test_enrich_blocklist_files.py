@@ -97,7 +97,6 @@ class TestCsvHeaders:
     @given(content=st.binary(max_size=300))
     def test_any_bytes__config_error_or_a_list(self, tmp_path: Path, content: bytes) -> None:
         """Whatever a file holds, reading it gives a blocklist or a ConfigError, nothing else."""
-        pytest.importorskip("processors.iocextract")
         for suffix in (".csv", ".txt", ".json"):
             path = tmp_path / f"fuzz{suffix}"
             path.write_bytes(content)

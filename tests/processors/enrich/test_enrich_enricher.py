@@ -174,7 +174,6 @@ class TestEnricher:
 
     async def test_private_and_iocs__skipped_and_typed(self, ti_server: Any) -> None:
         """Private addresses are skipped for remote providers; secstream.iocs of several types are looked up."""
-        pytest.importorskip("processors.iocextract")
         prov = OTX(AuthKey="key", base_url=ti_server.url, limits=OPEN)
         enricher = Enricher(EnricherSettings(), providers=[prov])
         doc = event(1, src="10.1.1.1", dns=["www.python.com"], md5_hash=["7657fcb7d772448a6d8504e4b20168b7"])

@@ -192,7 +192,6 @@ class TestRequestPaths:
         self, name: str, handler_server_factory: Callable[..., Any]
     ) -> None:
         """Every observable sent is one encoded path segment of its own query's endpoint: no '..' escapes."""
-        pytest.importorskip("processors.iocextract")
 
         async def answer(request: web.Request) -> web.StreamResponse:
             return web.json_response(answer_for_all_providers("x"))

@@ -24,7 +24,6 @@ class TestHostileInput:
     @given(text=hostile_text, ioc_type=st.sampled_from(IOC_TYPES))
     def test_preprocess__never_raises(self, text: str, ioc_type: str) -> None:
         """Any text of any declared type gives a SanitizedObservable; accepted values are non-empty."""
-        pytest.importorskip("processors.iocextract")
         result = preprocess_observable(text, ioc_type)
         assert isinstance(result, SanitizedObservable)
         assert (result.status == "ok") == (result.observable is not None)
@@ -90,7 +89,6 @@ class TestAgainstMsticpy:
 
     def test_preprocess__same_answers(self) -> None:
         """For msticpy's own cases, the sanitiser gives the reference's observable and message."""
-        pytest.importorskip("processors.iocextract")
         ref = pytest.importorskip("msticpy.context.preprocess_observable")
         for observable, ioc_type in self.CASES:
             theirs = ref.preprocess_observable(observable, ioc_type)

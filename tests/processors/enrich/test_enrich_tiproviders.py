@@ -84,10 +84,6 @@ class TestLookupResult:
 
 
 class TestPreprocess:
-    @pytest.fixture(autouse=True)
-    def _needs_iocextract(self) -> None:
-        pytest.importorskip("processors.iocextract")
-
     @pytest.mark.parametrize(
         ("observable", "ioc_type", "status"),
         [
@@ -158,10 +154,6 @@ class TestPreprocess:
 
 
 class TestProviders:
-    @pytest.fixture(autouse=True)
-    def _needs_iocextract(self) -> None:
-        pytest.importorskip("processors.iocextract")
-
     CASES: ClassVar[list[tuple[str, str, str | None]]] = [
         ("124.5.6.7", "ipv4", None),
         ("124.5.6.8", "ipv4", "rep"),
