@@ -176,7 +176,9 @@ class Enricher:
     # -- stats -----------------------------------------------------------------------------------
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters: batches, events, lookups, cache hits/misses and per-provider outcomes (plain data)."""
+        """Counters: batches, events, lookups, cache hits/misses, per-provider outcomes and each provider
+        client's own counters (requests, retries, breaker, lookups deferred by ``Retry-After``, oversized
+        answers, refused redirects), as plain data."""
         lookups = self._counters["cache_hits"] + self._counters["cache_misses"]
         return {
             **self._counters,
@@ -185,6 +187,7 @@ class Enricher:
             "rate_limited": sum(p["rate_limited"] for p in self._per_provider.values()),
             "failures": sum(p["failed"] for p in self._per_provider.values()),
             "providers": {name: dict(counts) for name, counts in self._per_provider.items()},
+            "clients": {name: prov.stats() for name, prov in self._providers.items()},
         }
 
     def _count(self, provider: str, key: str) -> None:

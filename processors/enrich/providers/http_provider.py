@@ -218,7 +218,7 @@ class HttpProvider(TIProvider):
         """Build the request for an observable from its query definition."""
         src = self._query_def(ioc_type, query_type)
         observable = self._observable_for_url(value, ioc_type)
-        if not self._REQUIRE_URL_ENCODING:  # otherwise the sanitiser has already encoded it
+        if not (self._REQUIRE_URL_ENCODING and ioc_type == "url" and _is_encoded(observable)):
             observable = quote(observable, safe="")
         values = {
             "observable": observable,
@@ -357,6 +357,11 @@ class HttpProvider(TIProvider):
             "too_large": self.http.too_large,
             "redirects_refused": self.http.redirects_refused,
         }
+
+
+def _is_encoded(value: str) -> bool:
+    """True for a URL the sanitiser has already ``quote_plus``-encoded (nothing left to escape)."""
+    return quote(value, safe="%+") == value
 
 
 def _secret_forms(credentials: ProviderCredentials) -> tuple[str, ...]:

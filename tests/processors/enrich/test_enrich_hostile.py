@@ -17,7 +17,10 @@ from typing import Any
 
 import orjson
 import pytest
+import yarl
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.enrich.enricher import Enricher, EnricherSettings
 from processors.enrich.geoip import GeoLiteReader
@@ -264,6 +267,7 @@ class TestRetryAfter:
         assert prov.stats()["deferred"] == 9
         assert 0 < prov.http.paused_for_s <= 5.0
         assert enricher.outcomes[f"{prov.name}:rate_limited"] == 10
+        assert enricher.stats["clients"][prov.name]["deferred"] == 9
         assert all(doc["secstream"]["enrichment"]["incomplete"][0]["status"] == "rate_limited" for doc in out)
 
     async def test_pause_within_the_allowed_wait__waited_out(self, handler_server_factory: Callable[..., Any]) -> None:
@@ -382,3 +386,20 @@ class TestGeoIPUpdate:
         assert store.requests and all(not credentials_seen(r.headers) for r in store.requests)
         assert all(KEY not in str(r.query) for r in store.requests)
         reader.close()
+
+
+class TestRequestPathProperty:
+    @settings(max_examples=200, deadline=None)
+    @given(observable=st.text(max_size=80), name=st.sampled_from(PROVIDERS))
+    def test_any_observable__one_segment_of_its_endpoint(self, observable: str, name: str) -> None:
+        """Whatever text reaches a provider's request builder, it stays one segment of its own endpoint."""
+        prov = provider(name, "https://ti.example:8443/base")
+        for ioc_type, params in prov.ioc_query_defs.items():
+            key, _, subtype = ioc_type.partition("-")
+            request = prov._substitute_parms(observable, key, subtype or None)
+            prefix, suffix = params.path.split("{observable}")
+            raw_path = yarl.URL(request.url, encoded=True).raw_path
+            assert raw_path.startswith("/base" + prefix) and raw_path.endswith(suffix)
+            segment = raw_path[len("/base" + prefix) : len(raw_path) - len(suffix)]
+            assert "/" not in segment and "?" not in segment and "#" not in segment
+            assert segment not in ("..", ".")
