@@ -30,14 +30,16 @@ import math
 import os
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
-import aiohttp
 import orjson
 import polars as pl
 
 from processors.enrich.geoip import GeoIPDatabaseException, GeoLiteReader, ip_type
+from processors.enrich.http import HttpClient, HttpSettings
 from processors.enrich.sync import run_sync
 from processors.entities import GeoLocation, IpAddress
+from processors.errors import EnrichmentError
 
 __all__ = [
     "GeoIPDatabaseException",
@@ -236,17 +238,25 @@ class IPStackLookup(GeoIpLookup):
         self.bulk_lookup = bulk_lookup
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        # The shared client: size-capped answers, no redirect to another origin (the key is in the query).
+        self._http = HttpClient(HttpSettings(timeout_s=timeout_s, max_retries=1), provider="IPStack")
 
     def __repr__(self) -> str:
         return f"IPStackLookup(base_url={self.base_url!r}, bulk_lookup={self.bulk_lookup})"
 
-    async def _fetch(self, session: aiohttp.ClientSession, addresses: str) -> list[dict[str, Any]]:
-        url = f"{self.base_url}/{addresses}"
+    async def _fetch(self, addresses: str) -> list[dict[str, Any]]:
+        url = f"{self.base_url}/{quote(addresses, safe=',')}"
         params = {"access_key": self._api_key or "", "output": "json"}
-        async with session.get(url, params=params) as resp:
-            if resp.status != 200:
-                raise ConnectionError(f"IPStack request failed: HTTP {resp.status}")
-            data = orjson.loads(await resp.read())
+        try:
+            resp = await self._http.request("GET", url, params=params)
+        except EnrichmentError as err:
+            raise ConnectionError(f"IPStack request failed: {err.reason}") from None
+        if resp.status != 200:
+            raise ConnectionError(f"IPStack request failed: HTTP {resp.status}")
+        try:
+            data = resp.json()
+        except orjson.JSONDecodeError:
+            raise ConnectionError("IPStack answer is not JSON") from None
         records = data if isinstance(data, list) else [data]
         for record in records:
             if isinstance(record, dict) and record.get("success") is False:
@@ -262,13 +272,14 @@ class IPStackLookup(GeoIpLookup):
     ) -> tuple[list[Any], list[IpAddress]]:
         """Look IP locations up in IPStack (see :meth:`lookup_ip`)."""
         addresses = self._collect(ip_address, ip_addr_list, ip_entity)
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
             if self.bulk_lookup:
-                raw_list = await self._fetch(session, ",".join(addresses))
+                raw_list = await self._fetch(",".join(addresses))
             else:
-                batches = await asyncio.gather(*(self._fetch(session, a) for a in addresses))
+                batches = await asyncio.gather(*(self._fetch(a) for a in addresses))
                 raw_list = [r for batch in batches for r in batch]
+        finally:
+            await self._http.close()
         entities = []
         for raw in raw_list:
             location = GeoLocation(

@@ -27,6 +27,7 @@ from processors.enrich.geoip import GeoLiteReader
 from processors.enrich.http import HttpSettings
 from processors.enrich.providers import OTX, GreyNoise, HttpProvider, TILookupStatus, VirusTotal, XForce
 from processors.enrich.ratelimit import RateLimits
+from processors.geoip import IPStackLookup
 
 KEY = "sekret-key-1234"
 API_ID = "sekret-id-5678"
@@ -386,6 +387,35 @@ class TestGeoIPUpdate:
         assert store.requests and all(not credentials_seen(r.headers) for r in store.requests)
         assert all(KEY not in str(r.query) for r in store.requests)
         reader.close()
+
+
+class TestIPStack:
+    def test_cross_origin_redirect__key_not_forwarded(self, handler_server_factory: Callable[..., Any]) -> None:
+        """IPStack's key (a query parameter) never reaches another origin; the lookup fails clearly."""
+
+        async def elsewhere(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"ip": "81.2.69.160"})
+
+        other = handler_server_factory(elsewhere)
+
+        async def redirect(request: web.Request) -> web.StreamResponse:
+            raise web.HTTPTemporaryRedirect(other.url + request.path_qs)
+
+        origin = handler_server_factory(redirect)
+        with pytest.raises(ConnectionError, match="another origin"):
+            IPStackLookup(api_key=KEY, base_url=origin.url).lookup_ip(ip_address="81.2.69.160")
+        assert other.requests == []
+        assert origin.requests[0].query["access_key"] == KEY
+
+    def test_huge_answer__refused(self, handler_server_factory: Callable[..., Any]) -> None:
+        """An IPStack answer larger than the cap fails instead of filling memory."""
+
+        async def huge(request: web.Request) -> web.StreamResponse:
+            return web.Response(body=b"[" + b" " * 2_000_000 + b"]", content_type="application/json")
+
+        server = handler_server_factory(huge)
+        with pytest.raises(ConnectionError, match="larger than"):
+            IPStackLookup(api_key=KEY, base_url=server.url).lookup_ip(ip_address="81.2.69.160")
 
 
 class TestRequestPathProperty:
