@@ -122,10 +122,16 @@ async def _stream_to_file(resp: aiohttp.ClientResponse, target: Path, cap: int, 
             out.write(chunk)
 
 
-def _find_member(tar: tarfile.TarFile, name: str) -> tarfile.TarInfo:
+def _find_member(tar: tarfile.TarFile, name: str, cap: int) -> tarfile.TarInfo:
+    """The archive's ``name`` member; any member declared larger than ``cap`` stops the search (reaching
+    the next header would mean decompressing it: a few kilobytes can declare terabytes)."""
     for count, member in enumerate(tar, start=1):
         if count > _MAX_ARCHIVE_MEMBERS:
             break
+        if member.size > cap:
+            raise GeoIPDatabaseException(
+                f"{Path(member.name).name[:100]} in the download is {member.size} bytes, more than the allowed {cap}"
+            )
         if member.isreg() and Path(member.name).name == name:
             return member
     raise GeoIPDatabaseException(f"the downloaded archive holds no {name}")
@@ -325,12 +331,7 @@ class GeoLiteReader:
         candidate = self.db_folder / f".{name}.{os.getpid()}.new"
         try:
             with tarfile.open(archive, mode="r:gz") as tar:
-                member = _find_member(tar, name)
-                if member.size > self.max_database_bytes:
-                    raise GeoIPDatabaseException(
-                        f"{name} in the download is {member.size} bytes, more than the allowed "
-                        f"{self.max_database_bytes}"
-                    )
+                member = _find_member(tar, name, self.max_database_bytes)
                 source = tar.extractfile(member)
                 if source is None:
                     raise GeoIPDatabaseException(f"the downloaded archive holds no readable {name}")

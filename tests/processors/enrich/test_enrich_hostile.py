@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog.testing
 import yarl
 from aiohttp import web
 from hypothesis import given, settings
@@ -359,6 +360,18 @@ class TestGeoIPUpdate:
         self._update(geolite_folder, server.url + "/{edition}", max_database_bytes=5_000_000).close()
         assert (geolite_folder / "GeoLite2-City.mmdb").read_bytes() == before
         assert sorted(p.name for p in geolite_folder.iterdir()) == ["GeoLite2-ASN.mmdb", "GeoLite2-City.mmdb"]
+
+    def test_huge_member_before_the_database__not_decompressed(
+        self, geolite_folder: Path, handler_server_factory: Callable[..., Any]
+    ) -> None:
+        """A huge member ahead of the .mmdb stops the update at its header, before it is decompressed."""
+        bomb = _archive({"README.txt": b"\x00" * 30_000_000, "GeoLite2-City.mmdb": b"x"})
+        before = (geolite_folder / "GeoLite2-City.mmdb").read_bytes()
+        server = self._serve(handler_server_factory, bomb)
+        with structlog.testing.capture_logs() as logs:
+            self._update(geolite_folder, server.url + "/{edition}", max_database_bytes=1_000_000).close()
+        assert (geolite_folder / "GeoLite2-City.mmdb").read_bytes() == before
+        assert any("README.txt in the download is 30000000 bytes" in str(e.get("error")) for e in logs)
 
     def test_no_database_and_corrupt_download__clear_error(
         self, tmp_path: Path, handler_server_factory: Callable[..., Any]
