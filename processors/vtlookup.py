@@ -465,7 +465,7 @@ class VTLookup:
             self._fail(batch, f"Failed submission: http error {response.status}", answers)
             return
         try:
-            body = response.json()
+            body = response.redacted([self._vtkey]).json()
         except orjson.JSONDecodeError:
             self._fail(batch, "Failed submission: response is not JSON", answers)
             return

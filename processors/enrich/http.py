@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -113,6 +113,14 @@ class HttpResponse:
     def text(self) -> str:
         """The body as text (UTF-8, invalid bytes replaced)."""
         return self.body.decode("utf-8", "replace")
+
+    def redacted(self, secrets: Iterable[str | None]) -> HttpResponse:
+        """This response with every occurrence of the secrets (4 characters or more) in its body replaced
+        by ``[REDACTED]``: for answers that echo the request's key."""
+        body = self.body
+        for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+            body = body.replace(secret.encode(), b"[REDACTED]")
+        return self if body is self.body else HttpResponse(self.status, self.headers, body, self.url)
 
 
 class ResponseTooLargeError(ProviderUnavailableError):

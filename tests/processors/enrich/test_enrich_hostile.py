@@ -29,6 +29,8 @@ from processors.enrich.http import HttpSettings
 from processors.enrich.providers import OTX, GreyNoise, HttpProvider, TILookupStatus, VirusTotal, XForce
 from processors.enrich.ratelimit import RateLimits
 from processors.geoip import IPStackLookup
+from processors.vtlookup import VTLookup
+from processors.vtlookupv3 import VTLookupV3
 
 KEY = "sekret-key-1234"
 API_ID = "sekret-id-5678"
@@ -242,6 +244,39 @@ class TestSecretsInAnswers:
         assert KEY not in text and API_ID not in text
         assert "[REDACTED]" in text
         assert out[0]["threat"]["enrichments"], "the answer was still used"
+
+
+class TestVTLookupFacades:
+    def test_vtlookup_v2__echoed_key_redacted(self, handler_server_factory: Callable[..., Any]) -> None:
+        """VTLookup (API v2, key in the query string) redacts an answer that echoes the key."""
+
+        async def echo(request: web.Request) -> web.StreamResponse:
+            key = request.query.get("apikey", "")
+            return web.json_response(
+                {"response_code": 1, "resource": key, "permalink": key, "positives": 2, "verbose_msg": key}
+            )
+
+        server = handler_server_factory(echo)
+        vt = VTLookup(KEY, base_url=server.url, rate_limits=None, http_settings=FAST)
+        row = vt.lookup_ioc("d41d8cd98f00b204e9800998ecf8427e", "md5_hash")
+        assert server.requests[0].query["apikey"] == KEY
+        text = str(row)
+        assert KEY not in text and "[REDACTED]" in text
+
+    def test_vtlookup_v3__echoed_key_redacted(self, handler_server_factory: Callable[..., Any]) -> None:
+        """VTLookupV3 (key in x-apikey) redacts an answer that echoes the key."""
+
+        async def echo(request: web.Request) -> web.StreamResponse:
+            key = request.headers.get("x-apikey", "")
+            attributes = {"meaningful_name": key, "last_analysis_stats": {"malicious": 3}, "tags": [key]}
+            return web.json_response({"data": {"id": "abc", "type": "file", "attributes": attributes}})
+
+        server = handler_server_factory(echo)
+        vt = VTLookupV3(KEY, base_url=server.url, rate_limits=None, http_settings=FAST)
+        frame = vt.get_object("abc", "file")
+        assert server.requests[0].headers["x-apikey"] == KEY
+        text = str(frame.to_dicts())
+        assert KEY not in text and "[REDACTED]" in text
 
 
 class TestRetryAfter:
