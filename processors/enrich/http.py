@@ -339,9 +339,7 @@ class HttpClient:
         await self._wait_out_pause(wait)
         if not self.breaker.allow():
             raise ProviderUnavailableError("circuit breaker open", provider=self.provider)
-        all_headers = {"User-Agent": self.settings.user_agent, **(headers or {})}
-        if auth:
-            all_headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        all_headers = self._headers(headers, auth)
         attempt = 0
         log_url = safe_url(url)
         while True:
@@ -366,26 +364,13 @@ class HttpClient:
                 failure.__cause__ = err
                 _log.debug("http_error", provider=self.provider, method=method, url=log_url, attempt=attempt)
             else:
-                status = response.status
-                if status not in self.settings.retry_statuses:
+                if response.status not in self.settings.retry_statuses:
                     self.breaker.record_success()
                     return response
-                _log.debug("http_retryable", provider=self.provider, url=log_url, status=status, attempt=attempt)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                if status == 429:
-                    # The provider is alive: rate limiting does not count against the breaker.
-                    self.breaker.record_success()
-                    if retry_after is not None:
-                        self._pause(retry_after)
-                        if retry_after > min(wait, self.settings.max_retry_after_s):
-                            raise RateLimitedError(
-                                f"HTTP 429, Retry-After {retry_after:.0f}s exceeds the allowed wait",
-                                provider=self.provider,
-                            )
-                    failure = RateLimitedError("HTTP 429 Too Many Requests", provider=self.provider)
-                else:
-                    self.breaker.record_failure()
-                delay = retry_after
+                _log.debug(
+                    "http_retryable", provider=self.provider, url=log_url, status=response.status, attempt=attempt
+                )
+                failure, delay = self._retryable(response, wait)
             if attempt >= self.settings.max_retries or not self.breaker.allow():
                 if failure is not None:
                     raise failure
@@ -394,6 +379,33 @@ class HttpClient:
             attempt += 1
             self.retries += 1
             await self._sleep(self._backoff(attempt - 1) if delay is None else delay)
+
+    def _headers(self, headers: Mapping[str, str] | None, auth: tuple[str, str] | None) -> dict[str, str]:
+        all_headers = {"User-Agent": self.settings.user_agent, **(headers or {})}
+        if auth:
+            all_headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        return all_headers
+
+    def _retryable(self, response: HttpResponse, wait: float) -> tuple[RateLimitedError | None, float | None]:
+        """Account for a retryable status: the failure to raise if no retry is left, and the delay to wait.
+
+        Raises:
+            RateLimitedError: a 429 whose ``Retry-After`` is longer than the caller may wait (the provider
+                is paused all the same).
+        """
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if response.status != 429:
+            self.breaker.record_failure()
+            return None, retry_after
+        # The provider is alive: rate limiting does not count against the breaker.
+        self.breaker.record_success()
+        if retry_after is not None:
+            self._pause(retry_after)
+            if retry_after > min(wait, self.settings.max_retry_after_s):
+                raise RateLimitedError(
+                    f"HTTP 429, Retry-After {retry_after:.0f}s exceeds the allowed wait", provider=self.provider
+                )
+        return RateLimitedError("HTTP 429 Too Many Requests", provider=self.provider), retry_after
 
     async def _exchange(
         self,
