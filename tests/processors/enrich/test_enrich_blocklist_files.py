@@ -13,6 +13,7 @@ from processors.enrich.providers import LocalBlocklist
 from processors.enrich.providers.blocklist_files import read_blocklist_file
 from processors.errors import ConfigError
 
+SAMPLE_BUNDLE = Path(__file__).resolve().parents[3] / "config" / "ti" / "sample_stix_bundle.json"
 SHA256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
 MD5 = "44d88612fea8a8f36de82e1278abb02f"
 
@@ -107,6 +108,14 @@ class TestCsvHeaders:
 
 
 class TestStix:
+    def test_shipped_sample_bundle(self) -> None:
+        """config/ti/sample_stix_bundle.json loads: its address, domain (with subdomains) and hash match."""
+        prov = LocalBlocklist(SAMPLE_BUNDLE)
+        assert prov.lookup_now("203.0.113.66", "ipv4").severity_name == "high"
+        assert prov.lookup_now("cdn.evil.example", "dns").severity_name == "warning"
+        assert prov.lookup_now(SHA256, "sha256_hash").result
+        assert read_blocklist_file(SAMPLE_BUNDLE).skipped_patterns == 0
+
     def test_bundle_of_simple_patterns(self, tmp_path: Path) -> None:
         """Equality patterns of every supported object become entries with their confidence and labels."""
         bundle = {
