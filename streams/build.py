@@ -87,7 +87,8 @@ def build_enricher(config: SecstreamConfig) -> Enricher | None:
             raise ConfigError(str(err), key="enrichment.geoip_db_folder") from err
     providers = build_ti_providers(config)
     log.info("enrichment.configured", providers=[p.name for p in providers], geoip=geoip is not None)
-    return Enricher(EnricherSettings(max_wait_s=enrichment.max_wait_s), providers=providers, geoip=geoip)
+    settings = EnricherSettings(max_wait_s=enrichment.max_wait_s, max_detail_bytes=enrichment.max_detail_bytes)
+    return Enricher(settings, providers=providers, geoip=geoip)
 
 
 async def build_pipeline(config: SecstreamConfig) -> Pipeline:

@@ -201,6 +201,8 @@ class EnrichmentConfig:
     """MaxMind licence key: only when set are databases downloaded and refreshed."""
     blocklists: tuple[str, ...] = ("ti/sample_blocklist.csv",)
     """Local blocklist files (relative paths are relative to the config directory)."""
+    max_detail_bytes: int = 4096
+    """Largest provider detail (as JSON) copied into one match of an event; a larger one is replaced by its size."""
     virustotal: ProviderConfig = field(default_factory=lambda: ProviderConfig(rate_per_minute=4, daily_quota=500))
     otx: ProviderConfig = field(default_factory=ProviderConfig)
     xforce: ProviderConfig = field(default_factory=ProviderConfig)
