@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 import pytest
 
 from processors.enrich.enricher import Enricher, EnricherSettings
-from processors.enrich.providers import BlocklistEntry, LocalBlocklist, LookupResult, TIProvider, TISeverity
+from processors.enrich.providers import (
+    BlocklistEntry,
+    HttpProvider,
+    LocalBlocklist,
+    LookupResult,
+    TIProvider,
+    TISeverity,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 ENRICH = REPO / "processors" / "enrich"
@@ -177,3 +184,21 @@ def _ecs_flat() -> dict[str, list[str]]:
         elif not line.startswith("  - "):
             in_values = False
     return fields
+
+
+class TestConfiguration:
+    def test_provider_limits_reach_the_clients(self, tmp_path: Path) -> None:
+        """enrichment.<provider>.max_body_bytes / retry_after_max_s and max_detail_bytes reach the stage."""
+        from streams.build import build_enricher
+        from streams.config import load_config
+
+        config = tmp_path / "secstream.toml"
+        config.write_text(
+            "[enrichment]\nblocklists = []\nmax_detail_bytes = 999\n"
+            '[enrichment.otx]\nenabled = true\napi_key = "k-123456"\nmax_body_bytes = 1234\nretry_after_max_s = 7.0\n'
+        )
+        enricher = build_enricher(load_config(config))
+        assert enricher is not None and enricher.settings.max_detail_bytes == 999
+        otx = enricher.providers["otx"]
+        assert isinstance(otx, HttpProvider)
+        assert otx.http.settings.max_body_bytes == 1234 and otx.http.settings.max_retry_after_s == 7.0
