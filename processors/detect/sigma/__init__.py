@@ -15,7 +15,7 @@ from processors.detect.sigma.rules import (
     load_sigma_rules,
     rule_files,
 )
-from processors.detect.sigma.stage import SigmaEngine, sigma_detection
+from processors.detect.sigma.stage import SigmaEngine, project_rules_path, sigma_detection
 from processors.detect.sigma.views import SOURCES, document_views, rule_source
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "compile_rule",
     "document_views",
     "load_sigma_rules",
+    "project_rules_path",
     "rule_files",
     "rule_source",
     "sigma_detection",

@@ -14,7 +14,7 @@ from processors.detect.sigma.rules import CompiledRule, RuleSelection, RuleSet, 
 from processors.detect.sigma.views import Row, document_views
 from schemas.documents import detection
 
-__all__ = ["SigmaEngine", "correlation_detection", "sigma_detection"]
+__all__ = ["SigmaEngine", "correlation_detection", "project_rules_path", "sigma_detection"]
 
 _MAX_MATCH_TEXT = 1024
 
@@ -65,6 +65,11 @@ def sigma_detection(
     if rule.tactics:
         threat["tactic"] = {"id": [tid for tid, _ in rule.tactics], "name": [name for _, name in rule.tactics]}
     return alert
+
+
+def project_rules_path() -> Path:
+    """The project's own Sigma rules (package data): ``processors/detect/data/sigma``."""
+    return Path(__file__).resolve().parents[1] / "data" / "sigma"
 
 
 def _same(first: Path, second: Path) -> bool:
@@ -124,23 +129,37 @@ class SigmaEngine:
         self._silent: frozenset[str] = frozenset()
         """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
 
+    name = "sigma"
+    """The stage's name: the key of its state (the open correlation windows) in a host's snapshot."""
+    state_type = CorrelationState
+
+    def run(
+        self, doc: dict[str, Any], state: CorrelationState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The detection-stage contract (:mod:`processors.detect.stage`): this document's Sigma alerts."""
+        del events
+        alerts.extend(self.match(doc, state))
+
     @classmethod
     def load(
         cls,
         paths: Iterable[str | Path],
         selection: RuleSelection | None = None,
         *,
-        own: Path | None = None,
+        with_project_rules: bool = False,
     ) -> SigmaEngine:
         """Load the rules under ``paths`` (bad rules are logged and left out) into an engine.
 
         Args:
             paths: rule files and directories.
             selection: which rules run.
-            own: the project's rule pack directory: its rules get ``rule.ruleset`` ``secstream``.
+            with_project_rules: also load the project's own pack (:func:`project_rules_path`). Its rules
+                have ``rule.ruleset`` ``secstream``, wherever they are loaded from.
         """
         roots = [Path(path) for path in paths]
-        names = ["secstream" if own is not None and _same(root, own) else "" for root in roots]
+        if with_project_rules:
+            roots.insert(0, project_rules_path())
+        names = ["secstream" if _same(root, project_rules_path()) else "" for root in roots]
         loaded = load_sigma_rules(roots, selection, ruleset_names=names)
         engine = cls(loaded.rules)
         engine.loaded = loaded

@@ -124,7 +124,7 @@ def syslog_line(host: str, program: str, pid: int, message: str, facility: int =
 
 
 def _rid(number: int) -> str:
-    """The id of project rule SS-LNX-<number> (config/rules/*.yml)."""
+    """The id of project rule SS-LNX-<number> (processors/detect/data/sigma/*.yml)."""
     return f"5ec57ea0-0000-4000-8000-{number:012d}"
 
 

@@ -111,10 +111,11 @@ def test_state_survives_a_restart_without_losing_or_repeating_an_alert(engine: S
         writer.execve(["ls"], pid=pid, ppid=150, uid=1000)
     docs = _docs(writer.lines)
     straight = [a for a in _fired(engine, docs, CorrelationState()) if a["rule"]["id"] == EVENT_COUNT]
-    state = CorrelationState()
-    first = _fired(engine, docs[:2], state)
-    snapshot = json.loads(json.dumps(HostState(sigma=state).durable_snapshot()["sigma"]))
-    restored = HostState.from_durable_snapshot({**HostState().durable_snapshot(), "sigma": snapshot}).sigma
+    host = HostState()
+    first = _fired(engine, docs[:2], Pipeline.stage_state(host, engine))
+    snapshot = json.loads(json.dumps(host.durable_snapshot()))  # what the worker's changelog keeps
+    assert snapshot["sigma"]["windows"]
+    restored = Pipeline.stage_state(HostState.from_durable_snapshot(snapshot), engine)
     second = _fired(engine, docs[2:], restored)
     resumed = [a for a in first + second if a["rule"]["id"] == EVENT_COUNT]
     assert [a["event"]["id"] for a in resumed] == [a["event"]["id"] for a in straight]

@@ -1,4 +1,5 @@
-"""The project's own Sigma rules (config/rules/*.yml) on the labelled corpus: attacks fire, admin work does not."""
+"""The project's own Sigma rules (processors/detect/data/sigma) on the labelled corpus: attacks fire, admin work
+does not."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from processors.detect.sigma import SigmaEngine
+from processors.detect.sigma import SigmaEngine, project_rules_path
 from streams.config import load_config
 from streams.graph import HostStates, Pipeline, RawLine
 
 from .attack_corpus import Case, cases
 
 REPO = Path(__file__).resolve().parents[4]
-PACK = REPO / "config" / "rules"
+PACK = project_rules_path()
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     config = tmp_path_factory.mktemp("config") / "secstream.toml"
-    config.write_text(f'[detection]\nuse_default_rules = false\n[detection.sigma]\nrule_paths = ["{PACK}"]\n')
+    config.write_text("[detection]\nuse_default_rules = false\n[detection.sigma]\nuse_project_rules = true\n")
     return Pipeline(load_config(config, environ={}))
 
 
@@ -53,6 +54,7 @@ def test_every_pack_rule_has_an_attack_case() -> None:
 
 def test_the_default_config_loads_the_project_pack() -> None:
     pipeline = Pipeline(load_config(REPO / "config/secstream.toml", environ={}))
-    assert pipeline.sigma.loaded.errors == []
-    assert pipeline.sigma.rules and {rule.ruleset for rule in pipeline.sigma.rules} == {"secstream"}
-    assert {rule.license for rule in pipeline.sigma.rules} == {"MIT"}
+    sigma = next(stage for stage in pipeline.detection_stages if isinstance(stage, SigmaEngine))
+    assert sigma.loaded.errors == []
+    assert sigma.rules and {rule.ruleset for rule in sigma.rules} == {"secstream"}
+    assert {rule.license for rule in sigma.rules} == {"MIT"}

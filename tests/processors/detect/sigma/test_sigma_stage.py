@@ -30,10 +30,14 @@ def _run(pipeline: Pipeline, audit: list[str]) -> list[dict[str, Any]]:
 
 
 def _pipeline(tmp_path: Path, **sigma: Any) -> Pipeline:
-    lines = ["[detection]", "use_default_rules = false", "[detection.sigma]"]
+    lines = ["[detection]", "use_default_rules = false", "[detection.sigma]", "use_project_rules = false"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in sigma.items()]
     (tmp_path / "secstream.toml").write_text("\n".join(lines) + "\n")
     return Pipeline(load_config(tmp_path / "secstream.toml", environ={}))
+
+
+def _sigma(pipeline: Pipeline) -> SigmaEngine:
+    return next(stage for stage in pipeline.detection_stages if isinstance(stage, SigmaEngine))
 
 
 def _authorized_keys_write() -> list[str]:
@@ -64,11 +68,11 @@ def test_alerts_carry_the_rule_attack_and_evidence(tmp_path: Path) -> None:
 def test_selection_from_the_config(tmp_path: Path) -> None:
     pipeline = _pipeline(tmp_path, rule_paths=[str(FIXTURES)], min_level="high")
     assert _run(pipeline, _authorized_keys_write()) == []
-    assert {rule.level for rule in pipeline.sigma.rules} == {"high", "critical"}
+    assert {rule.level for rule in _sigma(pipeline).rules} == {"high", "critical"}
 
 
 def test_disabled(tmp_path: Path) -> None:
-    assert _pipeline(tmp_path, enabled=False, rule_paths=[str(FIXTURES)]).sigma.rules == ()
+    assert _sigma(_pipeline(tmp_path, enabled=False, rule_paths=[str(FIXTURES)])).rules == ()
 
 
 def test_bad_level_is_a_config_error(tmp_path: Path) -> None:

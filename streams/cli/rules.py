@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from processors.detect.sigma import CompiledRule, RuleSelection, SigmaEngine, compile_condition
 from processors.detect.sigma.views import Row
 from processors.errors import ConfigError
-from streams.config import SecstreamConfig, bundled_config_dir, load_config
+from streams.config import SecstreamConfig, load_config
 
 __all__ = ["matched_fields", "register_rules_command"]
 
@@ -29,13 +29,11 @@ _VALUE_WIDTH = 120
 def _engine(args: argparse.Namespace) -> SigmaEngine:
     config = load_config(args.config) if args.config else SecstreamConfig()
     sigma = config.detection.sigma
-    paths = (
-        [Path(p) for p in args.rules]
-        if getattr(args, "rules", None)
-        else [config.resolve_path(p) for p in sigma.rule_paths]
-    )
     selection = RuleSelection(sigma.ids, sigma.exclude_ids, sigma.tags, sigma.statuses, sigma.min_level)
-    return SigmaEngine.load(paths, selection, own=bundled_config_dir() / "rules")
+    if getattr(args, "rules", None):
+        return SigmaEngine.load([Path(p) for p in args.rules], selection)
+    paths = [config.resolve_path(p) for p in sigma.rule_paths]
+    return SigmaEngine.load(paths, selection, with_project_rules=sigma.use_project_rules)
 
 
 def _write_problems(engine: SigmaEngine, out: TextIO) -> None:
