@@ -174,6 +174,9 @@ class SigmaConfig:
     """Run only rules of these statuses: stable, test, experimental, deprecated, unsupported (empty: all)."""
     min_level: str = ""
     """The lowest level that runs: informational, low, medium, high or critical (empty: all)."""
+    suppress_window_s: float = 0.0
+    """A rule's alert repeated on a host with the same values in the rule's fields within this many
+    seconds is counted, not raised; the next alert carries the count. 0 turns suppression off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +351,7 @@ def _validate(config: SecstreamConfig) -> None:
             "detection.sigma.min_level",
             "must be informational, low, medium, high or critical (or empty)",
         ),
+        (config.detection.sigma.suppress_window_s >= 0, "detection.sigma.suppress_window_s", "must not be negative"),
         (config.enrichment.max_wait_s >= 0, "enrichment.max_wait_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
         (config.input.max_hosts_in_memory >= 0, "input.max_hosts_in_memory", "must not be negative"),

@@ -349,7 +349,9 @@ class Pipeline:
             return SigmaEngine(())
         selection = RuleSelection(sigma.ids, sigma.exclude_ids, sigma.tags, sigma.statuses, sigma.min_level)
         paths = [config.resolve_path(path) for path in sigma.rule_paths]
-        return SigmaEngine.load(paths, selection, with_project_rules=sigma.use_project_rules)
+        return SigmaEngine.load(
+            paths, selection, with_project_rules=sigma.use_project_rules, suppress_window_s=sigma.suppress_window_s
+        )
 
     # -- synchronous stages -------------------------------------------------------------------
 

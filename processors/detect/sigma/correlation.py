@@ -123,21 +123,42 @@ def compile_correlation(correlation: SigmaCorrelationRule) -> CompiledCorrelatio
 
 @dataclass(slots=True)
 class CorrelationState:
-    """A host's open correlation windows: group key → hits ``[epoch, event id, rule id, value]``."""
+    """A host's Sigma state: the open correlation windows (group key → hits ``[epoch, event id, rule id,
+    value]``) and the suppression windows (rule and key → ``[epoch of the alert, repeats suppressed]``)."""
 
     windows: dict[str, list[list[Any]]] = field(default_factory=dict)
+    suppressed: dict[str, list[float]] = field(default_factory=dict)
+
+    def suppress(self, key: str, epoch: float, window_s: float) -> tuple[bool, int]:
+        """Whether an alert for ``key`` at ``epoch`` repeats one raised less than ``window_s`` before (it is
+        then counted and not raised); else the number of repeats suppressed in the window that ended."""
+        seen = self.suppressed.get(key)
+        if seen is not None and epoch - seen[0] < window_s:
+            seen[1] += 1
+            return True, 0
+        if len(self.suppressed) >= MAX_WINDOWS:
+            self.suppressed = {k: v for k, v in self.suppressed.items() if epoch - v[0] < window_s}
+        self.suppressed[key] = [epoch, 0]
+        return False, int(seen[1]) if seen is not None else 0
 
     def prune(self, before: float) -> None:
         """Drop the windows whose last hit is older than ``before`` (epoch seconds)."""
         self.windows = {key: hits for key, hits in self.windows.items() if hits and hits[-1][0] >= before}
 
     def snapshot(self) -> dict[str, Any]:
-        return {"windows": {key: [list(hit) for hit in hits] for key, hits in self.windows.items()}}
+        return {
+            "windows": {key: [list(hit) for hit in hits] for key, hits in self.windows.items()},
+            "suppressed": {key: list(seen) for key, seen in self.suppressed.items()},
+        }
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any] | None) -> CorrelationState:
         windows = (data or {}).get("windows") or {}
-        return cls(windows={str(key): [list(hit) for hit in hits] for key, hits in windows.items()})
+        suppressed = (data or {}).get("suppressed") or {}
+        return cls(
+            windows={str(key): [list(hit) for hit in hits] for key, hits in windows.items()},
+            suppressed={str(key): list(seen) for key, seen in suppressed.items()},
+        )
 
 
 def _fires(correlation: CompiledCorrelation, hits: Sequence[Sequence[Any]]) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -132,6 +132,8 @@ class CompiledRule:
     subtechniques: tuple[str, ...] = ()
     tactics: tuple[tuple[str, str], ...] = ()
     path: str = ""
+    fields: tuple[str, ...] = ()
+    """The (lowercase) fields the rule's conditions read: the key of repeat suppression."""
     requirement: Requirement | None = field(default=None, repr=False, compare=False)
     """What a row must contain for the rule to match (:mod:`processors.detect.sigma.prefilter`)."""
     sigma: SigmaRule | None = field(default=None, repr=False, compare=False)
@@ -232,7 +234,16 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
 
     requirements = [requirement(tree) for tree in conditions]
     required = None if any(req is None for req in requirements) else frozenset().union(*requirements)  # type: ignore[arg-type]
-    return _with_metadata(rule, source, predicate, path=path, ruleset=ruleset, licence=licence, required=required)
+    compiled = _with_metadata(rule, source, predicate, path=path, ruleset=ruleset, licence=licence, required=required)
+    return replace(compiled, fields=tuple(sorted({name for tree in conditions for name in _fields_of(tree)})))
+
+
+def _fields_of(tree: Any) -> set[str]:
+    field_name = getattr(tree, "field", None)
+    found = {field_name.lower()} if isinstance(field_name, str) else set()
+    for arg in getattr(tree, "args", None) or ():
+        found |= _fields_of(arg)
+    return found
 
 
 def _never(row: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -101,9 +102,10 @@ class SigmaEngine:
 
     Args:
         rules: the compiled rules (:func:`processors.detect.sigma.rules.load_sigma_rules`).
+        suppress_window_s: see :attr:`suppress_window_s`.
     """
 
-    def __init__(self, rules: Iterable[CompiledRule]) -> None:
+    def __init__(self, rules: Iterable[CompiledRule], *, suppress_window_s: float = 0.0) -> None:
         self.rules: tuple[CompiledRule, ...] = tuple(rules)
         by_source: dict[str, list[CompiledRule]] = defaultdict(list)
         for rule in self.rules:
@@ -126,6 +128,9 @@ class SigmaEngine:
         }
         self.loaded = RuleSet(rules=list(self.rules))
         self._correlations: dict[str, list[tuple[CompiledRule, CompiledCorrelation]]] = {}
+        self.suppress_window_s = suppress_window_s
+        """Repeats of a rule's alert on a host with the same values in the rule's fields, within this many
+        seconds of the alert, are counted instead of raised (the next alert says how many); 0: off."""
         self._silent: frozenset[str] = frozenset()
         """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
 
@@ -147,6 +152,7 @@ class SigmaEngine:
         selection: RuleSelection | None = None,
         *,
         with_project_rules: bool = False,
+        suppress_window_s: float = 0.0,
     ) -> SigmaEngine:
         """Load the rules under ``paths`` (bad rules are logged and left out) into an engine.
 
@@ -155,13 +161,14 @@ class SigmaEngine:
             selection: which rules run.
             with_project_rules: also load the project's own pack (:func:`project_rules_path`). Its rules
                 have ``rule.ruleset`` ``secstream``, wherever they are loaded from.
+            suppress_window_s: see :attr:`suppress_window_s`.
         """
         roots = [Path(path) for path in paths]
         if with_project_rules:
             roots.insert(0, project_rules_path())
         names = ["secstream" if _same(root, project_rules_path()) else "" for root in roots]
         loaded = load_sigma_rules(roots, selection, ruleset_names=names)
-        engine = cls(loaded.rules)
+        engine = cls(loaded.rules, suppress_window_s=suppress_window_s)
         engine.loaded = loaded
         engine.add_correlations(loaded.correlations, loaded.silent)
         return engine
@@ -206,10 +213,23 @@ class SigmaEngine:
         if not hits:
             return []
         silent = self._silent
-        alerts = [sigma_detection(rule, doc, source, row) for rule, source, row in hits if rule.id not in silent]
+        epoch = _epoch(doc)
+        alerts: list[dict[str, Any]] = []
+        for rule, source, row in hits:
+            if rule.id in silent:
+                continue
+            repeats = 0
+            if state is not None and self.suppress_window_s > 0:
+                key = json.dumps([rule.id, [row.get(name) for name in rule.fields]], separators=(",", ":"))
+                suppressed, repeats = state.suppress(key, epoch, self.suppress_window_s)
+                if suppressed:
+                    continue
+            alert = sigma_detection(rule, doc, source, row)
+            if repeats:
+                alert["secstream"]["sigma"]["suppressed_before"] = repeats
+            alerts.append(alert)
         if state is None or not self._correlations:
             return alerts
-        epoch = _epoch(doc)
         event_id = str((doc.get("event") or {}).get("id", ""))
         for rule, _source, row in hits:
             for meta, correlation in self._correlations.get(rule.id, ()):

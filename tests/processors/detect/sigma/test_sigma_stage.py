@@ -90,3 +90,16 @@ def test_a_bad_rule_file_does_not_stop_the_others(tmp_path: Path) -> None:
     assert [error.path.name for error in engine.loaded.errors] == ["bad.yml"]
     pipeline = _pipeline(tmp_path, rule_paths=[str(rules)])
     assert _run(pipeline, _authorized_keys_write()) != []
+
+
+def test_repeats_are_suppressed_within_the_window_and_counted(tmp_path: Path) -> None:
+    writer = AuditWriter("h1")
+    for pid in range(10, 14):  # the same file written four times, a second apart
+        writer.open_write("/root/.ssh/authorized_keys", pid=pid, ppid=9, exe="/usr/bin/bash")
+    writer.clock += 60
+    writer.open_write("/root/.ssh/authorized_keys", pid=20, ppid=9, exe="/usr/bin/bash")
+    writer.open_write("/home/bob/.ssh/authorized_keys", pid=21, ppid=9, exe="/usr/bin/bash")
+    pipeline = _pipeline(tmp_path, rule_paths=[str(FIXTURES)], suppress_window_s=30.0)
+    alerts = _run(pipeline, writer.lines)
+    assert [a["secstream"]["sigma"].get("suppressed_before", 0) for a in alerts] == [0, 3, 0]
+    assert len(_run(_pipeline(tmp_path, rule_paths=[str(FIXTURES)]), writer.lines)) == 6
