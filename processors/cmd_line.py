@@ -5,8 +5,8 @@ polars in, polars out). Deliberate differences:
 
 * :func:`risky_cmd_line` never loses a match to a timestamp collision: it returns a
   :class:`RiskyCommands` dict (``{TimeGenerated: command}``, the last matching row per time, as msticpy)
-  whose ``matches`` attribute is a polars frame with *every* matching row (time, command, rule id, where it
-  matched, row number) and whose ``collisions`` lists the times that held more than one match (also
+  whose ``matches`` attribute is a frame (of the input's type) with *every* matching row (time, command,
+  rule id, where it matched, row number) and whose ``collisions`` lists the times that held more than one match (also
   logged as a warning). It really searches the decoded base64 text of the command (msticpy decodes and
   ignores it), and searches unanchored with RE2.
 * :func:`cmd_speed` sorts its input by ``TimeGenerated`` (msticpy does not, and flags negative deltas of
