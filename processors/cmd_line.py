@@ -186,8 +186,8 @@ def cmd_speed(cmd_events: Any, cmd_field: str, time: int = 5, events: int = 10) 
     Returns:
         ``[{i: [burst_rows, delta]}, ...]`` in time order: ``i`` is the position of the burst's first row
         in the time-sorted commands, ``burst_rows`` a frame of the input's type with its ``events + 1``
-        rows (pandas keeps the input's index labels) and ``delta`` the ``timedelta`` between its first
-        and last command.
+        rows (pandas, as msticpy's: indexed by position among the commands, the input's labels in an
+        ``index`` column) and ``delta`` the ``timedelta`` between its first and last command.
 
     Raises:
         MsticpyException: ``cmd_field`` is missing, or ``TimeGenerated`` is missing or not a time.
@@ -215,6 +215,8 @@ def cmd_speed(cmd_events: Any, cmd_field: str, time: int = 5, events: int = 10) 
             burst = actions.slice(i, events + 1)
             rows = burst.drop(_ROW)
             if _frames.is_pandas(cmd_events):
-                rows = _frames.to_pandas(rows, index=[labels[row] for row in burst[_ROW].to_list()])
+                # msticpy's layout: positions in the command rows as the index, the input's labels in "index"
+                rows = _frames.to_pandas(rows, index=range(i, i + events + 1))
+                rows.insert(0, "index", [labels[row] for row in burst[_ROW].to_list()])
             out.append({i: [rows, delta]})
     return out

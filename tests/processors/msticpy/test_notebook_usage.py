@@ -224,8 +224,9 @@ class TestCmdLine:
         ((start, (rows, delta)),) = hits[0].items()
         assert start == 0 and delta == timedelta(seconds=2)
         assert isinstance(rows, FrameType[kind]) and len(rows) == 3
-        if kind == "pandas":
-            assert list(rows.index) == ["r1", "r2", "r3"]
+        if kind == "pandas":  # msticpy's layout: positions among the commands, the input's labels in "index"
+            assert list(rows.index) == [0, 1, 2]
+            assert rows["index"].tolist() == ["r1", "r2", "r3"]
 
     def test_missing_field_raises_msticpy_exception(self, kind: str) -> None:
         with pytest.raises(MsticpyException):
@@ -341,6 +342,61 @@ class TestProcessTree:
         assert isinstance(internal, FrameType[kind]) and len(internal) == 1
         tree = ptree.build_process_tree(mde_events, schema=MDE_EVENT_SCH)
         assert isinstance(tree, FrameType[kind]) and len(tree) == 3  # cmd, explorer and userinit
+
+
+# ----------------------------------------------------------------------------------------------- vs msticpy
+
+
+def _reference(module: str) -> Any:
+    pytest.importorskip("msticpy")
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
+
+
+@pytest.mark.reference
+class TestPandasConventionsMatchMsticpy:
+    """On the same pandas input, secstream's pandas output is laid out as msticpy 3's."""
+
+    def test_extract_df(self) -> None:
+        theirs_mod = _reference("msticpy.transform.iocextract")
+        data = make("pandas", {"cmd": ["ping 203.0.113.5", "nothing", "see 198.51.100.7"]}, index=["a", "b", "c"])
+        ours = IoCExtract().extract_df(data, ["cmd"], ioc_types=["ipv4"])
+        theirs = theirs_mod.IoCExtract().extract_df(data, ["cmd"], ioc_types=["ipv4"])
+        pd.testing.assert_frame_equal(ours, theirs)
+
+    def test_unpack_df(self) -> None:
+        theirs_mod = _reference("msticpy.transform.base64unpack")
+        data = make("pandas", {"input": [f"x {HELLO}", "plain", f"y {HELLO}"]}, index=[7, 8, 9])
+        ours, theirs = b64.unpack_df(data, "input"), theirs_mod.unpack_df(data, "input")
+        assert list(ours.columns) == list(theirs.columns)
+        assert list(ours.index) == list(theirs.index)
+        for name in ("src_index", "decoded_string", "md5", "full_decoded_string"):
+            assert ours[name].tolist() == theirs[name].tolist(), name
+
+    def test_cmd_speed_burst_rows(self) -> None:
+        theirs_mod = _reference("msticpy.transform.cmd_line")
+        events = sudo_events("pandas")
+        ours = cl.cmd_speed(cmd_events=events, cmd_field="Command", time=5, events=2)
+        theirs = theirs_mod.cmd_speed(cmd_events=events.copy(), cmd_field="Command", time=5, events=2)
+        assert [list(hit) for hit in ours] == [list(hit) for hit in theirs]
+        for mine, ref in zip(ours, theirs, strict=True):
+            ((rows, _),) = mine.values()
+            ((ref_rows, _),) = ref.values()
+            assert list(rows.columns) == list(ref_rows.columns)
+            assert list(rows.index)[: len(ref_rows)] == list(ref_rows.index)  # msticpy's slice is one row short
+            assert rows["index"].tolist()[: len(ref_rows)] == ref_rows["index"].tolist()
+
+    def test_sessions(self) -> None:
+        theirs_mod = _reference("msticpy.analysis.syslog_utils")
+        events = sudo_events("pandas")
+        ours, theirs = ls.cluster_syslog_logons_df(events), theirs_mod.cluster_syslog_logons_df(events.copy())
+        assert list(theirs.columns) == list(ours.columns)[: len(theirs.columns)]
+        assert list(ours.index) == list(theirs.index)
+        assert ours["Start"].dtype.kind == theirs["Start"].dtype.kind == "M"
 
 
 # ----------------------------------------------------------------------------------------------- exceptions
