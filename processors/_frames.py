@@ -155,11 +155,27 @@ def to_pandas(frame: pl.DataFrame, *, index: Sequence[Any] | None = None, index_
         column = out[name]
         if column.isna().any():
             out[name] = column.where(column.notna(), np.nan)
+    for name, dtype in frame.schema.items():
+        # pandas' (and msticpy's) default unit is ns; times outside its range (1677-2262) keep polars' unit
+        if isinstance(dtype, pl.Datetime) and dtype.time_unit != "ns" and _fits_ns(frame.get_column(name)):
+            tz = f", {dtype.time_zone}" if dtype.time_zone else ""
+            out[name] = out[name].astype(f"datetime64[ns{tz}]")
     if index is not None:
         out.index = list(index)
     if index_column is not None and index_column in out.columns:
         out = out.set_index(index_column)
     return out
+
+
+_NS_LIMIT_MS: Final = 9_223_372_036_854  # datetime64[ns] spans ±2**63 ns around the epoch
+
+
+def _fits_ns(times: pl.Series) -> bool:
+    millis = times.dt.epoch("ms")
+    low, high = millis.min(), millis.max()
+    if not isinstance(low, int) or not isinstance(high, int):
+        return True  # no times at all
+    return low > -_NS_LIMIT_MS and high < _NS_LIMIT_MS
 
 
 def like(

@@ -377,6 +377,39 @@ class TestPandasConventionsMatchMsticpy:
         for name in ("src_index", "decoded_string", "md5", "full_decoded_string"):
             assert ours[name].tolist() == theirs[name].tolist(), name
 
+    def test_audit_events_and_subset(self) -> None:
+        """Log Analytics rows: same index, same exec columns, same time dtype, NaN where msticpy has NaN."""
+        theirs_mod = _reference("msticpy.transform.auditdextract")
+        data = pd.DataFrame(
+            {
+                "TenantId": ["t"] * 3,
+                "TimeGenerated": ["2024-01-01"] * 3,
+                "Computer": ["h1"] * 3,
+                "mssg_id": ["1700000000.100:1", "1700000001.100:2", "1700000002.100:3"],
+                "AuditdMessage": [
+                    [
+                        {"SYSCALL": ["success=yes", "ppid=1", "pid=100", "uid=0", "ses=3", 'exe="/bin/bash"']},
+                        {"EXECVE": ["argc=2", 'a0="bash"', 'a1="-i"']},
+                        {"CWD": ['cwd="/root"']},
+                    ],
+                    [{"LOGIN": ["pid=200", "uid=0", "tty=(none)", "ses=3", "res=1"]}],
+                    [
+                        {"SYSCALL": ["success=yes", "ppid=100", "pid=101", "uid=0", "ses=3", 'exe="/usr/bin/id"']},
+                        {"EXECVE": ["argc=1", 'a0="id"']},
+                        {"CWD": ['cwd="/root"']},
+                    ],
+                ],
+            }
+        )
+        ours, theirs = audit.extract_events_to_df(data), theirs_mod.extract_events_to_df(data.copy())
+        assert list(ours.index) == list(theirs.index)
+        assert ours["TimeGenerated"].dtype == theirs["TimeGenerated"].dtype
+        pd.testing.assert_series_equal(ours["ppid"], theirs["ppid"])  # float64 with NaN for the LOGIN row
+        mine = audit.get_event_subset(ours, "SYSCALL_EXECVE")
+        ref = theirs_mod.get_event_subset(theirs, "SYSCALL_EXECVE")
+        assert list(mine.index) == list(ref.index) == [0, 2]
+        assert set(ref.columns) < set(mine.columns)  # D1: msticpy stops at the first missing SYSCALL field
+
     def test_cmd_speed_burst_rows(self) -> None:
         theirs_mod = _reference("msticpy.transform.cmd_line")
         events = sudo_events("pandas")
