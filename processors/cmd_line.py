@@ -208,15 +208,12 @@ def cmd_speed(cmd_events: Any, cmd_field: str, time: int = 5, events: int = 10) 
     times = actions["TimeGenerated"]
     deltas = (times.shift(-events) - times).head(actions.height - events)
     window = timedelta(seconds=time)
-    labels = _frames.index_labels(cmd_events)
+    # pandas: the input's own rows in time order, laid out as msticpy's (its ``reset_index()``: positions as
+    # the index, the input's labels in an ``index`` column); a burst is a slice of it, as cheap as msticpy's
+    ordered = cmd_events.iloc[actions[_ROW].to_list()].reset_index() if _frames.is_pandas(cmd_events) else None
     out: list[dict[int, list[Any]]] = []
     for i, delta in enumerate(deltas.to_list()):
         if delta is not None and delta < window:
-            burst = actions.slice(i, events + 1)
-            rows = burst.drop(_ROW)
-            if _frames.is_pandas(cmd_events):
-                # msticpy's layout: positions in the command rows as the index, the input's labels in "index"
-                rows = _frames.to_pandas(rows, index=range(i, i + events + 1))
-                rows.insert(0, "index", [labels[row] for row in burst[_ROW].to_list()])
+            rows = actions.slice(i, events + 1).drop(_ROW) if ordered is None else ordered.iloc[i : i + events + 1]
             out.append({i: [rows, delta]})
     return out
