@@ -58,6 +58,9 @@ class InputConfig:
     """Longer lines go to the dead letters instead of being parsed."""
     syslog_year: int = 0
     """Year for RFC 3164 timestamps, which have none; 0 means the year in which the line is read."""
+    max_hosts_in_memory: int = 10_000
+    """Most hosts whose state ``secstream run`` keeps in memory; the least recently seen idle ones past it
+    are written to a temporary spill file and read back when they speak again (0: no bound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,10 @@ class ProviderConfig:
     daily_quota: int = 0
     """0 means no daily quota."""
     timeout_s: float = 10.0
+    max_body_bytes: int = 1_048_576
+    """Largest answer read from the provider; a bigger one fails the lookup and counts against its breaker."""
+    retry_after_max_s: float = 300.0
+    """A 429's Retry-After pauses the whole provider, for at most this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +201,8 @@ class EnrichmentConfig:
     """MaxMind licence key: only when set are databases downloaded and refreshed."""
     blocklists: tuple[str, ...] = ("ti/sample_blocklist.csv",)
     """Local blocklist files (relative paths are relative to the config directory)."""
+    max_detail_bytes: int = 4096
+    """Largest provider detail (as JSON) copied into one match of an event; a larger one is replaced by its size."""
     virustotal: ProviderConfig = field(default_factory=lambda: ProviderConfig(rate_per_minute=4, daily_quota=500))
     otx: ProviderConfig = field(default_factory=ProviderConfig)
     xforce: ProviderConfig = field(default_factory=ProviderConfig)
@@ -313,6 +322,7 @@ def _validate(config: SecstreamConfig) -> None:
         (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),
         (config.enrichment.max_wait_s >= 0, "enrichment.max_wait_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
+        (config.input.max_hosts_in_memory >= 0, "input.max_hosts_in_memory", "must not be negative"),
         (
             config.kafka.broker.startswith(("kafka://", "aiokafka://")),
             "kafka.broker",
