@@ -54,7 +54,7 @@ from sigma.types import (
     SpecialChars,
 )
 
-__all__ = ["FULLTEXT", "Predicate", "Row", "UnsupportedRule", "compile_condition", "fold"]
+__all__ = ["FOLDED", "FULLTEXT", "Predicate", "Row", "UnsupportedRule", "compile_condition", "fold"]
 
 FULLTEXT = "_text"
 """The row key holding the text field-less keywords are searched in."""
@@ -221,7 +221,7 @@ def _leaf(field: str | None, value: Any) -> Predicate:
         return lambda row: row.get(name) is None
     folded_test = _folded_test(value)
     if folded_test is not None:
-        key = _FOLDED + name
+        key = FOLDED + name
 
         def folded_predicate(row: Row) -> bool:
             folded = row.get(key)
@@ -242,7 +242,7 @@ def _leaf(field: str | None, value: Any) -> Predicate:
     return predicate
 
 
-_FOLDED = "\x00folded:"
+FOLDED = "\x00folded:"
 """Row key prefix under which a field's folded text is kept once a leaf has folded it (rows are per event)."""
 
 

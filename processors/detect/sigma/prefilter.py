@@ -15,7 +15,7 @@ requirement was met, and the rules without one, are evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import re2
@@ -34,7 +34,7 @@ from sigma.types import (
     SigmaString,
 )
 
-from processors.detect.sigma.matcher import FULLTEXT, fold
+from processors.detect.sigma.matcher import FOLDED, FULLTEXT, fold
 
 __all__ = ["Requirement", "RuleIndex", "record_types", "requirement"]
 
@@ -161,9 +161,10 @@ class RuleIndex:
                 table = literals if kind == "lit" else regexes
                 table.setdefault(field, {}).setdefault(text, set()).add(index)
         fields = sorted(set(literals) | set(regexes))
-        self.fields: tuple[tuple[str, _FieldSets], ...] = tuple(
+        self.fields: tuple[tuple[str, str, _FieldSets], ...] = tuple(
             (
                 field,
+                FOLDED + field,
                 _FieldSets(
                     [(text, frozenset(owners)) for text, owners in literals.get(field, {}).items()],
                     [(text, frozenset(owners)) for text, owners in regexes.get(field, {}).items()],
@@ -173,15 +174,22 @@ class RuleIndex:
         )
         self.count = len(reqs)
 
-    def candidates(self, row: Mapping[str, str | None]) -> list[int]:
-        """The indexes (ascending) of the rules that can match ``row``."""
+    def candidates(self, row: dict[str, str | None]) -> list[int]:
+        """The indexes (ascending) of the rules that can match ``row``.
+
+        The folded text of a scanned field is left in the row for the rules' leaves (:data:`FOLDED`).
+        """
         found: set[int] = set(self.always)
-        for field, sets in self.fields:
-            text = row.get(field)
+        get = row.get
+        for field, folded_key, sets in self.fields:
+            text = get(field)
             if text is None:
                 continue
             if sets.literal_set is not None:
-                hits = sets.literal_set.Match(fold(text).encode("utf-8", "surrogatepass"))
+                folded = get(folded_key)
+                if folded is None:
+                    folded = row[folded_key] = fold(text)
+                hits = sets.literal_set.Match(folded.encode("utf-8", "surrogatepass"))
                 if hits:
                     owners = sets.literal_owner
                     for hit in hits:
@@ -192,4 +200,4 @@ class RuleIndex:
                     owners = sets.regex_owner
                     for hit in hits:
                         found.update(owners[hit])
-        return sorted(found)
+        return sorted(found) if len(found) > 1 else list(found)
