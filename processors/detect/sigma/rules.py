@@ -17,12 +17,13 @@ from typing import Any, Final
 import structlog
 import yaml
 from sigma.collection import SigmaCollection
+from sigma.conditions import ConditionValueExpression
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from processors.detect.sigma.correlation import CompiledCorrelation, compile_correlation
-from processors.detect.sigma.matcher import Predicate, UnsupportedRule, compile_condition
+from processors.detect.sigma.matcher import FULLTEXT, Predicate, UnsupportedRule, compile_condition
 from processors.detect.sigma.prefilter import Requirement, requirement
 from processors.detect.sigma.views import rule_source
 
@@ -133,7 +134,8 @@ class CompiledRule:
     tactics: tuple[tuple[str, str], ...] = ()
     path: str = ""
     fields: tuple[str, ...] = ()
-    """The (lowercase) fields the rule's conditions read: the key of repeat suppression."""
+    """The (lowercase) fields the rule's conditions read (``_text`` for keywords): the key of repeat
+    suppression."""
     requirement: Requirement | None = field(default=None, repr=False, compare=False)
     """What a row must contain for the rule to match (:mod:`processors.detect.sigma.prefilter`)."""
     sigma: SigmaRule | None = field(default=None, repr=False, compare=False)
@@ -239,6 +241,9 @@ def compile_rule(rule: SigmaRule, *, path: Path, ruleset: str = "", licence: str
 
 
 def _fields_of(tree: Any) -> set[str]:
+    """The lowercase fields a condition reads (:data:`FULLTEXT` for field-less keywords)."""
+    if isinstance(tree, ConditionValueExpression):
+        return {FULLTEXT}
     field_name = getattr(tree, "field", None)
     found = {field_name.lower()} if isinstance(field_name, str) else set()
     for arg in getattr(tree, "args", None) or ():

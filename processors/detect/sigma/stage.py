@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.detect.sigma.correlation import CompiledCorrelation, CorrelationState, correlate
+from processors.detect.sigma.matcher import FULLTEXT
 from processors.detect.sigma.prefilter import RuleIndex, record_types
 from processors.detect.sigma.rules import CompiledRule, RuleSelection, RuleSet, load_sigma_rules
 from processors.detect.sigma.views import Row, document_views
@@ -113,6 +114,8 @@ class SigmaEngine:
         self._by_source: dict[str, tuple[CompiledRule, ...]] = {k: tuple(v) for k, v in by_source.items()}
         self._wanted = frozenset(self._by_source)
         auditd_rules = self._by_source.get("auditd", ())
+        # auditd rows get their record text only when some auditd rule has field-less keywords
+        self._audit_text = any(FULLTEXT in rule.fields for rule in auditd_rules)
         self._record_types = (
             record_types(
                 condition.parsed
@@ -127,12 +130,12 @@ class SigmaEngine:
             source: RuleIndex(rule.requirement for rule in rules) for source, rules in self._by_source.items()
         }
         self.loaded = RuleSet(rules=list(self.rules))
+        """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
         self._correlations: dict[str, list[tuple[CompiledRule, CompiledCorrelation]]] = {}
         self.suppress_window_s = suppress_window_s
         """Repeats of a rule's alert on a host with the same values in the rule's fields, within this many
         seconds of the alert, are counted instead of raised (the next alert says how many); 0: off."""
         self._silent: frozenset[str] = frozenset()
-        """What loading found (errors, skipped rules), for ``secstream rules lint`` and the logs."""
 
     name = "sigma"
     """The stage's name: the key of its state (the open correlation windows) in a host's snapshot."""
@@ -196,7 +199,7 @@ class SigmaEngine:
         fired: set[str] = set()
         by_source = self._by_source
         index = self._index
-        for source, row in document_views(doc, self._wanted, self._record_types):
+        for source, row in document_views(doc, self._wanted, self._record_types, self._audit_text):
             rules = by_source.get(source)
             if not rules:
                 continue

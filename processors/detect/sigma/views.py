@@ -15,7 +15,8 @@ Sources (:func:`rule_source` maps a rule's ``logsource`` to one):
 * ``file_access``: an auditd open/openat of an existing file for reading only (what ``-w /etc/shadow -p r``
   style watches record).
 * ``auditd``: one row per audit record of the event (SYSCALL, EXECVE, PATH, CWD, PROCTITLE, SOCKADDR, and
-  single-record events such as USER_CMD, ADD_USER, SERVICE_STOP), with the raw record's field names.
+  single-record events such as USER_CMD, ADD_USER, SERVICE_STOP), with the raw record's field names, and
+  the record as ``type=... key=value ...`` text where field-less keywords search.
 * ``syslog`` and ``syslog:<service>``: a syslog record; services are the interpreted service, the program
   name, and ``auth`` for the auth/authpriv facilities. ``keyword``: rules without category and service
   (field-less keywords), which search the message of syslog records.
@@ -157,9 +158,20 @@ def _audit_ids(doc: Mapping[str, Any]) -> Row:
     }
 
 
-def _auditd_rows(doc: Mapping[str, Any], record_types: frozenset[str] | None = None) -> list[Row]:
+def _auditd_rows(
+    doc: Mapping[str, Any], record_types: frozenset[str] | None = None, with_text: bool = False
+) -> list[Row]:
     """One row per audit record; with ``record_types``, only the records whose folded type contains one of
-    them (the others no loaded rule can match, so they are not built)."""
+    them (the others no loaded rule can match, so they are not built). ``with_text``: each row also gets
+    its record as ``type=... key=value ...`` text for field-less keywords."""
+    rows = _audit_record_rows(doc, record_types)
+    if with_text:
+        for row in rows:
+            row[FULLTEXT] = " ".join(f"{key}={value}" for key, value in row.items() if value is not None)
+    return rows
+
+
+def _audit_record_rows(doc: Mapping[str, Any], record_types: frozenset[str] | None) -> list[Row]:
     auditd = doc.get("auditd") or {}
     data: Mapping[str, Any] = auditd.get("data") or {}
     types = [t for t in auditd.get("message_types") or () if isinstance(t, str)]
@@ -245,13 +257,18 @@ def _syslog_row(doc: Mapping[str, Any]) -> Row:
 
 
 def document_views(
-    doc: Mapping[str, Any], wanted: frozenset[str] | None = None, record_types: frozenset[str] | None = None
+    doc: Mapping[str, Any],
+    wanted: frozenset[str] | None = None,
+    record_types: frozenset[str] | None = None,
+    audit_text: bool = True,
 ) -> list[tuple[str, Row]]:
     """Every ``(source, row)`` pair of one event document (none for documents no rule can read).
 
     The syslog row is listed once per source it belongs to (``syslog``, ``keyword``, ``syslog:<service>``).
     ``wanted``: only these sources (None: all); the auditd record rows are not built when unwanted.
     ``record_types``: only the auditd rows whose folded type contains one of these (None: all).
+    ``audit_text``: give auditd rows their record text for field-less keywords (only needed when an auditd
+    rule has keywords).
     """
     event = doc.get("event") or {}
     module = event.get("module")
@@ -268,7 +285,9 @@ def document_views(
     if module != "auditd" or event.get("kind") != "event":
         return []
     views: list[tuple[str, Row]] = (
-        [("auditd", row) for row in _auditd_rows(doc, record_types)] if wanted is None or "auditd" in wanted else []
+        [("auditd", row) for row in _auditd_rows(doc, record_types, audit_text)]
+        if wanted is None or "auditd" in wanted
+        else []
     )
     data = _get(doc, "auditd", "data") or {}
     syscall = data.get("syscall") if isinstance(data, Mapping) else None

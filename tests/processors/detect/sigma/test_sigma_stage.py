@@ -103,3 +103,17 @@ def test_repeats_are_suppressed_within_the_window_and_counted(tmp_path: Path) ->
     alerts = _run(pipeline, writer.lines)
     assert [a["secstream"]["sigma"].get("suppressed_before", 0) for a in alerts] == [0, 3, 0]
     assert len(_run(_pipeline(tmp_path, rule_paths=[str(FIXTURES)]), writer.lines)) == 6
+
+
+def test_auditd_keywords_search_the_record_text(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "kw.yml").write_text(
+        "title: kw\nlogsource: {product: linux, service: auditd}\ndetection:\n"
+        "  sel: {type: EXECVE}\n  keywords: ['a2=password']\n  condition: sel and keywords\n"
+    )
+    writer = AuditWriter("h1")
+    writer.execve(["grep", "-r", "password", "/etc"], pid=5, ppid=4)
+    writer.execve(["grep", "-r", "secret", "/etc"], pid=6, ppid=4)
+    alerts = _run(_pipeline(tmp_path, rule_paths=[str(rules)]), writer.lines)
+    assert [alert["process"]["pid"] for alert in alerts] == [5]
