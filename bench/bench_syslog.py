@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from processors.cmd_line import cmd_speed, risky_cmd_line
-from processors.detectors import CommandSpeedDetector, CommandSpeedState, RiskySudoDetector, RiskySudoState
-from processors.sessions import LogonSessionState, LogonSessionTracker
+from processors.detect.detectors import CommandSpeedDetector, CommandSpeedState, RiskySudoDetector, RiskySudoState
+from processors.detect.sessions import LogonSessionState, LogonSessionTracker
 from processors.syslog import parse_syslog_line
 from processors.syslog_utils import cluster_syslog_logons_df
 
@@ -246,7 +246,7 @@ def _batch(docs: list[dict[str, Any]], rows: int) -> None:
     ours = {
         "risky_cmd_line": lambda: len(risky_cmd_line(strs, log_type="Syslog")),
         "cmd_speed": lambda: len(cmd_speed(frame, cmd_field="Command")),
-        "cluster_syslog_logons_df": lambda: cluster_syslog_logons_df(logons).height,
+        "cluster_syslog_logons_df": lambda: len(cluster_syslog_logons_df(logons)),
     }
     try:
         from msticpy.analysis import syslog_utils as msu

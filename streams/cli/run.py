@@ -61,6 +61,12 @@ def format_summary(result: RunResult) -> str:
         f"  processes:    {tree['live']} live; evicted {tree['evicted_exited']} exited, {tree['evicted_idle']} idle,"
         f" {tree['evicted_overflow']} over the limit; {tree['backfilled']} back-filled"
     )
+    hosts = stats.hosts
+    if hosts["spilled"]:
+        lines.append(
+            f"  hosts:        {hosts['in_memory']} in memory; spilled to disk {hosts['spilled']} times,"
+            f" read back {hosts['restored']} times"
+        )
     hits = sum(v for k, v in stats.enrichment.items() if k.endswith(":hit"))
     lines.append(f"  enrichment:   {hits} hits")
     lines += [f"    {name:<40} {count}" for name, count in _top(stats.enrichment)]
@@ -96,6 +102,9 @@ def run_command(args: argparse.Namespace) -> int:
                 task = bar.add_task("processing", total=total)
                 advance = lambda n: bar.advance(task, n)  # noqa: E731
             result = asyncio.run(_run(config, inputs, sink, advance))
+    except ConfigError as exc:  # e.g. a blocklist or GeoIP database the enrichment stage cannot use
+        sys.stderr.write(f"secstream run: {exc}\n")
+        return 2
     finally:
         sink.close()
     summary = format_summary(result)
