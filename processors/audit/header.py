@@ -3,7 +3,7 @@
 A raw audit line starts with ``[ \\t]*[node=HOST ]type=TYPE msg=audit(SECONDS.FRACTION:SERIAL)``. The event
 a line belongs to is ``(host, serial)``: the ``node=`` value, or the caller's fallback host for a line that
 names none. Every reader of that header follows this module: the parser (:mod:`processors.audit.parse`),
-the route stage and the produce command (``streams.serde``, ``streams.kafka_cli``), and the compiled
+the route stage and the produce command (``streams.serde``, ``streams.cli.kafka``), and the compiled
 tokenizer and router (``native-rs/src/tokenizer.rs``, ``native-rs/src/route.rs``), which say so and are
 held to it by a differential test.
 

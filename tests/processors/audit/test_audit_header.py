@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from streams.kafka_cli import line_host
 
 from processors.audit.header import MAX_EPOCH, MAX_SERIAL, event_key
 from processors.audit.parse import _parse_python, _tokenize, parse_line
 from processors.errors import ParseError
+from streams.cli.kafka import line_host
 from streams.graph import RawLine
 from streams.serde import audit_event_key, pack_audit_records
 from tests.strategies import audit_headers
