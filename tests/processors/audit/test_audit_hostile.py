@@ -14,11 +14,19 @@ from tests.strategies import extreme_int_text, hostile_audit_lines, non_ascii_nu
 
 _CONFIG = load_config(environ={"SECSTREAM_ENRICHMENT__ENABLED": "false"})
 _NOW = 1_700_000_000.0
+_PIPELINES: list[Pipeline] = []
+
+
+def _pipeline() -> Pipeline:
+    """One stage graph for the module (its rules are costly to load); the host state is new for each run."""
+    if not _PIPELINES:
+        _PIPELINES.append(Pipeline(_CONFIG))
+    return _PIPELINES[0]
 
 
 def run(lines: list[str]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """Documents and dead letters of ``lines`` read at ``_NOW``, after shutdown."""
-    pipeline, states = Pipeline(_CONFIG), HostStates()
+    pipeline, states = _pipeline(), HostStates()
     pending = pipeline.audit_lines([RawLine(line, {"line": n}, None, _NOW) for n, line in enumerate(lines)], states)
     pending.extend(pipeline.shutdown(states))
     for doc in [*pending.events, *pending.deadletters]:
