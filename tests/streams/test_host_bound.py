@@ -27,7 +27,8 @@ def _lines(count_hosts: int) -> list[RawLine]:
         for host in hosts:
             for text in sample[round_no * 20 : round_no * 20 + 20]:
                 # node= names the host; each round keeps one host's lines in event order
-                lines.append(RawLine(f"node=h{host} {text.split(' ', 1)[1]}", {}, None, 1.0))
+                # read "now" (after the sample's events): a record dated long after its read time is refused
+                lines.append(RawLine(f"node=h{host} {text.split(' ', 1)[1]}", {}, None, 1.8e9))
     return lines
 
 
