@@ -184,8 +184,10 @@ class DetectionConfig:
     """Rules and stateful detectors."""
 
     rule_files: tuple[str, ...] = ()
-    """Extra rule files (TOML or msticpy's JSON format); the bundled default set is always loaded."""
-    use_default_rules: bool = True
+    """Extra regex rule files (TOML or msticpy's JSON format)."""
+    use_default_rules: bool = False
+    """Also load the regex rules of earlier versions (processors/detect/data/default.toml). The project's
+    Sigma pack (``[detection.sigma]``) covers them without their false positives, so they are off."""
     speed_events: int = 10
     """Command-speed detector: this many commands ..."""
     speed_window_s: float = 5.0

@@ -89,10 +89,10 @@ class TestBundledSamples:
         assert {
             "Download piped to a shell",
             "Base64-decoded payload piped to a shell",
-            "Reverse shell through /dev/tcp or /dev/udp",
-            "SSH authorized_keys modified",
+            "Shell with an outbound network connection",  # the base64 reverse shell
+            "SSH authorized_keys modified by a command",
             "Local account created",
-            "Cron persistence",
+            "Cron persistence by command",
             "System logs wiped",
             "Shell history cleared or disabled",
             "Rapid command execution",
