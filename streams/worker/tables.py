@@ -315,6 +315,10 @@ class HostStateStore:
             self._states.pop(host, None)
             self._persisted.pop(host, None)
 
+    def cached(self) -> dict[str, HostState]:
+        """The host states in memory (those of the assigned partitions that were used), by host."""
+        return self._states
+
     def hosts(self) -> list[str]:
         """Hosts with a cached state."""
         return list(self._states)

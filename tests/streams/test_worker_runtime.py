@@ -242,7 +242,7 @@ class TestSnapshotCadence:
         async def batch_at(t: float) -> None:
             now[0] = 1_700_000_000.0 + t
             value, headers = encode_internal([RawLine(AUDIT % (next(offset), 7))])
-            message = SimpleNamespace(tp=tp, offset=next(offset), value=value, headers=headers)
+            message = SimpleNamespace(tp=tp, offset=next(offset), key=b"h", value=value, headers=headers)
             await runtime.audit_batch([SimpleNamespace(message=message, ack=lambda: None)])
 
         for t in (0.0, 1.0, 1.9):
