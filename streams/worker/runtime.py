@@ -201,9 +201,9 @@ ORDER_MAX_WAIT_S = 30.0
 stopped or unowned raw partition) before it goes to the coalescer anyway, counted. Below the ack-hold
 timeout (60 s at least), so that a held line is never acked before it is processed."""
 
-ORDER_MAX_LINES = 200_000
-"""Most audit lines one internal partition holds back for event-time order (about 300 bytes each);
-above it the oldest go to the coalescer anyway, counted and logged."""
+ORDER_MAX_LINES = 100_000
+"""Most audit lines one internal partition holds back for event-time order (under 1 KB each with their
+source and key, so under 100 MB); above it the oldest go to the coalescer anyway, counted."""
 
 
 def _has_header(headers: Any, name: str) -> bool:
@@ -521,9 +521,7 @@ class WorkerRuntime:
                     routed_at = getattr(message, "timestamp", None) or now
                     order.add(host, raw, routed_at, now, message.offset)
                     hosts.append(host)
-                lines = order.release(now, hosts)
-                for line in lines:  # the coalescer's idle flush counts from when a line is handed over
-                    line.received = now
+                lines = self._release(tp, order, now, hosts)
                 self._last_offset[tp] = tp_events[-1].message.offset
                 await self._run(tp, functools.partial(self._audit_lines, lines), free)
                 self.metrics.observe_lag(tp, self._last_offset[tp], self.highwater(tp))
@@ -538,6 +536,25 @@ class WorkerRuntime:
                 counters=self.order_counters,
             )
         return order
+
+    def _release(self, tp: Any, order: EventTimeOrder, now: float, hosts: list[str] | None) -> list[RawLine]:
+        """The lines ``order`` hands over now, stamped with the time they reach the coalescer (its idle
+        flush counts from then); a bound that forced lines out is logged."""
+        counters = self.order_counters
+        before = counters.forced_wait, counters.forced_memory
+        lines = order.release(now, hosts)
+        for line in lines:
+            line.received = now
+        if (counters.forced_wait, counters.forced_memory) != before:
+            log.warning(
+                "order.forced",
+                partition=tp.partition,
+                waited=counters.forced_wait - before[0],
+                over_memory=counters.forced_memory - before[1],
+                held=order.queued(),
+                hint="a raw partition is stopped or far behind: these lines may make late fragments",
+            )
+        return lines
 
     def _order_gauges(self) -> Iterator[tuple[Any, int, float]]:
         """(internal partition, lines held, watermark lag in event-time seconds) per audit partition."""
@@ -595,9 +612,7 @@ class WorkerRuntime:
         order = self._orders.get(tp)
         if order is None:
             return self.pipeline.tick(view, now)
-        lines = order.release(now)
-        for line in lines:
-            line.received = now
+        lines = self._release(tp, order, now, None)
         pending = self.pipeline.audit_lines(lines, view) if lines else Pending()
         quiet = PartitionView(self.store, {h for h in self._hosts[tp] if not order.waiting(h)}, tp.partition)
         pending.extend(self.pipeline.tick(quiet, now))

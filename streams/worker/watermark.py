@@ -6,34 +6,36 @@ speeds, so the lines of a host reach its internal partition interleaved in an or
 an ``EOE`` before the ``PATH`` it closes, or a later event that pushes the host's event time past the
 2 s coalescing timeout of an event whose other records wait in a slower partition.
 
-:class:`EventTimeOrder` (one per internal by-host partition) holds each host's lines in one queue per raw
-partition and hands them to the coalescer merged by their *order key* (event time, serial, the record
-type's place in the kernel's write order, the PATH item or first EXECVE argument, the bytes) only once no
-raw partition can still carry a line of that host with a smaller key. A raw partition ``p`` stops holding
-host ``h`` back at key ``k`` when (the low watermark over raw partitions, per host):
+:class:`EventTimeOrder` (one per internal by-host partition) holds each host's lines and hands them to the
+coalescer sorted by their *order key* (event time, serial, the record type's place in the kernel's write
+order, the PATH item or first EXECVE argument, the bytes) once no raw partition can still carry a line of
+that host with a smaller key: the host's watermark, the lowest over the raw partitions. A raw partition
+``p`` stops holding host ``h`` back at key ``k`` when
 
-* ``p`` has carried a line of ``h`` with a key at or above ``k`` (each raw partition is read in order);
+* ``p`` has carried a line of ``h`` more than ``slack_s`` of event time after ``k`` (each raw partition
+  is read in order, but auditd writes concurrent events' records a few ms out of order);
 * the route stage said that ``p`` was read to its end at a moment after the line with key ``k`` was
-  routed (*caught-up marks*: :func:`mark_value`, sent after every routed batch and as a heartbeat while
-  ``p`` is quiet): anything of ``h`` sent before that line is then already here;
+  routed (*caught-up marks*: :func:`mark_value`, written after every routed batch and every
+  ``MARK_INTERVAL_S`` while ``p`` is quiet): anything of ``h`` sent before that line is then here;
 * ``p`` never carried ``h`` and the newest event time routed from ``p`` is more than ``lateness_s``
   past ``k`` (a keyed or quiet host in a backlog: other hosts' lines show how far ``p`` has got);
-* the line has waited ``max_wait_s`` (a raw partition stopped or unowned: counted as ``wait``), or the
-  partition holds more than ``max_lines`` lines (counted as ``memory``); lines released this way may
-  make late fragments, which the coalescer counts as always.
+* the line has waited ``max_wait_s`` (a raw partition stopped or unowned: counted as ``forced_wait``),
+  or the partition holds more than ``max_lines`` lines (the oldest go: ``forced_memory``); lines that go
+  early may make late fragments, which the coalescer counts as always.
 
-Lines re-routed after a route-stage crash or rebalance (a raw offset already seen from that partition)
-are dropped here and counted (``rerouted``): they would come after newer lines of their partition.
+Until a mark has said how many partitions the raw topic has, every line waits (a worker that starts, or
+takes an internal partition over, may read lines of two raw partitions before it learns there are four).
+Lines re-routed after a route-stage crash or rebalance (a raw offset already taken from that partition)
+are dropped and counted (``rerouted``): they would come after newer lines of their partition.
 
-Nothing here is persisted. At-least-once, a held line's internal record is not acked (its event is not
-out), so after a crash the lines are read again and the order is rebuilt; marks are resent every
-``MARK_INTERVAL_S``.
+Nothing here is persisted: a held line's internal record is never acked, so after a crash or a rebalance
+the lines are read again and the order is rebuilt; the marks come again every ``MARK_INTERVAL_S``.
 """
 
 from __future__ import annotations
 
-import heapq
 import re
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +72,7 @@ _BOTTOM: Final[OrderKey] = (-1, 0, 0, 0, 0, b"")
 _HEAD: Final = re.compile(
     rb"[ \t]*(?:node=\S+ )?type=(\S+) msg=audit\(([0-9]{1,12})(?:\.([0-9]{1,9}))?:([0-9]{1,20})\)"
 )
+_NANOS: Final = [10 ** (9 - digits) for digits in range(10)]
 _ITEM: Final = re.compile(rb" item=([0-9]{1,9})")
 _ARG: Final = re.compile(rb" a([0-9]{1,9})[=\[_]")
 
@@ -110,25 +113,21 @@ _RANK: Final[dict[bytes, int]] = {
 }
 
 
-def _data(line: RawLine) -> bytes:
-    return line.data if isinstance(line.data, bytes) else line.data.encode("utf-8", "surrogateescape")
-
-
 def order_key(data: bytes) -> OrderKey | None:
     """The order key of an audit line, or None when it has no audit header."""
     match = _HEAD.match(data)
     if match is None:
         return None
     rtype, seconds, fraction, serial = match.groups()
-    nanos = int(fraction.ljust(9, b"0")) if fraction else 0
     rank = _RANK.get(rtype, 0)
     index = 0
     if rank == 8:
         item = _ITEM.search(data, match.end())
         index = int(item.group(1)) if item else 0
-    elif rtype == b"EXECVE":
+    elif rank == 3 and rtype == b"EXECVE":
         arg = _ARG.search(data, match.end())
         index = int(arg.group(1)) if arg else 0
+    nanos = int(fraction) * _NANOS[len(fraction)] if fraction else 0
     return int(seconds), nanos, int(serial), rank, index, data
 
 
@@ -179,6 +178,10 @@ everything routed before them. Costs only holding time in a backlog: live input 
 RawPartition = tuple[str, int]
 
 
+def _entry_key(entry: tuple[OrderKey, int, RawLine, list[int]]) -> OrderKey:
+    return entry[0]
+
+
 @dataclass(slots=True)
 class _Source:
     """One raw partition as seen by one host."""
@@ -192,7 +195,10 @@ class _Source:
 @dataclass(slots=True)
 class _Host:
     held: list[tuple[OrderKey, int, RawLine, list[int]]] = field(default_factory=list)
-    """The held lines, a heap by order key: (key, arrival number, line, its record's entry)."""
+    """The held lines, (key, arrival number, line, its record's entry), sorted by key unless ``unsorted``
+    (lines are appended as they come and sorted when released: nearly sorted, so a sort is about linear,
+    and it runs in C, where a heap costs two Python calls a line)."""
+    unsorted: bool = False
     sources: dict[RawPartition, _Source] = field(default_factory=dict)
     seen: OrderKey = _BOTTOM
     """The largest key taken for this host."""
@@ -207,7 +213,6 @@ class _Host:
 
 @dataclass(slots=True)
 class _Progress:
-    partitions: int = 0
     caught_up_at: float | None = None
     event_time: float | None = None
 
@@ -254,6 +259,8 @@ class EventTimeOrder:
         self._progress: dict[RawPartition, _Progress] = {}
         self._queued = 0
         self._taken = 0
+        self._counted: set[str] = {""}
+        """Raw topics whose partitions a mark has listed (lines with no raw topic need no order)."""
         self._records: deque[list[int]] = deque()
         """[internal offset, lines of it still held] per taken record, in offset order."""
         self._holding: dict[int, list[int]] = {}
@@ -275,33 +282,42 @@ class EventTimeOrder:
         state = self._hosts.get(host)
         if state is None:
             state = self._hosts[host] = _Host()
-        taken = 0
+        sources, seen, number = state.sources, state.seen, self._taken
+        append = state.held.append
+        source_state = _Source()  # replaced at the first line: ``raw`` starts as no partition
+        raw: RawPartition | None = None
         for line in lines:
             source = line.source
-            raw: RawPartition = (str(source.get("topic", "")), int(source.get("partition", -1)))
-            queue_state = state.sources.get(raw)
-            if queue_state is None:
-                queue_state = state.sources[raw] = _Source()
-                if raw not in self._progress:
-                    self._progress[raw] = _Progress()
+            where = (source.get("topic", ""), source.get("partition", -1))
+            if where != raw:  # a record's lines come from one raw partition (one route batch) as a rule
+                raw = where
+                known = sources.get(raw)
+                if known is None:
+                    known = sources[raw] = _Source()
+                    self._progress.setdefault(raw, _Progress())
+                source_state = known
             raw_offset = source.get("offset")
             if raw_offset is not None:
-                position = (int(raw_offset), int(source.get("line", 0)))
-                if position <= queue_state.position:
+                position = (raw_offset, source.get("line", 0))
+                if position <= source_state.position:
                     self.counters.rerouted += 1
                     continue
-                queue_state.position = position
-            key = order_key(_data(line))
+                source_state.position = position
+            data = line.data
+            key = order_key(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape"))
             if key is None:  # not an audit line (a dead letter to be): it keeps its place in its partition
-                key = queue_state.high
-            elif key > queue_state.high:
-                queue_state.high = key
-            self._taken += 1
-            heapq.heappush(state.held, (key, self._taken, line, record))
-            if key > state.seen:
-                state.seen = key
-            taken += 1
+                key = source_state.high
+            elif key > source_state.high:
+                source_state.high = key
+                if key > seen:
+                    seen = key
+            number += 1
+            append((key, number, line, record))
+        taken = number - self._taken
+        self._taken = number
+        state.seen = seen
         if taken:
+            state.unsorted = True
             record[1] = taken
             self._records.append(record)
             self._holding[offset] = record
@@ -315,8 +331,8 @@ class EventTimeOrder:
         topic, partition, count = str(data["t"]), int(data["p"]), int(data["n"])
         for number in range(count):
             self._progress.setdefault((topic, number), _Progress())
+        self._counted.add(topic)
         progress = self._progress[(topic, partition)]
-        progress.partitions = count
         event_time = data.get("e")
         if event_time is not None and (progress.event_time is None or event_time > progress.event_time):
             progress.event_time = float(event_time)
@@ -394,6 +410,8 @@ class EventTimeOrder:
         """The host's watermark: the smallest key some raw partition may still carry."""
         bound: OrderKey | None = None
         for raw, progress in self._progress.items():
+            if raw[0] not in self._counted:  # which partitions the raw topic has is not known yet
+                return _BOTTOM
             source = state.sources.get(raw)
             if source is not None:  # lines of one raw partition may be out of order by up to slack_s
                 limit = _time_key(_key_time(source.high) - self.slack_s) if self.slack_s else source.high
@@ -440,20 +458,22 @@ class EventTimeOrder:
     def _emit(self, state: _Host, bound: OrderKey, out: list[RawLine], counted: str | None) -> None:
         """Move every held line with a key at or below ``bound`` to ``out``, in order key order."""
         held = state.held
-        count = 0
-        last = state.released
-        while held and held[0][0] <= bound:
-            key, _, line, record = heapq.heappop(held)
-            out.append(line)
-            count += 1
-            record[1] -= 1
-            if not record[1]:
-                self._holding.pop(record[0], None)
-            if key > last:
-                last = key
+        if state.unsorted:
+            held.sort()
+            state.unsorted = False
+        count = bisect_right(held, bound, key=_entry_key)
         if not count:
             return
-        state.released = last
+        released = held[:count]
+        del held[:count]
+        holding = self._holding
+        for _, _, line, record in released:
+            out.append(line)
+            record[1] -= 1
+            if not record[1]:
+                del holding[record[0]]
+        if released[-1][0] > state.released:
+            state.released = released[-1][0]
         state.queued -= count
         self._queued -= count
         if counted == "wait":

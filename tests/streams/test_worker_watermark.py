@@ -253,8 +253,19 @@ class TestRules:
         assert [order_key(line.data)[2] for line in released if isinstance(line.data, bytes)] == [0, 1]  # type: ignore[index]
         assert order.counters.forced_memory == 2 and order.queued() == 3
 
+    def test_lines_wait_until_a_mark_lists_the_raw_topics_partitions(self) -> None:
+        """A worker that starts (or takes a partition over) may read lines of two raw partitions before it
+        knows there are four: nothing goes out before a mark says how many there are."""
+        order = _order(slack_s=0.0)
+        order.add("h", [_raw(_line("h", 1000, 1), 0, 0)], 1.0, 1.0, 0)
+        order.add("h", [_raw(_line("h", 9000, 2), 1, 0)], 1.0, 1.0, 1)
+        assert order.release(1.0) == []
+        order.mark(mark_value(RAW, 1, 2, None, None))
+        assert len(order.release(1.0)) == 1
+
     def test_re_routed_copies_are_dropped_and_counted(self) -> None:
         order = _order(slack_s=0.0)
+        order.mark(mark_value(RAW, 0, 1, None, None))
         lines = [_raw(_line("h", 1000, n), 0, n) for n in range(3)]
         order.add("h", lines, 1.0, 1.0, 0)
         order.add("h", [_raw(_line("h", 1000, n), 0, n) for n in range(1, 4)], 2.0, 2.0, 1)
