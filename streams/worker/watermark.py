@@ -414,7 +414,8 @@ class EventTimeOrder:
                 return _BOTTOM
             source = state.sources.get(raw)
             if source is not None:  # lines of one raw partition may be out of order by up to slack_s
-                limit = _time_key(_key_time(source.high) - self.slack_s) if self.slack_s else source.high
+                high = source.high
+                limit = _time_key(_key_time(high) - self.slack_s) if self.slack_s and high != _BOTTOM else high
             elif progress.event_time is not None:
                 limit = _time_key(progress.event_time - self.lateness_s)
             else:
