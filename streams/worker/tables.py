@@ -320,11 +320,12 @@ class HostStateStore:
     def _restore(self, host: str, partition: int, raw: bytes) -> HostState | None:
         try:
             data = loads(raw)
+            done = data.pop("coalescer_done", None)  # ours, not a stage's part
             state = HostState.from_durable_snapshot(data)
             if "coalescer" in data:
                 state.coalescer = CoalescerState.from_snapshot(data["coalescer"])
-            elif "coalescer_done" in data:
-                state.coalescer = CoalescerState.from_snapshot(data["coalescer_done"])
+            elif done is not None:
+                state.coalescer = CoalescerState.from_snapshot(done)
         except Exception as exc:  # bytes from another process or version: never a reason to stop the worker
             self._unreadable(host, partition, repr(exc)[:200])
             return None
