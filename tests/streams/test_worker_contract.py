@@ -49,6 +49,7 @@ class _Broker:
         self.partitions = partitions
         self.topics: dict[tuple[str, int], list[OutRecord]] = {}
         self.acked = 0
+        self.metrics = ""
 
     def partition_of(self, record: OutRecord) -> int:
         if record.partition is not None:
@@ -174,6 +175,7 @@ async def _worker(
     for tp in sorted(internal):
         await process(tp)
     await runtime.shutdown()
+    broker.metrics = runtime.metrics.render().decode()
     return broker, runtime.stats(), runtime.order_counters
 
 
@@ -215,3 +217,15 @@ def test_embedded_runner_and_worker_runtime_agree(config: SecstreamConfig, tmp_p
     assert dead == [(d["event"]["reason"], d["event"]["original"]) for d in expected.deadletters] != []
     for name in ("lines_in", "events_out", "detections", "bad_input", "audit", "proctree"):
         assert getattr(stats, name) == getattr(expected_stats, name), name
+
+
+def test_metrics_show_the_state_counters_and_the_order(config: SecstreamConfig) -> None:
+    """The worker's /metrics: the coalescers' counters and the trackers' evictions (read from the host
+    states, as the embedded runner reads them at the end), and the event-time order's families."""
+    broker, stats, _ = asyncio.run(_worker(config, _lines(), 0))
+    completed = stats.audit["completed"]
+    assert completed > 0
+    assert f'secstream_audit_records_total{{kind="completed"}} {float(completed)}' in broker.metrics
+    assert 'secstream_evictions_total{kind="evicted_exited"}' in broker.metrics
+    assert 'secstream_event_order_lines_total{reason="forced_wait"} 0.0' in broker.metrics
+    assert 'secstream_watermark_lag_seconds{partition="0",topic="secstream-auditd-by-host"}' in broker.metrics
