@@ -38,6 +38,7 @@ from processors.detect.detectors import (
 )
 from processors.detect.rules import RuleEngine, default_rules_path, load_rules
 from processors.detect.sessions import LogonSessionSettings, LogonSessionTracker
+from processors.detect.sigma import RuleSelection, SigmaEngine
 from processors.detect.stage import DetectionStage
 from processors.enrich.enricher import Enricher
 from processors.errors import ParseError, SecstreamError
@@ -332,12 +333,25 @@ class Pipeline:
                 )
             ),
             RuleEngine(rules),
+            self._sigma_stage(config),
             CommandSpeedDetector(
                 CommandSpeedSettings(events=config.detection.speed_events, time_s=config.detection.speed_window_s)
             ),
             RiskySudoDetector(RiskySudoSettings()),
         )
         self.ioc_extractor = IocExtractor()
+
+    @staticmethod
+    def _sigma_stage(config: SecstreamConfig) -> SigmaEngine:
+        """The Sigma rules of ``[detection.sigma]`` (bad rules are logged and left out)."""
+        sigma = config.detection.sigma
+        if not sigma.enabled:
+            return SigmaEngine(())
+        selection = RuleSelection(sigma.ids, sigma.exclude_ids, sigma.tags, sigma.statuses, sigma.min_level)
+        paths = [config.resolve_path(path) for path in sigma.rule_paths]
+        return SigmaEngine.load(
+            paths, selection, with_project_rules=sigma.use_project_rules, suppress_window_s=sigma.suppress_window_s
+        )
 
     # -- synchronous stages -------------------------------------------------------------------
 
@@ -467,6 +481,8 @@ class Pipeline:
         events = pending.events
         if self.enricher is not None and events:
             events = await self.enricher.enrich(events)
+            # Misses are not written into documents: the enricher counts every outcome.
+            self.stats.enrichment = Counter(self.enricher.outcomes)
         outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
             state = states[doc["host"]["name"]]
@@ -512,7 +528,5 @@ class Pipeline:
         for doc in outputs.events:
             event = doc["event"]
             self.stats.events_out[f"{event['module']}:{event.get('action', 'unknown')}"] += 1
-            for enrichment in doc.get("threat", {}).get("enrichments", ()):
-                self.stats.enrichment[f"{enrichment['provider']}:{enrichment['status']}"] += 1
         for doc in outputs.detections:
             self.stats.detections[doc["rule"]["id"]] += 1
