@@ -321,6 +321,7 @@ def create_app(
         commits_in_transactions=exactly_once,
         batch_size=worker.batch_size,
         batch_within_s=worker.batch_within_s,
+        marks=runtime.route_marks,
     )
     app.raw_router = router
     app.raw_topics = (topics.raw_auditd, topics.raw_syslog)
