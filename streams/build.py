@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from processors.enrich.cache import CacheSettings
-from processors.enrich.enricher import Enricher, EnricherSettings
+from processors.enrich.enricher import Enricher
 from processors.enrich.http import HttpSettings
 from processors.enrich.ratelimit import RateLimits
 from processors.geoip import GeoLiteLookup
 from processors.tilookup import TILookup
 from processors.tiproviders import OTX, GreyNoise, LocalBlocklist, TIProvider, VirusTotal, XForce
-from streams.config import ProviderConfig, SecstreamConfig
+from streams.config import ProviderConfig, SecstreamConfig, enricher_settings
 from streams.graph import Pipeline
 from streams.logging import get_logger
 
@@ -81,7 +81,7 @@ def build_enricher(config: SecstreamConfig) -> Enricher | None:
     providers = build_ti_providers(config)
     ti = TILookup(primary_providers=providers) if providers else None
     log.info("enrichment.configured", providers=[p.name for p in providers], geoip=geoip is not None)
-    return Enricher(EnricherSettings(max_wait_s=enrichment.max_wait_s), geoip=geoip, ti=ti)
+    return Enricher(enricher_settings(config), geoip=geoip, ti=ti)
 
 
 async def build_pipeline(config: SecstreamConfig) -> Pipeline:
