@@ -86,10 +86,13 @@ class TestEnvironmentOverrides:
         )
         assert "sekrit" not in repr(config)
 
-    def test_list_from_env(self) -> None:
+    def test_list_from_env(self, tmp_path: Path) -> None:
         """List settings accept comma-separated values from the environment."""
-        config = load_config(environ={"SECSTREAM_DETECTION__RULE_FILES": "a.toml,b.json"})
-        assert config.detection.rule_files == ("a.toml", "b.json")
+        first, second = tmp_path / "a.toml", tmp_path / "b.json"
+        first.write_text("")
+        second.write_text("{}")
+        config = load_config(environ={"SECSTREAM_DETECTION__RULE_FILES": f"{first},{second}"})
+        assert config.detection.rule_files == (str(first), str(second))
 
 
 class TestResolvePath:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import hashlib
 import re
 from collections import Counter
 from pathlib import Path
@@ -187,8 +188,14 @@ class TestBadInput:
         result = await _run([InputSpec(str(path), "auditd")], tmp_path / "out")
         docs = _validate_all(tmp_path / "out")
         originals = Counter(base64.b64decode(d["secstream"]["original_base64"]) for d in docs["deadletter"])
+        long_line = bad.pop(2).rstrip(b"\n")
         for line in bad:
             assert originals[line.rstrip(b"\n")] == 1, line[:60]
+        # The line over input.max_line_bytes was never read whole: its head, size and digest are kept.
+        (cut,) = [d for d in docs["deadletter"] if d["secstream"].get("original_truncated")]
+        assert base64.b64decode(cut["secstream"]["original_base64"]) == long_line[:65536]
+        assert cut["secstream"]["original_size"] == len(long_line)
+        assert cut["secstream"]["original_sha256"] == hashlib.sha256(long_line).hexdigest()
         assert all(d["event"]["reason"] for d in docs["deadletter"])
         assert all(d["secstream"]["source"]["file"] == str(path) for d in docs["deadletter"])
         assert sum(result.stats.bad_input.values()) == len(docs["deadletter"])
