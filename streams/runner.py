@@ -68,7 +68,9 @@ class InputSpec:
 
 def _open_binary(path: str) -> BinaryIO:
     if path == _STDIN:
-        return sys.stdin.buffer
+        # A reader of its own on a copy of the descriptor: the daemon thread that may still be blocked in it
+        # at exit holds only this object's lock, never sys.stdin's, which the interpreter takes at shutdown.
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     if not Path(path).is_fifo():  # a pipe cannot be probed and reopened; live input is never gzip
         with Path(path).open("rb") as probe:
             if probe.read(2) == b"\x1f\x8b":
