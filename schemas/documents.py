@@ -48,7 +48,8 @@ _EXACT_EPOCH_LIMIT = 2.0**33
 
 def _iso_timestamp_datetime(epoch_seconds: float) -> str:
     moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime("%Y"): glibc writes the year 1 as "1", and ISO 8601 needs four digits.
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def iso_timestamp(epoch_seconds: float) -> str:
