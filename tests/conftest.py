@@ -1,4 +1,4 @@
-"""Shared fixtures: the msticpy test data in ../shared (skipped where absent), hypothesis profiles, a real Kafka broker."""
+"""Shared fixtures: msticpy test data in ../shared (skipped where absent), hypothesis profiles, a Kafka broker."""
 
 from __future__ import annotations
 
