@@ -101,6 +101,8 @@ def run_command(args: argparse.Namespace) -> int:
         if getattr(args, "year", None) is not None:
             config = with_syslog_year(config, args.year)
         inputs = _inputs(args)
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ConfigError(f"--out {args.out} is a file, not a directory")
     except ConfigError as exc:
         sys.stderr.write(f"secstream run: {exc}\n")
         return 2
