@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from processors.base64unpack import unpack
+from processors.ioc.observables import analyze_text
 from processors.iocextract import IoCExtract
-from processors.observables import analyze_text
 
 SHARED_TYPES = ["ipv4", "md5_hash", "sha1_hash", "sha256_hash", "url", "dns"]
 

@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from processors.cmd_line import cmd_speed, risky_cmd_line
-from processors.detectors import CommandSpeedDetector, CommandSpeedState, RiskySudoDetector, RiskySudoState
-from processors.sessions import LogonSessionState, LogonSessionTracker
+from processors.detect.detectors import CommandSpeedDetector, CommandSpeedState, RiskySudoDetector, RiskySudoState
+from processors.detect.sessions import LogonSessionState, LogonSessionTracker
 from processors.syslog import parse_syslog_line
 from processors.syslog_utils import cluster_syslog_logons_df
 

@@ -24,9 +24,9 @@ from typing import Any
 import polars as pl
 import structlog
 
-from processors.base64unpack import Base64Settings, unpack_text
+from processors.detect.rules import RuleEngine, load_rules, reference_rules_path
 from processors.errors import MsticpyException
-from processors.rules import RuleEngine, load_rules, reference_rules_path
+from processors.ioc.unpack import Base64Settings, unpack_text
 
 __all__ = ["RiskyCommands", "base64_layers", "cmd_speed", "risky_cmd_line", "to_polars"]
 
@@ -103,7 +103,7 @@ def risky_cmd_line(
         events: DataFrame (polars or pandas) with ``TimeGenerated`` and ``cmd_field``.
         log_type: the log type of the data; must be a key of the rules file (``"Syslog"``).
         detection_rules: rules file, msticpy's ``{"Syslog": [regex, ...]}`` or secstream's format
-            (default: ``config/rules/cmd_line_rules.json``, msticpy's five rules).
+            (default: ``processors/detect/data/cmd_line_rules.json``, msticpy's five rules).
         cmd_field: the column holding the command lines.
 
     Returns:

@@ -3,7 +3,7 @@
 Same names, parameters and column names as msticpy, with these deliberate differences:
 
 * :func:`cluster_syslog_logons_df` pairs session opens and closes with the stream
-  :class:`processors.sessions.LogonSessionTracker` - by host, PAM service, user and process id - instead
+  :class:`processors.detect.sessions.LogonSessionTracker` - by host, PAM service, user and process id - instead
   of by order. msticpy accepts the first session unconditionally and then drops every session that starts
   before the previous one ended, so overlapping sessions are lost or given another session's end. The
   frame has msticpy's ``User, Start, End`` (naive UTC datetimes) plus ``Host`` and ``Service``.
@@ -24,9 +24,10 @@ from typing import Any
 import polars as pl
 
 from processors.cmd_line import RiskyCommands, to_polars
+from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
+from processors.document import event_epoch
 from processors.entities import GeoLocation, Host, IpAddress
 from processors.errors import MsticpyException, ParseError
-from processors.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker, event_epoch
 from processors.syslog.parse import parse_time, syslog_row_to_event
 
 __all__ = ["cluster_syslog_logons_df", "convert_to_ip_entities", "create_host_record", "risky_sudo_sessions"]

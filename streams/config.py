@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from processors.audit import CoalescerSettings
-from processors.detectors import CommandSpeedSettings, RiskySudoSettings
+from processors.detect.detectors import CommandSpeedSettings, RiskySudoSettings
+from processors.detect.sessions import LogonSessionSettings
 from processors.enrich.enricher import EnricherSettings
 from processors.errors import ConfigError
 from processors.proctree import ProcessTrackerSettings
-from processors.sessions import LogonSessionSettings
 
 __all__ = [
     "CoalescerConfig",
@@ -170,7 +170,7 @@ class ProcessTreeConfig:
 
 @dataclass(frozen=True, slots=True)
 class SessionsConfig:
-    """Logon and sudo session tracking (:class:`~processors.sessions.LogonSessionSettings`)."""
+    """Logon and sudo session tracking (:class:`~processors.detect.sessions.LogonSessionSettings`)."""
 
     max_per_host: int = _SESSIONS.max_sessions_per_host
     session_ttl_s: float = _SESSIONS.ttl_s
@@ -182,7 +182,7 @@ class SessionsConfig:
 
 @dataclass(frozen=True, slots=True)
 class RiskySudoConfig:
-    """The risky-sudo detector (:class:`~processors.detectors.RiskySudoSettings`)."""
+    """The risky-sudo detector (:class:`~processors.detect.detectors.RiskySudoSettings`)."""
 
     services: tuple[str, ...] = _SUDO.services
     """Session services that count as privilege elevation."""

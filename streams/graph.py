@@ -29,19 +29,18 @@ from processors.audit import (
     decode_late,
     parse_line,
 )
-from processors.detectors import (
+from processors.detect.detectors import (
     CommandSpeedDetector,
-    CommandSpeedState,
     RiskySudoDetector,
-    RiskySudoState,
 )
+from processors.detect.rules import RuleEngine, default_rules_path, load_rules
+from processors.detect.sessions import LogonSessionTracker
+from processors.detect.stage import DetectionStage
 from processors.enrich.enricher import Enricher
 from processors.errors import ConfigError, ParseError, SecstreamError
-from processors.iocextract import IoCExtract
-from processors.observables import annotate_event
+from processors.ioc.extract import IocExtractor
+from processors.ioc.observables import annotate_event
 from processors.proctree import ProcessTracker, ProcessTrackerState
-from processors.rules import RuleEngine, default_rules_path, load_rules
-from processors.sessions import LogonSessionState, LogonSessionTracker
 from processors.syslog import parse_syslog_line
 from schemas.codecs import dumps_line
 from schemas.documents import dead_letter
@@ -90,35 +89,32 @@ class RawLine:
 
 @dataclass(slots=True)
 class HostState:
-    """Everything the stateful stages remember about one host."""
+    """Everything the stateful stages remember about one host.
+
+    ``detect`` holds the state of each detection stage (:mod:`processors.detect.stage`) by the stage's
+    name; :meth:`Pipeline.stage_state` creates it on first use, or restores it from ``restored``, the
+    snapshot parts read back from a changelog that no stage has asked for yet.
+    """
 
     coalescer: CoalescerState = field(default_factory=CoalescerState)
     tracker: ProcessTrackerState = field(default_factory=ProcessTrackerState)
-    sessions: LogonSessionState = field(default_factory=LogonSessionState)
-    speed: CommandSpeedState = field(default_factory=CommandSpeedState)
-    sudo: RiskySudoState = field(default_factory=RiskySudoState)
+    detect: dict[str, Any] = field(default_factory=dict)
+    restored: dict[str, Any] = field(default_factory=dict)
 
     def durable_snapshot(self) -> dict[str, Any]:
-        """The long-lived part (process tree, sessions, detectors) as plain data for a changelog table.
+        """The long-lived part (process tree, detection stages) as plain data for a changelog table.
 
         Coalescer buffers are short-lived and protected by delayed acks instead (see ``streams.worker``).
         """
-        return {
-            "tracker": self.tracker.snapshot(),
-            "sessions": self.sessions.snapshot(),
-            "speed": self.speed.snapshot(),
-            "sudo": self.sudo.snapshot(),
-        }
+        snapshot = {"tracker": self.tracker.snapshot(), **self.restored}
+        snapshot.update((name, state.snapshot()) for name, state in self.detect.items())
+        return snapshot
 
     @classmethod
     def from_durable_snapshot(cls, data: dict[str, Any]) -> HostState:
         """Rebuild a host's state from :meth:`durable_snapshot` (with an empty coalescer)."""
-        return cls(
-            tracker=ProcessTrackerState.from_snapshot(data["tracker"]),
-            sessions=LogonSessionState.from_snapshot(data["sessions"]),
-            speed=CommandSpeedState.from_snapshot(data["speed"]),
-            sudo=RiskySudoState.from_snapshot(data["sudo"]),
-        )
+        restored = {name: part for name, part in data.items() if name not in ("tracker", "coalescer")}
+        return cls(tracker=ProcessTrackerState.from_snapshot(data["tracker"]), restored=restored)
 
 
 class HostStates(MutableMapping[str, HostState]):
@@ -223,9 +219,6 @@ class Pipeline:
         """The latest audit event time seen that is not ahead of its line's receive time (None: none yet)."""
         self.coalescer = Coalescer(coalescer_settings(config))
         self.tracker = ProcessTracker(tracker_settings(config))
-        self.sessions = LogonSessionTracker(sessions_settings(config))
-        self.speed = CommandSpeedDetector(command_speed_settings(config))
-        self.sudo = RiskySudoDetector(risky_sudo_settings(config))
         rules = []
         if config.detection.use_default_rules:
             rules.extend(load_rules(default_rules_path()))
@@ -236,8 +229,16 @@ class Pipeline:
             except ConfigError as error:  # name the file: the rule loader's reason may not
                 reason = error.reason if str(path) in error.reason else f"{path}: {error.reason}"
                 raise ConfigError(reason, key=f"detection.rule_files[{index}]") from None
-        self.rules = RuleEngine(rules)
-        self.ioc_extractor = IoCExtract()
+        # The stages after enrichment, in the order they run on each event (one contract:
+        # processors.detect.stage). Sessions annotate an event before the detectors read it, and risky sudo
+        # reads the alerts of the stages before it.
+        self.detection_stages: tuple[DetectionStage, ...] = (
+            LogonSessionTracker(sessions_settings(config)),
+            RuleEngine(rules),
+            CommandSpeedDetector(command_speed_settings(config)),
+            RiskySudoDetector(risky_sudo_settings(config)),
+        )
+        self.ioc_extractor = IocExtractor()
 
     # -- synchronous stages -------------------------------------------------------------------
 
@@ -437,22 +438,30 @@ class Pipeline:
         for doc in events:
             try:
                 state = states[doc["host"]["name"]]
-                # The session tracker annotates the document (secstream.session) before the detectors read
-                # it, and returns a summary event when a session closes, which follows the closing event.
-                summaries = self.sessions.process(doc, state.sessions)
-                hits = self.rules.match(doc)
-                hits += self.speed.process(doc, state.speed)
-                hits += self.sudo.process(doc, state.sudo, hits)
-            except Exception as error:  # one event the detectors cannot take never stops the rest
+                doc_events: list[dict[str, Any]] = [doc]
+                alerts: list[dict[str, Any]] = []
+                for stage in self.detection_stages:
+                    stage.run(doc, self.stage_state(state, stage), doc_events, alerts)
+            except Exception as error:  # one event the detection stages cannot take never stops the rest
                 stream = str(doc.get("event", {}).get("module", "unknown"))
-                original = _document_bytes(doc)
-                outputs.deadletters.append(self._failed(original, error, stream, None, 0.0, {}))
+                outputs.deadletters.append(self._failed(_document_bytes(doc), error, stream, None, 0.0, {}))
                 continue
-            outputs.events.append(doc)
-            outputs.events.extend(summaries)
-            outputs.detections.extend(hits)
+            outputs.events.extend(doc_events)
+            outputs.detections.extend(alerts)
         self._count(outputs)
         return outputs
+
+    @staticmethod
+    def stage_state(state: HostState, stage: DetectionStage) -> Any:
+        """The host's state of one detection stage: created on first use, or restored from its snapshot."""
+        if stage.state_type is None:
+            return None
+        current = state.detect.get(stage.name)
+        if current is None:
+            part = state.restored.pop(stage.name, None)
+            current = stage.state_type() if part is None else stage.state_type.from_snapshot(part)
+            state.detect[stage.name] = current
+        return current
 
     def collect_state_counters(self, states: MutableMapping[str, HostState]) -> None:
         """Refresh the state-held counters in :attr:`stats` (coalescer and process tracker, all hosts)."""

@@ -6,8 +6,8 @@ import base64
 import io
 import zipfile
 
-from processors.base64unpack import Base64Settings, unpack_text
-from processors.observables import ObservablesSettings, annotate_event
+from processors.ioc.observables import ObservablesSettings, annotate_event
+from processors.ioc.unpack import Base64Settings, unpack_text
 
 
 def _zip(members: list[bytes]) -> bytes:

@@ -14,7 +14,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from processors import base64unpack, iocextract
+from processors import base64unpack as base64unpack_api
+from processors.ioc import extract as iocextract
+from processors.ioc import unpack as base64unpack
 from processors.iocextract import IoCExtract, refang
 
 DEFANG_TOKENS = ["[.]", "(.)", "{.}", "[dot]", "(DOT)", "{at}", "[@]", "(@)", "[:]//", "[://]", "[:]", "[/]"]
@@ -105,14 +107,14 @@ class TestRecordsFrame:
     def test_frame_equals_column_construction(self, text: str) -> None:
         """The frame returned by unpack equals the general column-wise frame of the same records."""
         result = base64unpack.unpack_text(text)
-        _, frame = base64unpack.unpack(text)
-        assert_frame_equal(frame, base64unpack._records_frame_columns(result.records))
+        _, frame = base64unpack_api.unpack(text)
+        assert_frame_equal(frame, base64unpack_api._records_frame_columns(result.records))
 
     def test_empty_frame_is_not_shared(self) -> None:
         """Changing the empty frame of one call does not change the next call's frame."""
-        _, first = base64unpack.unpack("nothing here")
+        _, first = base64unpack_api.unpack("nothing here")
         first.insert_column(0, first.get_column("md5").alias("extra"))
-        _, second = base64unpack.unpack("nothing here")
+        _, second = base64unpack_api.unpack("nothing here")
         assert second.columns == list(base64unpack.BinaryRecord._fields)
         assert second.height == 0
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from secstream_iocscan import Scanner
 
-from processors import iocextract
+from processors.ioc import extract as iocextract
 from processors.iocextract import IoCExtract
 
 TOKENS = [

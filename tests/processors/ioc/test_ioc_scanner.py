@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from secstream_iocscan import Scanner
 
-from processors import iocextract
+from processors.ioc import extract as iocextract
 
 
 def _re2_compile(pattern: bytes, case_sensitive: bool = False) -> Any:

@@ -9,8 +9,8 @@ import jsonschema
 
 import schemas
 from processors.base64unpack import Base64Settings
+from processors.ioc.observables import ObservablesSettings, analyze_text, annotate_event
 from processors.iocextract import IoCExtract, IoCExtractSettings
-from processors.observables import ObservablesSettings, analyze_text, annotate_event
 from schemas.documents import stable_id
 
 

@@ -8,7 +8,7 @@
   (``events=10``, ``time=5``). After a detection the window restarts, so a long burst raises one detection
   per ``events + 1`` commands, and a replayed event (same ``event.id``) is ignored.
 * :class:`RiskySudoDetector` joins sudo sessions (``secstream.session`` with service ``sudo``/``su``, set by
-  :class:`processors.sessions.LogonSessionTracker`; a sudo command line without it is its own session)
+  :class:`processors.detect.sessions.LogonSessionTracker`; a sudo command line without it is its own session)
   with the detections raised on the session's events: the first rule hit and the first speed hit of a
   session each raise one "risky sudo session" detection (msticpy's ``risky_sudo_sessions``).
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from processors.sessions import event_epoch
+from processors.document import EXEC_SYSCALLS, event_epoch
 from schemas.documents import detection
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
 CMD_SPEED_RULE_ID = "secstream.cmd_speed"
 RISKY_SUDO_COMMAND_RULE_ID = "secstream.risky_sudo.command"
 RISKY_SUDO_SPEED_RULE_ID = "secstream.risky_sudo.speed"
-_EXEC_ACTIONS = frozenset({"execve", "execveat"})
 
 
 def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -56,7 +55,7 @@ def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
     """
     event = doc.get("event") or {}
     action = event.get("action")
-    if event.get("module") == "auditd" and action in _EXEC_ACTIONS:
+    if event.get("module") == "auditd" and action in EXEC_SYSCALLS:
         user = doc.get("user") or {}
         audit = user.get("audit") or {}
         name = user.get("name") or audit.get("name") or user.get("id") or audit.get("id") or "unknown"
@@ -128,8 +127,18 @@ class CommandSpeedDetector:
         settings: burst size, window and detection fields.
     """
 
+    name: ClassVar[str] = "speed"
+    state_type: ClassVar[type[CommandSpeedState]] = CommandSpeedState
+
     def __init__(self, settings: CommandSpeedSettings | None = None) -> None:
         self.settings = settings or CommandSpeedSettings()
+
+    def run(
+        self, doc: dict[str, Any], state: CommandSpeedState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): a burst's alert."""
+        del events
+        alerts.extend(self.process(doc, state))
 
     def process(self, doc: Mapping[str, Any], state: CommandSpeedState) -> list[dict[str, Any]]:
         """Add one document to its window and return a detection when it completes a burst.
@@ -257,6 +266,9 @@ class RiskySudoDetector:
         settings: services, severities and limits.
     """
 
+    name: ClassVar[str] = "sudo"
+    state_type: ClassVar[type[RiskySudoState]] = RiskySudoState
+
     def __init__(self, settings: RiskySudoSettings | None = None) -> None:
         self.settings = settings or RiskySudoSettings()
 
@@ -272,6 +284,13 @@ class RiskySudoDetector:
             alone = {"id": str(event.get("id", "")), "service": "sudo", "user": user, "start": doc.get("@timestamp")}
             return alone, False
         return None
+
+    def run(
+        self, doc: dict[str, Any], state: RiskySudoState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): reads the alerts earlier stages raised."""
+        del events
+        alerts.extend(self.process(doc, state, alerts))
 
     def process(
         self, doc: Mapping[str, Any], state: RiskySudoState, detections: Sequence[Mapping[str, Any]] = ()

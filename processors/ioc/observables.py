@@ -27,8 +27,9 @@ from typing import Any, NamedTuple, cast
 
 import re2
 
-from processors.base64unpack import Base64Settings, BinaryRecord, unpack_text
-from processors.iocextract import IoCExtract
+from processors.document import get_path
+from processors.ioc.extract import IocExtractor
+from processors.ioc.unpack import Base64Settings, BinaryRecord, unpack_text
 
 __all__ = [
     "DEFAULT_ANALYSIS_FIELDS",
@@ -179,14 +180,14 @@ class TextAnalysis:
 
 
 _DEFAULT_LOCK = threading.Lock()
-_DEFAULT: list[IoCExtract] = []
+_DEFAULT: list[IocExtractor] = []
 
 
-def _default_extractor() -> IoCExtract:
+def _default_extractor() -> IocExtractor:
     if not _DEFAULT:
         with _DEFAULT_LOCK:
             if not _DEFAULT:
-                _DEFAULT.append(IoCExtract())
+                _DEFAULT.append(IocExtractor())
     return _DEFAULT[0]
 
 
@@ -212,7 +213,7 @@ _DEFAULT_SETTINGS = ObservablesSettings()
 
 
 def analyze_text(
-    text: str, *, extractor: IoCExtract | None = None, settings: ObservablesSettings | None = None
+    text: str, *, extractor: IocExtractor | None = None, settings: ObservablesSettings | None = None
 ) -> TextAnalysis:
     """Extract IoCs from ``text`` and from every base64/compressed layer decoded from it.
 
@@ -253,25 +254,6 @@ def analyze_text(
     return analysis
 
 
-_PATHS: dict[str, tuple[str, ...]] = {}
-
-
-def _get_path(doc: dict[str, Any], path: str) -> Any:
-    parts = _PATHS.get(path)
-    if parts is None:
-        parts = tuple(path.split("."))
-        if len(_PATHS) < 1024:
-            _PATHS[path] = parts
-    node: Any = doc
-    for part in parts:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-        if node is None:
-            return None
-    return node
-
-
 def _merge(target: dict[str, Any], key: str, values: Iterable[str]) -> None:
     new = set(values)
     if not new:
@@ -308,7 +290,7 @@ def _summarize(analysis: TextAnalysis) -> _Summary:
     )
 
 
-def _analysis_memo(extractor: IoCExtract | None, settings: ObservablesSettings | None) -> dict[str, object] | None:
+def _analysis_memo(extractor: IocExtractor | None, settings: ObservablesSettings | None) -> dict[str, object] | None:
     """The extractor's memo of analysed texts, or None when settings differ from the defaults (no memo)."""
     if settings is not None and settings != _DEFAULT_SETTINGS:
         return None
@@ -316,7 +298,7 @@ def _analysis_memo(extractor: IoCExtract | None, settings: ObservablesSettings |
 
 
 def _summary(
-    text: str, extractor: IoCExtract | None, settings: ObservablesSettings | None, memo: dict[str, object] | None
+    text: str, extractor: IocExtractor | None, settings: ObservablesSettings | None, memo: dict[str, object] | None
 ) -> _Summary:
     if memo is None:
         return _summarize(analyze_text(text, extractor=extractor, settings=settings))
@@ -356,7 +338,7 @@ def annotate_event(
     doc: dict[str, Any],
     analysis_fields: Iterable[str] = DEFAULT_ANALYSIS_FIELDS,
     *,
-    extractor: IoCExtract | None = None,
+    extractor: IocExtractor | None = None,
     settings: ObservablesSettings | None = None,
 ) -> None:
     """Analyse text fields of an ECS document and add ``secstream.iocs``/``decoded`` and ``related.*``.
@@ -378,7 +360,7 @@ def annotate_event(
     seen: set[str] = set()
     memo = _analysis_memo(extractor, settings)  # resolved once per document, not per field
     for name in analysis_fields:
-        value = _get_path(doc, name)
+        value = get_path(doc, name)
         if isinstance(value, list):
             value = " ".join(str(item) for item in value)
         if not isinstance(value, str) or not value or value in seen:

@@ -6,7 +6,7 @@ from typing import Any
 
 import jsonschema
 
-from processors.detectors import (
+from processors.detect.detectors import (
     CMD_SPEED_RULE_ID,
     CommandSpeedDetector,
     CommandSpeedSettings,
@@ -14,8 +14,8 @@ from processors.detectors import (
     RiskySudoDetector,
     RiskySudoState,
 )
-from processors.rules import RuleEngine, default_rules_path, load_rules
-from processors.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
+from processors.detect.rules import RuleEngine, default_rules_path, load_rules
+from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
 from processors.syslog import parse_syslog_line
 from schemas import iso_timestamp, schema_for, stable_id
 

@@ -7,7 +7,7 @@ back-references) falls back to Python's ``re`` with a warning.
 
 Rule files:
 
-* secstream TOML (``config/rules/default.toml``)::
+* secstream TOML (``processors/detect/data/default.toml``)::
 
       [[rules]]
       id = "SS-LNX-001"
@@ -27,19 +27,18 @@ Rule files:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import re2
 import structlog
 
+from processors.document import event_epoch, get_parts
 from processors.errors import ConfigError
 from schemas.documents import detection
 
@@ -52,6 +51,8 @@ __all__ = [
     "load_rules",
     "reference_rules_path",
 ]
+
+_DATA = Path(__file__).parent / "data"
 
 _log = structlog.get_logger(module=__name__)
 
@@ -149,25 +150,12 @@ class Rule:
 
 
 def default_rules_path() -> Path:
-    """Return the rules directory: ``config/rules`` of the checkout, else the one bundled with the wheel.
+    """Return the directory of the rule files shipped with secstream (package data of this package).
 
     Returns:
-        ``<repo>/config/rules`` when it exists, else ``streams/_bundled_config/rules`` beside the installed
-        ``streams`` package (found without importing it).
-
-    Raises:
-        ConfigError: neither directory exists.
+        ``processors/detect/data``, which holds ``default.toml`` and ``cmd_line_rules.json``.
     """
-    checkout = Path(__file__).resolve().parents[1] / "config" / "rules"
-    if checkout.is_dir():
-        return checkout
-    spec = importlib.util.find_spec("streams")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            bundled = Path(location) / "_bundled_config" / "rules"
-            if bundled.is_dir():
-                return bundled
-    raise ConfigError("no rules directory found (config/rules or streams/_bundled_config/rules)", key="rules.path")
+    return _DATA
 
 
 def reference_rules_path() -> Path:
@@ -278,31 +266,6 @@ def load_rules(path: str | Path) -> list[Rule]:
     return rules
 
 
-def _field(doc: Mapping[str, Any], dotted: str) -> Any:
-    return _lookup(doc, dotted.split("."))
-
-
-def _lookup(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
-    value: Any = doc
-    for part in path:
-        if type(value) is not dict and not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-        if value is None:
-            return None
-    return value
-
-
-def _epoch(doc: Mapping[str, Any]) -> float:
-    stamp = doc.get("@timestamp")
-    if isinstance(stamp, str):
-        try:
-            return datetime.fromisoformat(stamp).timestamp()
-        except ValueError:
-            return 0.0
-    return 0.0
-
-
 def decoded_texts(doc: Mapping[str, Any]) -> list[str]:
     """Return the text of the decoded base64 layers of a document (``secstream.decoded[*].text``).
 
@@ -315,7 +278,7 @@ def decoded_texts(doc: Mapping[str, Any]) -> list[str]:
     sec = doc.get("secstream")
     if sec is None:
         return []
-    layers = _lookup(sec, ("decoded",))
+    layers = get_parts(sec, ("decoded",))
     if not isinstance(layers, list):
         return []
     return [layer["text"] for layer in layers if isinstance(layer, Mapping) and isinstance(layer.get("text"), str)]
@@ -435,6 +398,9 @@ class RuleEngine:
         rules: the rules to run.
     """
 
+    name: ClassVar[str] = "rules"
+    state_type: ClassVar[None] = None
+
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._by_type: dict[str, tuple[Rule, ...]] = {}
@@ -443,6 +409,11 @@ class RuleEngine:
         self._plans: dict[str, _Plan] = {
             log_type: _Plan(rules_of_type, log_type) for log_type, rules_of_type in self._by_type.items()
         }
+
+    def run(self, doc: dict[str, Any], state: None, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): every matching rule's alert."""
+        del state, events
+        alerts.extend(self.match(doc))
 
     def matching_rules(self, texts: Sequence[tuple[str, str]], log_type: str) -> list[tuple[Rule, str, str]]:
         """Return ``(rule, where, text)`` for each rule of ``log_type`` matching one of ``texts``.
@@ -488,7 +459,7 @@ class RuleEngine:
                     severity=rule.severity,
                     technique_ids=rule.technique,
                     host=str((doc.get("host") or {}).get("name", "unknown")),
-                    timestamp=_epoch(doc),
+                    timestamp=event_epoch(doc),
                     evidence_event_ids=[str(event.get("id", ""))],
                     message=f"{rule.name}: {text[:200]}",
                     source_event=doc,
@@ -503,7 +474,7 @@ class RuleEngine:
         found: list[frozenset[int]] = []
         anything = False
         for path in plan.paths:
-            value = _lookup(doc, path)
+            value = get_parts(doc, path)
             if type(value) is not str or not value:
                 values.append("")
                 found.append(_NONE)

@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.errors import ConfigError
-from processors.rules import (
+from processors.detect.rules import (
     Rule,
     RuleEngine,
     decoded_texts,
@@ -20,6 +19,7 @@ from processors.rules import (
     load_rules,
     reference_rules_path,
 )
+from processors.errors import ConfigError
 from schemas import schema_for
 
 DETECTIONS = jsonschema.Draft202012Validator(schema_for("detections"))
