@@ -207,8 +207,9 @@ class TestBadInput:
 
 
 class TestSyslogFormats:
-    async def test_rfc3164_lines_take_the_year_they_are_read_in(self, tmp_path: Path) -> None:
-        """BSD syslog lines (no year) are events, dated in the year they were read, with the default config."""
+    async def test_rfc3164_lines_take_the_year_closest_to_when_they_are_read(self, tmp_path: Path) -> None:
+        """BSD syslog lines (no year) are events, dated in the year that puts them closest to when they were
+        read, with the default config."""
         import datetime as dt
 
         path = tmp_path / "auth.log"
@@ -220,8 +221,26 @@ class TestSyslogFormats:
         docs = _validate_all(tmp_path / "out")
         assert docs["deadletter"] == []
         assert [d["event"]["action"] for d in docs["events"]] == ["ssh_login", "sudo_command"]
-        year = dt.datetime.now(dt.UTC).year
+        now = dt.datetime.now(dt.UTC)
+        year = min(
+            (now.year - 1, now.year, now.year + 1),
+            key=lambda y: abs((dt.datetime(y, 11, 27, 8, 0, 11, tzinfo=dt.UTC) - now).total_seconds()),
+        )
         assert all(d["@timestamp"].startswith(f"{year}-11-27T08:00:1") for d in docs["events"])
+
+    async def test_a_replayed_file_takes_its_year_from_the_audit_clock(self, tmp_path: Path) -> None:
+        """Replaying a 2024 host's audit and syslog files, the syslog lines are dated 2024, beside the audit
+        events of the same host, not in the year of the replay."""
+        audit = tmp_path / "audit.log"
+        audit.write_text(
+            "node=web-01 type=USER_CMD msg=audit(1732694400.000:1): pid=1 uid=0 msg='cmd=6964 res=success'\n"
+        )  # 2024-11-27T08:00:00Z
+        syslog = tmp_path / "auth.log"
+        syslog.write_text("Nov 27 08:00:11 web-01 sshd[1991]: Accepted publickey for alice from 10.0.0.1 port 2 ssh2\n")
+        await _run([InputSpec(str(audit), "auditd"), InputSpec(str(syslog), "syslog")], tmp_path / "out")
+        docs = _validate_all(tmp_path / "out")
+        (login,) = [d for d in docs["events"] if d["event"]["module"] == "syslog"]
+        assert login["@timestamp"] == "2024-11-27T08:00:11.000Z"
 
     async def test_configured_year_makes_replays_reproducible(self, tmp_path: Path) -> None:
         """With input.syslog_year set, BSD syslog lines get that year."""
