@@ -433,7 +433,11 @@ class Pipeline:
         """Enrich the pending events and run the detectors on them."""
         events = pending.events
         if self.enricher is not None and events:
-            events = await self.enricher.enrich(events)
+            try:
+                events = await self.enricher.enrich(events)
+            except Exception as error:  # a failed enrichment never costs the batch its events: they go on bare
+                self.stats.enrichment[f"failed:{type(error).__name__}"] += 1
+                log.warning("pipeline.enrichment_failed", error_type=type(error).__name__, reason=str(error)[:200])
         outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
             try:

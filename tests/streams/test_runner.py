@@ -361,3 +361,48 @@ class TestSummary:
         text = format_summary(RunResult(stats=stats, seconds=0.1))
         assert "\x1b" not in text and "\x07" not in text and "\x9b" not in text
         assert "\\x1b]0;owned\\x07\\x1b[2J" in text
+
+
+class TestFailingStages:
+    async def test_a_failing_enrichment_keeps_the_events(self, tmp_path: Path) -> None:
+        """An enricher that raises costs the batch its enrichment, never its events; the failure is counted."""
+        pipeline = await build_pipeline(load_config(environ={}))
+
+        async def broken(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            raise RuntimeError("provider exploded")
+
+        assert pipeline.enricher is not None
+        pipeline.enricher.enrich = broken  # type: ignore[method-assign]
+        sink = OutputSink(tmp_path)
+        try:
+            await run_pipeline(pipeline, [InputSpec(str(SAMPLES / "syslog.log"), "syslog")], sink)
+        finally:
+            sink.close()
+            await pipeline.close()
+        assert len(_read(tmp_path / "events.jsonl")) >= len((SAMPLES / "syslog.log").read_text().splitlines())
+        assert pipeline.stats.enrichment["failed:RuntimeError"] >= 1
+
+    async def test_a_detection_stage_that_raises_makes_that_event_a_dead_letter(self, tmp_path: Path) -> None:
+        pipeline = await build_pipeline(load_config(environ={}))
+        stage = pipeline.detection_stages[1]
+        original_run = stage.run
+
+        def run(doc: dict[str, Any], *args: Any) -> None:
+            if "poison" in doc.get("message", ""):
+                raise OverflowError("int too large to convert")
+            original_run(doc, *args)
+
+        stage.run = run  # type: ignore[method-assign]
+        path = tmp_path / "syslog.log"
+        path.write_text("<38>1 2026-01-01T00:00:00Z h1 app 1 - - poison\n<38>1 2026-01-01T00:00:01Z h1 app 1 - - ok\n")
+        sink = OutputSink(tmp_path / "out")
+        try:
+            await run_pipeline(pipeline, [InputSpec(str(path), "syslog")], sink)
+        finally:
+            sink.close()
+            await pipeline.close()
+        docs = _validate_all(tmp_path / "out")
+        assert [d["message"] for d in docs["events"]] == ["ok"]
+        (dead,) = docs["deadletter"]
+        assert dead["error"]["type"] == "OverflowError"
+        assert pipeline.stats.bad_input["syslog:OverflowError"] == 1
