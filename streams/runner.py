@@ -291,7 +291,7 @@ async def _live_batches(
     A daemon thread reads, because a read from a terminal or a pipe cannot be interrupted: at a signal
     the run ends without waiting for the writer's next line.
     """
-    lines: queue.Queue[Any] = queue.Queue(maxsize=batch_lines * 4)
+    lines: queue.Queue[Any] = queue.Queue(maxsize=batch_lines)  # one batch ahead: bounded memory
     handle = _open_binary(reader.spec.path)
 
     def pump() -> None:
