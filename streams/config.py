@@ -81,6 +81,9 @@ class InputConfig:
     """Longer lines go to the dead letters instead of being parsed."""
     syslog_year: int = 0
     """Year for RFC 3164 timestamps, which have none; 0 means the year in which the line is read."""
+    max_hosts_in_memory: int = 10_000
+    """Most hosts whose state ``secstream run`` keeps in memory; the least recently seen idle ones past it
+    are written to a temporary spill file and read back when they speak again (0: no bound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,6 +425,7 @@ def _validate(config: SecstreamConfig) -> None:
         (enrichment.negative_cache_ttl_s >= 0, "enrichment.negative_cache_ttl_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
         (0 <= config.input.syslog_year <= 9999, "input.syslog_year", "must be a year (1-9999), or 0"),
+        (config.input.max_hosts_in_memory >= 0, "input.max_hosts_in_memory", "must not be negative"),
         (
             config.kafka.broker.startswith(("kafka://", "aiokafka://")),
             "kafka.broker",

@@ -35,6 +35,7 @@ from typing import IO, Any, BinaryIO
 
 from schemas.codecs import dumps_line
 from streams.graph import HostStates, Outputs, Pending, Pipeline, PipelineStats, RawLine
+from streams.spill import SpillFile
 
 __all__ = ["InputSpec", "OutputError", "OutputSink", "RunResult", "run_pipeline"]
 
@@ -362,7 +363,8 @@ async def run_pipeline(
         OutputError: output could not be written.
     """
     started = time.monotonic()
-    states = HostStates()
+    spill = SpillFile()
+    states = HostStates(pipeline.config.input.max_hosts_in_memory, spill)
     cap = pipeline.config.input.max_line_bytes
     queues: list[tuple[_Reader, asyncio.Queue[Any]]] = []
     tasks = []
@@ -413,6 +415,7 @@ async def run_pipeline(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        spill.close()
     return RunResult(
         stats=pipeline.stats,
         seconds=time.monotonic() - started,
