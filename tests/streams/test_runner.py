@@ -406,3 +406,18 @@ class TestFailingStages:
         (dead,) = docs["deadletter"]
         assert dead["error"]["type"] == "OverflowError"
         assert pipeline.stats.bad_input["syslog:OverflowError"] == 1
+
+
+class TestClaimedCounts:
+    async def test_args_count_is_never_more_than_the_arguments_present(self, tmp_path: Path) -> None:
+        """argc=99999999 with three arguments: args_count is 3 and the mismatch is flagged."""
+        path = tmp_path / "audit.log"
+        path.write_text(
+            'type=EXECVE msg=audit(1795766401.000:77): argc=99999999 a0="a" a1="b" a2="c"\n'
+            "type=EOE msg=audit(1795766401.000:77): \n"
+        )
+        await _run([InputSpec(str(path), "auditd")], tmp_path / "out")
+        (doc,) = _validate_all(tmp_path / "out")["events"]
+        assert doc["process"]["args"] == ["a", "b", "c"]
+        assert doc["process"]["args_count"] == 3
+        assert "argc_mismatch" in doc["auditd"].get("warnings", [])
