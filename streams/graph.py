@@ -319,6 +319,7 @@ class Pipeline:
         self.config = config
         self.enricher = enricher
         self.stats = PipelineStats()
+        self._enrichment_failures: Counter[str] = Counter()
         self.audit_clock: float | None = None
         """The latest audit event time seen that is not ahead of its line's receive time (None: none yet)."""
         self.coalescer = Coalescer(coalescer_settings(config))
@@ -540,8 +541,10 @@ class Pipeline:
             try:
                 events = await self.enricher.enrich(events)
             except Exception as error:  # a failed enrichment never costs the batch its events: they go on bare
-                self.stats.enrichment[f"failed:{type(error).__name__}"] += 1
+                self._enrichment_failures[f"failed:{type(error).__name__}"] += 1
                 log.warning("pipeline.enrichment_failed", error_type=type(error).__name__, reason=str(error)[:200])
+            # Misses are not written into documents: the enricher counts every outcome.
+            self.stats.enrichment = Counter(self.enricher.outcomes) + self._enrichment_failures
         outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
             try:
@@ -592,7 +595,5 @@ class Pipeline:
         for doc in outputs.events:
             event = doc["event"]
             self.stats.events_out[f"{event['module']}:{event.get('action', 'unknown')}"] += 1
-            for enrichment in doc.get("threat", {}).get("enrichments", ()):
-                self.stats.enrichment[f"{enrichment['provider']}:{enrichment['status']}"] += 1
         for doc in outputs.detections:
             self.stats.detections[doc["rule"]["id"]] += 1

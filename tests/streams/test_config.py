@@ -128,7 +128,7 @@ _NOT_CONFIGURABLE = {
     ("EnricherSettings", "providers"): "the providers are the ones [enrichment.*] enables",
     ("EnricherSettings", "ioc_types"): "every IoC type the extractor finds is looked up",
     ("EnricherSettings", "geo_fields"): "source and destination are the ECS objects with addresses",
-    ("EnricherSettings", "record_skipped"): "skipped lookups are always recorded in the stream",
+    ("EnricherSettings", "max_detail_string"): "strings inside a provider's detail are cut at a fixed length",
 }
 _STAGE_BUILDERS = (
     coalescer_settings,

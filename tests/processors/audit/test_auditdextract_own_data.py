@@ -3,12 +3,14 @@ msticpy's test data in ../shared) still tests reading, coalescing, decoding and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
 import pytest
 
+from processors import _frames
 from processors.auditdextract import extract_events_to_df, generate_process_tree, get_event_subset, read_from_file
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "audit" / "batch_small.log"
@@ -16,6 +18,13 @@ IPTABLES_16 = [
     "iptables", "-w", "-t", "security", "-C", "OUTPUT", "-d", "10.9.8.7",
     "-p", "tcp", "-m", "conntrack", "--ctstate", "INVALID,NEW", "-j", "DROP",
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _polars_output() -> Iterator[None]:
+    """These tests read the polars API (pandas is msticpy's default output)."""
+    with _frames.output_as("polars"):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +80,7 @@ class TestExtractEventsToDf:
                 "mssg_id": ["1795766400.5:77"],
             }
         )
-        out = extract_events_to_df(rows)
+        out = extract_events_to_df(pl.from_pandas(rows))
         row = get_event_subset(out, "SYSCALL_EXECVE").row(0, named=True)
         assert (row["Computer"], row["pid"], row["cmdline"], row["cwd"]) == ("lab1", 5, "ls -l", "/tmp")
         assert str(row["TimeGenerated"]).startswith("2026-11-27")
