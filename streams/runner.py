@@ -383,13 +383,7 @@ async def run_pipeline(
         while active and not stopped:
             for entry in list(active):
                 reader, batches = entry
-                if live:
-                    try:
-                        batch = await asyncio.wait_for(batches.get(), timeout=tick_every_s)
-                    except TimeoutError:
-                        batch = []
-                else:
-                    batch = await batches.get()
+                batch = await _next_batch(batches, tick_every_s if live else None)
                 if stopped:
                     break
                 if batch is _SENTINEL:
@@ -397,10 +391,7 @@ async def run_pipeline(
                     continue
                 if batch is _WAKE:
                     continue
-                if reader.spec.stream == "auditd":
-                    pending = pipeline.audit_lines(batch, states)
-                else:
-                    pending = pipeline.syslog_lines(batch, states, replay=not reader.live)
+                pending = _run_batch(pipeline, reader, batch, states)
                 if live and time.monotonic() - last_tick >= tick_every_s:
                     pending.extend(pipeline.tick(states, time.time()))
                     last_tick = time.monotonic()
@@ -423,6 +414,23 @@ async def run_pipeline(
         input_errors=[reader.error for reader, _q in queues if reader.error],
         stopped_by=stopped[0] if stopped else "",
     )
+
+
+async def _next_batch(batches: asyncio.Queue[Any], wait_s: float | None) -> Any:
+    """The next batch; with ``wait_s`` (live input), an empty one when none came in that time, so that the
+    wall-clock idle flush still runs."""
+    if wait_s is None:
+        return await batches.get()
+    try:
+        return await asyncio.wait_for(batches.get(), timeout=wait_s)
+    except TimeoutError:
+        return []
+
+
+def _run_batch(pipeline: Pipeline, reader: _Reader, batch: list[RawLine], states: HostStates) -> Pending:
+    if reader.spec.stream == "auditd":
+        return pipeline.audit_lines(batch, states)
+    return pipeline.syslog_lines(batch, states, replay=not reader.live)
 
 
 def _install_signal_handlers(stopped: list[str], batch_queues: list[asyncio.Queue[Any]]) -> list[int]:

@@ -316,6 +316,17 @@ def _summary(
     return summary
 
 
+def _cap_event(
+    layers: list[dict[str, Any]], iocs: dict[str, set[str]] | None, limits: list[str], cfg: ObservablesSettings
+) -> None:
+    """Hold one event's decoded layers and IoC text to the settings' caps, naming each cut in ``limits``."""
+    if len(layers) > cfg.max_layers_per_event:
+        del layers[cfg.max_layers_per_event :]
+        limits.append("max_layers_per_event")
+    if iocs and _cap_iocs(iocs, cfg.max_ioc_chars_per_event):
+        limits.append("max_ioc_chars_per_event")
+
+
 def _cap_iocs(iocs: dict[str, set[str]], budget: int) -> bool:
     """Keep IoC values within ``budget`` characters in all (shortest first, so the most distinct values
     survive); True when some were dropped."""
@@ -384,12 +395,7 @@ def annotate_event(
             layers.append(entry)
         truncated = truncated or summary.truncated
         limits.extend(limit for limit in summary.limits if limit not in limits)
-    cfg = settings or _DEFAULT_SETTINGS
-    if len(layers) > cfg.max_layers_per_event:
-        del layers[cfg.max_layers_per_event :]
-        limits.append("max_layers_per_event")
-    if iocs and _cap_iocs(iocs, cfg.max_ioc_chars_per_event):
-        limits.append("max_ioc_chars_per_event")
+    _cap_event(layers, iocs, limits, settings or _DEFAULT_SETTINGS)
     if not iocs and not layers and not truncated and not limits:
         return
     found = iocs or {}

@@ -323,22 +323,7 @@ def parse_syslog_line(
     if head is not None and (head.group(2) == "-" or _ISO_TS.fullmatch(head.group(2) + " ")):
         return _parse_5424(line, head, rest[head.end() :], meta, default_host, received, origin)
 
-    timestamp: float
-    has_header = True
-    bsd = _BSD_TS.match(rest)
-    if bsd is not None:
-        timestamp = _bsd_epoch(bsd, year, received, line)
-        rest = rest[bsd.end() :]
-    else:
-        iso = _ISO_TS.match(rest)
-        if iso is not None:
-            timestamp = _iso_epoch(iso.group(1), line)
-            rest = rest[iso.end() :]
-        elif received is not None and pri is not None:
-            timestamp, has_header = received, False  # RFC 3164 4.3.3: no header, all of it is MSG
-        else:
-            raise ParseError("no syslog header (PRI or timestamp) found", raw=line)
-
+    timestamp, rest, has_header = _header_time(rest, pri, year, received, line)
     host = default_host
     appname: str | None = None
     procid: str | None = None
@@ -362,6 +347,21 @@ def parse_syslog_line(
         syslog_meta=meta, id_content=text if origin is None else (text, origin),
     )  # fmt: skip
     return interpret(doc)
+
+
+def _header_time(
+    rest: str, pri: int | None, year: int | None, received: float | None, line: str
+) -> tuple[float, str, bool]:
+    """The general path's timestamp: (epoch, the text after it, whether the line has a header)."""
+    bsd = _BSD_TS.match(rest)
+    if bsd is not None:
+        return _bsd_epoch(bsd, year, received, line), rest[bsd.end() :], True
+    iso = _ISO_TS.match(rest)
+    if iso is not None:
+        return _iso_epoch(iso.group(1), line), rest[iso.end() :], True
+    if received is not None and pri is not None:
+        return received, rest, False  # RFC 3164 4.3.3: no header, all of it is MSG
+    raise ParseError("no syslog header (PRI or timestamp) found", raw=line)
 
 
 # (month name, day text, year) -> (epoch of 00:00 UTC, "YYYY-MM-DDT"); None for an impossible date
