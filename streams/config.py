@@ -38,6 +38,7 @@ __all__ = [
     "RiskySudoConfig",
     "SecstreamConfig",
     "SessionsConfig",
+    "SigmaConfig",
     "TopicsConfig",
     "WorkerConfig",
     "bundled_config_dir",
@@ -199,6 +200,30 @@ class RiskySudoConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SigmaConfig:
+    """Sigma rules (docs/sigma.md): where they are and which of them run."""
+
+    enabled: bool = True
+    use_project_rules: bool = True
+    """Load the project's own pack (``processors/detect/data/sigma/*.yml``, ruleset ``secstream``)."""
+    rule_paths: tuple[str, ...] = ()
+    """More Sigma rule files and directories (searched recursively for ``*.yml``); relative paths are
+    relative to the config directory."""
+    ids: tuple[str, ...] = ()
+    """Run only these rule ids (empty: all)."""
+    exclude_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    """Run only rules with one of these tags, e.g. ``attack.t1059`` (empty: all)."""
+    statuses: tuple[str, ...] = ()
+    """Run only rules of these statuses: stable, test, experimental, deprecated, unsupported (empty: all)."""
+    min_level: str = ""
+    """The lowest level that runs: informational, low, medium, high or critical (empty: all)."""
+    suppress_window_s: float = 0.0
+    """A rule's alert repeated on a host with the same values in the rule's fields within this many
+    seconds is counted, not raised; the next alert carries the count. 0 turns suppression off."""
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionConfig:
     """Rules and stateful detectors."""
 
@@ -214,6 +239,7 @@ class DetectionConfig:
     speed_max_keys: int = _SPEED.max_keys
     """Host and user pairs the command-speed detector follows; the least recently active are dropped."""
     sudo: RiskySudoConfig = field(default_factory=RiskySudoConfig)
+    sigma: SigmaConfig = field(default_factory=SigmaConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +455,12 @@ def _validate(config: SecstreamConfig) -> None:
         (enrichment.max_observables_per_event >= 0, "enrichment.max_observables_per_event", "must not be negative"),
         (enrichment.cache_ttl_s >= 0, "enrichment.cache_ttl_s", "must not be negative"),
         (enrichment.negative_cache_ttl_s >= 0, "enrichment.negative_cache_ttl_s", "must not be negative"),
+        (
+            config.detection.sigma.min_level in {"", "informational", "low", "medium", "high", "critical"},
+            "detection.sigma.min_level",
+            "must be informational, low, medium, high or critical (or empty)",
+        ),
+        (config.detection.sigma.suppress_window_s >= 0, "detection.sigma.suppress_window_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
         (0 <= config.input.syslog_year <= 9999, "input.syslog_year", "must be a year (1-9999), or 0"),
         (config.input.max_hosts_in_memory >= 0, "input.max_hosts_in_memory", "must not be negative"),

@@ -35,6 +35,7 @@ from processors.detect.detectors import (
 )
 from processors.detect.rules import RuleEngine, default_rules_path, load_rules
 from processors.detect.sessions import LogonSessionTracker
+from processors.detect.sigma import RuleSelection, SigmaEngine
 from processors.detect.stage import DetectionStage
 from processors.enrich.enricher import Enricher
 from processors.errors import ConfigError, ParseError, SecstreamError
@@ -340,10 +341,23 @@ class Pipeline:
         self.detection_stages: tuple[DetectionStage, ...] = (
             LogonSessionTracker(sessions_settings(config)),
             RuleEngine(rules),
+            self._sigma_stage(config),
             CommandSpeedDetector(command_speed_settings(config)),
             RiskySudoDetector(risky_sudo_settings(config)),
         )
         self.ioc_extractor = IocExtractor()
+
+    @staticmethod
+    def _sigma_stage(config: SecstreamConfig) -> SigmaEngine:
+        """The Sigma rules of ``[detection.sigma]`` (bad rules are logged and left out)."""
+        sigma = config.detection.sigma
+        if not sigma.enabled:
+            return SigmaEngine(())
+        selection = RuleSelection(sigma.ids, sigma.exclude_ids, sigma.tags, sigma.statuses, sigma.min_level)
+        paths = [config.resolve_path(path) for path in sigma.rule_paths]
+        return SigmaEngine.load(
+            paths, selection, with_project_rules=sigma.use_project_rules, suppress_window_s=sigma.suppress_window_s
+        )
 
     # -- synchronous stages -------------------------------------------------------------------
 
