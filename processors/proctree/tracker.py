@@ -432,12 +432,6 @@ def _ascii_int(value: Any) -> int | None:
     return int(text)
 
 
-def _child_pid(exit_value: Any) -> int | None:
-    """A fork's ``exit=``: the child's pid on success; anything else names no child (and is no reason to
-    drop the parent's event)."""
-    return exit_value if type(exit_value) is int else _ascii_int(exit_value)
-
-
 def _is_thread_clone(syscall: str, data: Mapping[str, Any]) -> bool:
     if syscall != "clone":
         return False
@@ -539,7 +533,7 @@ class ProcessTracker:
         else:
             node = self._find(state, pid, now, allow_exited=True)
             if syscall in FORK_SYSCALLS and not failed and not _is_thread_clone(syscall, data):
-                child_pid = _child_pid(data.get("exit"))
+                child_pid = _as_int(data.get("exit"), "auditd.data.exit", doc)
                 if child_pid is not None and child_pid > 0:
                     self._add_node(
                         state,
