@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processors.errors import ParseError
-from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
+from schemas.documents import ECS_VERSION, SCHEMA_VERSION, iso_timestamp, stable_id
 
 __all__ = [
     "FACILITY_NAMES",
@@ -215,19 +215,23 @@ def _document(
 ) -> dict[str, Any]:
     """The generic syslog event document (interpretation fills in the rest)."""
     doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
         "@timestamp": iso,
+        "ecs": {"version": ECS_VERSION},
         "message": message,
         "event": {
             "id": _event_id(host, iso, id_content),
             "kind": "event",
             "module": "syslog",
-            "dataset": "syslog",
+            "dataset": "syslog.log",
             "action": "log",
+            # a message no interpreter recognises is still a host's log record (ECS: host/info)
+            "category": ["host"],
+            "type": ["info"],
             "outcome": "unknown",
         },
         "host": {"name": host},
         "log": {"syslog": syslog_meta},
+        "secstream": {"schema_version": SCHEMA_VERSION},
     }
     if appname:
         process: dict[str, Any] = {"name": appname}
@@ -429,7 +433,7 @@ def _parse_5424(
         timestamp = received
     else:
         timestamp = _iso_epoch(ts_text, line)
-    meta["version"] = int(version)
+    meta["version"] = version  # ECS: keyword
     for key, value in (("appname", _nil(app)), ("procid", _nil(procid)), ("msgid", _nil(msgid))):
         if value is not None:
             meta[key] = value

@@ -86,7 +86,7 @@ class TestRfc5424:
         )
         doc = _valid(parse_syslog_line(line))
         meta = doc["log"]["syslog"]
-        assert meta["version"] == 1 and meta["msgid"] == "ID47" and meta["appname"] == "evntslog"
+        assert meta["version"] == "1" and meta["msgid"] == "ID47" and meta["appname"] == "evntslog"
         assert meta["structured_data"] == {
             "exampleSDID@32473": {"iut": "3", "eventSource": 'App"X]'},
             "other@1": {"a": "b"},

