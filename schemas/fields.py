@@ -400,7 +400,7 @@ def _build() -> tuple[Field, ...]:
         _f("rule.name", "keyword", D, "The rule's name.", required=D),
         _f("rule.version", "keyword", D, "The rule's version.", required=D),
         _f("rule.description", "keyword", D, "What the rule looks for.", required=D),
-        _f("rule.reference", "keyword", D, "Where to read about the rule or what it detects (URLs)."),
+        _f("rule.reference", "keyword", D, "Where to read about the rule or what it detects (URLs).", array=True),
         _f("rule.ruleset", "keyword", D, "The rule set: secstream (built in), the file of a user's rules, or a "
            "Sigma rule set.", required=D),
         _f("rule.category", "keyword", D, "The log source a Sigma rule reads."),
