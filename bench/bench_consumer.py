@@ -26,7 +26,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.devkafka import LocalKafka, default_kafka_home
+from streams.dev.broker import LocalKafka, default_kafka_home
 
 LINE = (
     b"node=host-01 type=SYSCALL msg=audit(1551487424.869:1234): arch=c000003e syscall=59 success=yes exit=0 "

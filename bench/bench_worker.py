@@ -47,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from processors.audit import CoalescerSettings
-from streams.devworker import DevDeployment, create_topics, wait_healthy
+from streams.dev.deployment import DevDeployment, create_topics, wait_healthy
 from streams.worker.publish import OutRecord, send_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -412,7 +412,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
     broker = None
     if not args.bootstrap:
-        from streams.devkafka import LocalKafka, default_kafka_home
+        from streams.dev.broker import LocalKafka, default_kafka_home
 
         broker = LocalKafka(home=default_kafka_home(), state_dir=tmp / "kafka", port=0, heap="1g")
         args.bootstrap = broker.start()

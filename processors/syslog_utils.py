@@ -24,7 +24,8 @@ from typing import Any
 import polars as pl
 
 from processors.cmd_line import RiskyCommands, to_polars
-from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker, event_epoch
+from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
+from processors.document import event_epoch
 from processors.entities import GeoLocation, Host, IpAddress
 from processors.errors import MsticpyException, ParseError
 from processors.syslog.parse import parse_time, syslog_row_to_event

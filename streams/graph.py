@@ -33,13 +33,12 @@ from processors.audit import (
 from processors.detect.detectors import (
     CommandSpeedDetector,
     CommandSpeedSettings,
-    CommandSpeedState,
     RiskySudoDetector,
     RiskySudoSettings,
-    RiskySudoState,
 )
 from processors.detect.rules import RuleEngine, default_rules_path, load_rules
-from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
+from processors.detect.sessions import LogonSessionSettings, LogonSessionTracker
+from processors.detect.stage import DetectionStage
 from processors.enrich.enricher import Enricher
 from processors.errors import ParseError, SecstreamError
 from processors.ioc.extract import IocExtractor
@@ -79,35 +78,32 @@ class RawLine:
 
 @dataclass(slots=True)
 class HostState:
-    """Everything the stateful stages remember about one host."""
+    """Everything the stateful stages remember about one host.
+
+    ``detect`` holds the state of each detection stage (:mod:`processors.detect.stage`) by the stage's
+    name; :meth:`Pipeline.stage_state` creates it on first use, or restores it from ``restored``, the
+    snapshot parts read back from a changelog that no stage has asked for yet.
+    """
 
     coalescer: CoalescerState = field(default_factory=CoalescerState)
     tracker: ProcessTrackerState = field(default_factory=ProcessTrackerState)
-    sessions: LogonSessionState = field(default_factory=LogonSessionState)
-    speed: CommandSpeedState = field(default_factory=CommandSpeedState)
-    sudo: RiskySudoState = field(default_factory=RiskySudoState)
+    detect: dict[str, Any] = field(default_factory=dict)
+    restored: dict[str, Any] = field(default_factory=dict)
 
     def durable_snapshot(self) -> dict[str, Any]:
-        """The long-lived part (process tree, sessions, detectors) as plain data for a changelog table.
+        """The long-lived part (process tree, detection stages) as plain data for a changelog table.
 
         Coalescer buffers are short-lived and protected by delayed acks instead (see ``streams.worker``).
         """
-        return {
-            "tracker": self.tracker.snapshot(),
-            "sessions": self.sessions.snapshot(),
-            "speed": self.speed.snapshot(),
-            "sudo": self.sudo.snapshot(),
-        }
+        snapshot = {"tracker": self.tracker.snapshot(), **self.restored}
+        snapshot.update((name, state.snapshot()) for name, state in self.detect.items())
+        return snapshot
 
     @classmethod
     def from_durable_snapshot(cls, data: dict[str, Any]) -> HostState:
         """Rebuild a host's state from :meth:`durable_snapshot` (with an empty coalescer)."""
-        return cls(
-            tracker=ProcessTrackerState.from_snapshot(data["tracker"]),
-            sessions=LogonSessionState.from_snapshot(data["sessions"]),
-            speed=CommandSpeedState.from_snapshot(data["speed"]),
-            sudo=RiskySudoState.from_snapshot(data["sudo"]),
-        )
+        restored = {name: part for name, part in data.items() if name not in ("tracker", "coalescer")}
+        return cls(tracker=ProcessTrackerState.from_snapshot(data["tracker"]), restored=restored)
 
 
 class HostStates(MutableMapping[str, HostState]):
@@ -216,21 +212,26 @@ class Pipeline:
                 backfill_window_s=config.proctree.backfill_window_s,
             )
         )
-        self.sessions = LogonSessionTracker(
-            LogonSessionSettings(
-                max_sessions_per_host=config.sessions.max_per_host, ttl_s=config.sessions.session_ttl_s
-            )
-        )
-        self.speed = CommandSpeedDetector(
-            CommandSpeedSettings(events=config.detection.speed_events, time_s=config.detection.speed_window_s)
-        )
-        self.sudo = RiskySudoDetector(RiskySudoSettings())
         rules = []
         if config.detection.use_default_rules:
             rules.extend(load_rules(default_rules_path()))
         for rule_file in config.detection.rule_files:
             rules.extend(load_rules(config.resolve_path(rule_file)))
-        self.rules = RuleEngine(rules)
+        # The stages after enrichment, in the order they run on each event (one contract:
+        # processors.detect.stage). Sessions annotate an event before the detectors read it, and risky sudo
+        # reads the alerts of the stages before it.
+        self.detection_stages: tuple[DetectionStage, ...] = (
+            LogonSessionTracker(
+                LogonSessionSettings(
+                    max_sessions_per_host=config.sessions.max_per_host, ttl_s=config.sessions.session_ttl_s
+                )
+            ),
+            RuleEngine(rules),
+            CommandSpeedDetector(
+                CommandSpeedSettings(events=config.detection.speed_events, time_s=config.detection.speed_window_s)
+            ),
+            RiskySudoDetector(RiskySudoSettings()),
+        )
         self.ioc_extractor = IocExtractor()
 
     # -- synchronous stages -------------------------------------------------------------------
@@ -364,16 +365,26 @@ class Pipeline:
         outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
             state = states[doc["host"]["name"]]
-            # The session tracker annotates the document (secstream.session) before the detectors read it,
-            # and returns a summary event when a session closes, which follows the closing event.
-            outputs.events.append(doc)
-            outputs.events.extend(self.sessions.process(doc, state.sessions))
-            hits = self.rules.match(doc)
-            hits += self.speed.process(doc, state.speed)
-            hits += self.sudo.process(doc, state.sudo, hits)
-            outputs.detections.extend(hits)
+            doc_events: list[dict[str, Any]] = [doc]
+            alerts: list[dict[str, Any]] = []
+            for stage in self.detection_stages:
+                stage.run(doc, self.stage_state(state, stage), doc_events, alerts)
+            outputs.events.extend(doc_events)
+            outputs.detections.extend(alerts)
         self._count(outputs)
         return outputs
+
+    @staticmethod
+    def stage_state(state: HostState, stage: DetectionStage) -> Any:
+        """The host's state of one detection stage: created on first use, or restored from its snapshot."""
+        if stage.state_type is None:
+            return None
+        current = state.detect.get(stage.name)
+        if current is None:
+            part = state.restored.pop(stage.name, None)
+            current = stage.state_type() if part is None else stage.state_type.from_snapshot(part)
+            state.detect[stage.name] = current
+        return current
 
     def collect_state_counters(self, states: MutableMapping[str, HostState]) -> None:
         """Refresh the state-held counters in :attr:`stats` (coalescer and process tracker, all hosts)."""

@@ -50,7 +50,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    from streams.devkafka import LocalKafka, default_kafka_home
+    from streams.dev.broker import LocalKafka, default_kafka_home
 
     broker = LocalKafka(home=default_kafka_home(), state_dir=tmp_path_factory.mktemp("kafka"), port=0)
     bootstrap = broker.start()

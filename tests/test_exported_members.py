@@ -42,7 +42,7 @@ def test_modules_define_all() -> None:
 
     for package in (processors, streams, schemas):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
-            if info.name.startswith("streams.worker") or info.name == "streams.__main__":
+            if info.name.startswith("streams.worker") or info.name == "streams.cli.__main__":
                 continue
             module = importlib.import_module(info.name)
             assert hasattr(module, "__all__"), info.name

@@ -20,9 +20,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from processors.detect.sessions import audit_user, event_epoch, syslog_details
+from processors.document import EXEC_SYSCALLS, audit_user, event_epoch, syslog_details
 from schemas.documents import detection
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
 CMD_SPEED_RULE_ID = "secstream.cmd_speed"
 RISKY_SUDO_COMMAND_RULE_ID = "secstream.risky_sudo.command"
 RISKY_SUDO_SPEED_RULE_ID = "secstream.risky_sudo.speed"
-_EXEC_ACTIONS = frozenset({"execve", "execveat"})
 
 
 def _techniques(alert: Mapping[str, Any]) -> list[str]:
@@ -62,7 +61,7 @@ def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
     """
     event = doc.get("event") or {}
     action = event.get("action")
-    if event.get("module") == "auditd" and action in _EXEC_ACTIONS:
+    if event.get("module") == "auditd" and action in EXEC_SYSCALLS:
         user = doc.get("user") or {}
         audit = audit_user(doc)
         name = user.get("name") or audit.get("name") or user.get("id") or audit.get("id") or "unknown"
@@ -134,8 +133,18 @@ class CommandSpeedDetector:
         settings: burst size, window and detection fields.
     """
 
+    name: ClassVar[str] = "speed"
+    state_type: ClassVar[type[CommandSpeedState]] = CommandSpeedState
+
     def __init__(self, settings: CommandSpeedSettings | None = None) -> None:
         self.settings = settings or CommandSpeedSettings()
+
+    def run(
+        self, doc: dict[str, Any], state: CommandSpeedState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): a burst's alert."""
+        del events
+        alerts.extend(self.process(doc, state))
 
     def process(self, doc: Mapping[str, Any], state: CommandSpeedState) -> list[dict[str, Any]]:
         """Add one document to its window and return a detection when it completes a burst.
@@ -267,6 +276,9 @@ class RiskySudoDetector:
         settings: services, severities and limits.
     """
 
+    name: ClassVar[str] = "sudo"
+    state_type: ClassVar[type[RiskySudoState]] = RiskySudoState
+
     def __init__(self, settings: RiskySudoSettings | None = None) -> None:
         self.settings = settings or RiskySudoSettings()
 
@@ -282,6 +294,13 @@ class RiskySudoDetector:
             alone = {"id": str(event.get("id", "")), "service": "sudo", "user": user, "start": doc.get("@timestamp")}
             return alone, False
         return None
+
+    def run(
+        self, doc: dict[str, Any], state: RiskySudoState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): reads the alerts earlier stages raised."""
+        del events
+        alerts.extend(self.process(doc, state, alerts))
 
     def process(
         self, doc: Mapping[str, Any], state: RiskySudoState, detections: Sequence[Mapping[str, Any]] = ()

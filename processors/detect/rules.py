@@ -36,13 +36,13 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import re2
 import structlog
 
+from processors.document import event_epoch, get_parts
 from processors.errors import ConfigError
 from schemas.documents import detection
 
@@ -290,31 +290,6 @@ def load_rules(path: str | Path) -> list[Rule]:
     return rules
 
 
-def _field(doc: Mapping[str, Any], dotted: str) -> Any:
-    return _lookup(doc, dotted.split("."))
-
-
-def _lookup(doc: Mapping[str, Any], path: Sequence[str]) -> Any:
-    value: Any = doc
-    for part in path:
-        if type(value) is not dict and not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-        if value is None:
-            return None
-    return value
-
-
-def _epoch(doc: Mapping[str, Any]) -> float:
-    stamp = doc.get("@timestamp")
-    if isinstance(stamp, str):
-        try:
-            return datetime.fromisoformat(stamp).timestamp()
-        except ValueError:
-            return 0.0
-    return 0.0
-
-
 def decoded_texts(doc: Mapping[str, Any]) -> list[str]:
     """Return the text of the decoded base64 layers of a document (``secstream.decoded[*].text``).
 
@@ -327,7 +302,7 @@ def decoded_texts(doc: Mapping[str, Any]) -> list[str]:
     sec = doc.get("secstream")
     if sec is None:
         return []
-    layers = _lookup(sec, ("decoded",))
+    layers = get_parts(sec, ("decoded",))
     if not isinstance(layers, list):
         return []
     return [layer["text"] for layer in layers if isinstance(layer, Mapping) and isinstance(layer.get("text"), str)]
@@ -447,6 +422,9 @@ class RuleEngine:
         rules: the rules to run.
     """
 
+    name: ClassVar[str] = "rules"
+    state_type: ClassVar[None] = None
+
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._by_type: dict[str, tuple[Rule, ...]] = {}
@@ -455,6 +433,11 @@ class RuleEngine:
         self._plans: dict[str, _Plan] = {
             log_type: _Plan(rules_of_type, log_type) for log_type, rules_of_type in self._by_type.items()
         }
+
+    def run(self, doc: dict[str, Any], state: None, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): every matching rule's alert."""
+        del state, events
+        alerts.extend(self.match(doc))
 
     def matching_rules(self, texts: Sequence[tuple[str, str]], log_type: str) -> list[tuple[Rule, str, str]]:
         """Return ``(rule, where, text)`` for each rule of ``log_type`` matching one of ``texts``.
@@ -500,7 +483,7 @@ class RuleEngine:
                     severity=rule.severity,
                     technique_ids=rule.technique,
                     host=str((doc.get("host") or {}).get("name", "unknown")),
-                    timestamp=_epoch(doc),
+                    timestamp=event_epoch(doc),
                     evidence_event_ids=[str(event.get("id", ""))],
                     message=f"{rule.name}: {text[:200]}",
                     source_event=doc,
@@ -518,7 +501,7 @@ class RuleEngine:
         found: list[frozenset[int]] = []
         anything = False
         for path in plan.paths:
-            value = _lookup(doc, path)
+            value = get_parts(doc, path)
             if type(value) is not str or not value:
                 values.append("")
                 found.append(_NONE)

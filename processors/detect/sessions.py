@@ -29,40 +29,12 @@ import heapq
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
+from processors.document import audit_user, event_epoch, syslog_details
 from schemas.documents import ECS_VERSION, SCHEMA_VERSION, iso_timestamp, stable_id
 
-__all__ = [
-    "LogonSessionSettings",
-    "LogonSessionState",
-    "LogonSessionTracker",
-    "audit_user",
-    "event_epoch",
-    "syslog_details",
-]
-
-
-def audit_user(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The audit (login) user of an auditd document: ``secstream.user.audit``, or ``user.audit`` as the
-    decoder wrote it before contract 2.0."""
-    moved = ((doc.get("secstream") or {}).get("user") or {}).get("audit")
-    if isinstance(moved, Mapping):
-        return moved
-    legacy = (doc.get("user") or {}).get("audit")
-    return legacy if isinstance(legacy, Mapping) else {}
-
-
-def syslog_details(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    """What syslog interpretation found beyond ECS: ``secstream.syslog``, or ``syslog`` as the interpreter
-    wrote it before contract 2.0."""
-    moved = (doc.get("secstream") or {}).get("syslog")
-    if isinstance(moved, Mapping):
-        return moved
-    legacy = doc.get("syslog")
-    return legacy if isinstance(legacy, Mapping) else {}
-
+__all__ = ["LogonSessionSettings", "LogonSessionState", "LogonSessionTracker"]
 
 _AUDIT_OPEN = frozenset({"login", "user_login", "user_start"})
 _AUDIT_CLOSE = frozenset({"user_end"})
@@ -70,35 +42,6 @@ _SYSLOG_ACTIONS = frozenset({"ssh_login", "sudo_command", "session_opened", "ses
 _LAST_TS = operator.itemgetter("last_ts")
 # expiry checks are queued this much early, so float rounding of "last + ttl" never skips one that is due
 _EXPIRY_MARGIN_S = 1.0
-
-
-def event_epoch(doc: Mapping[str, Any]) -> float:
-    """Return the ``@timestamp`` of a document as epoch seconds (0.0 when missing or malformed).
-
-    Args:
-        doc: an event document.
-
-    Returns:
-        Epoch seconds.
-    """
-    stamp = doc.get("@timestamp")
-    if type(stamp) is str:
-        cached = _EPOCHS.get(stamp)
-        if cached is not None:
-            return cached
-    if isinstance(stamp, str):
-        try:
-            value = datetime.fromisoformat(stamp).timestamp()
-        except ValueError:
-            value = 0.0
-        if len(_EPOCHS) >= 4096:
-            _EPOCHS.clear()
-        _EPOCHS[stamp] = value
-        return value
-    return 0.0
-
-
-_EPOCHS: dict[str, float] = {}  # the tracker and both detectors read the same @timestamp of each event
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +176,19 @@ class LogonSessionTracker:
         settings: limits and time windows.
     """
 
+    name: ClassVar[str] = "sessions"
+    state_type: ClassVar[type[LogonSessionState]] = LogonSessionState
+
     def __init__(self, settings: LogonSessionSettings | None = None) -> None:
         self.settings = settings or LogonSessionSettings()
         self._limits = (self.settings.ttl_s, self.settings.pending_ttl_s)
+
+    def run(
+        self, doc: dict[str, Any], state: LogonSessionState, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
+    ) -> None:
+        """The stage contract (:mod:`processors.detect.stage`): annotate, and add a closing session's summary."""
+        del alerts
+        events.extend(self.process(doc, state))
 
     def process(self, doc: dict[str, Any], state: LogonSessionState) -> list[dict[str, Any]]:
         """Update the sessions with one document and annotate it with ``secstream.session``.

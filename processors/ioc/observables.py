@@ -27,6 +27,7 @@ from typing import Any, NamedTuple, cast
 
 import re2
 
+from processors.document import get_path
 from processors.ioc.extract import IocExtractor
 from processors.ioc.unpack import Base64Settings, BinaryRecord, unpack_text
 
@@ -248,25 +249,6 @@ def analyze_text(
     return analysis
 
 
-_PATHS: dict[str, tuple[str, ...]] = {}
-
-
-def _get_path(doc: dict[str, Any], path: str) -> Any:
-    parts = _PATHS.get(path)
-    if parts is None:
-        parts = tuple(path.split("."))
-        if len(_PATHS) < 1024:
-            _PATHS[path] = parts
-    node: Any = doc
-    for part in parts:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(part)
-        if node is None:
-            return None
-    return node
-
-
 def _merge(target: dict[str, Any], key: str, values: Iterable[str]) -> None:
     new = set(values)
     if not new:
@@ -355,7 +337,7 @@ def annotate_event(
     seen: set[str] = set()
     memo = _analysis_memo(extractor, settings)  # resolved once per document, not per field
     for name in analysis_fields:
-        value = _get_path(doc, name)
+        value = get_path(doc, name)
         if isinstance(value, list):
             value = " ".join(str(item) for item in value)
         if not isinstance(value, str) or not value or value in seen:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.devworker import DevDeployment, create_topics
+from streams.dev.deployment import DevDeployment, create_topics
 
 sys.path.insert(0, str(Path(__file__).parent))
 from worker_harness import (

@@ -1,6 +1,6 @@
 """Helpers for the worker integration tests: hosts per partition, produce, collect, the reference output.
 
-Deployments and worker processes come from :mod:`streams.devworker`.
+Deployments and worker processes come from :mod:`streams.dev.deployment`.
 """
 
 from __future__ import annotations

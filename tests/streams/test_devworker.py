@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.config import load_config
-from streams.devworker import ConfigValue, DevDeployment, to_toml
+from streams.dev.deployment import ConfigValue, DevDeployment, to_toml
 
 _names = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True)
 _values: st.SearchStrategy[ConfigValue] = st.one_of(

@@ -54,7 +54,7 @@ def default_kafka_home() -> Path:
     override = os.environ.get("SECSTREAM_KAFKA_HOME")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "docker" / "kafka"
+    return Path(__file__).resolve().parents[2] / "docker" / "kafka"
 
 
 def _free_port() -> int:

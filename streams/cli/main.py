@@ -14,7 +14,7 @@ __all__ = ["build_parser", "main"]
 
 
 def _cmd_dev_kafka(args: argparse.Namespace) -> int:
-    from streams.devkafka import KafkaLauncherError, LocalKafka, default_kafka_home
+    from streams.dev.broker import KafkaLauncherError, LocalKafka, default_kafka_home
 
     home = default_kafka_home()
     broker = LocalKafka(home=home, state_dir=Path(args.state_dir or home / "run"), port=args.port)
@@ -32,7 +32,7 @@ def _cmd_dev_kafka(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from streams.run_command import run_command
+    from streams.cli.run import run_command
 
     return run_command(args)
 
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("--state-dir", help="broker state directory (default: docker/kafka/run)")
     kafka.set_defaults(handler=_cmd_dev_kafka)
 
-    from streams.kafka_cli import register_kafka_commands
+    from streams.cli.kafka import register_kafka_commands
 
     register_kafka_commands(sub)
     return parser
@@ -96,7 +96,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = args.handler
     code: int = handler(args)
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
