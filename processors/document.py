@@ -104,10 +104,7 @@ def audit_user(doc: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def syslog_details(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Return what syslog interpretation found beyond ECS (service, command, tty...): ``secstream.syslog``,
-    or ``syslog`` where the interpreter still writes it there (output contract 1.0); empty when neither."""
-    moved = (doc.get("secstream") or {}).get("syslog")
-    if isinstance(moved, Mapping):
-        return moved
-    legacy = doc.get("syslog")
-    return legacy if isinstance(legacy, Mapping) else {}
+    """Return what syslog interpretation found beyond ECS (service, command, tty...): ``secstream.syslog``
+    (top-level ``syslog`` before output contract 2.0); empty when there is none."""
+    details = (doc.get("secstream") or {}).get("syslog")
+    return details if isinstance(details, Mapping) else {}

@@ -180,7 +180,6 @@ def _endpoint(prefix: str, what: str) -> list[Field]:
 _AUDIT_PENDING = "processors/audit/decode.py and its Rust mirror (audit decoding rewrite)"
 _TRACKER_PENDING = "processors/proctree/tracker.py (after the audit decoding rewrite)"
 _ENRICH_PENDING = "processors/enrich (threat.enrichments rewrite)"
-_SYSLOG_PENDING = "processors/syslog/parse.py interpretation and the Sigma views (syslog.* rename)"
 
 _SYSLOG_DETAILS: Final = (
     ("service", "keyword", "The PAM service or program the record is about (sshd, sudo, su, cron...)."),
@@ -311,10 +310,6 @@ def _build() -> tuple[Field, ...]:
         _f("log.syslog.severity.name", "keyword", E, "Severity name."),
         _f("log.syslog.version", "keyword", E, "RFC 5424 VERSION, as text (\"1\")."),
         _f("log.syslog.structured_data", "flattened", E, "RFC 5424 STRUCTURED-DATA: {SD-ID: {name: value}}."),
-        *(
-            _f(f"syslog.{name}", type_, E, description, legacy=f"secstream.syslog.{name} ({_SYSLOG_PENDING})")
-            for name, type_, description in _SYSLOG_DETAILS
-        ),
         *(_f(f"secstream.syslog.{name}", type_, E, description) for name, type_, description in _SYSLOG_DETAILS),
         # ---------------------------------------------------------------- Auditbeat's namespace
         _f("auditd.sequence", "long", E, "The audit event's serial number (Auditbeat: long)."),

@@ -41,7 +41,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("auditd.data.argc", "type"): "audit decoding: Auditbeat's keyword, a string",
     ("auditd.data.socket.port", "type"): "audit decoding: Auditbeat's keyword, a string",
     ("auditd.data.proctitle_truncated", "type"): "audit decoding: becomes secstream.auditd.proctitle_truncated",
-    ("syslog.", "not_ecs"): "syslog interpretation and the Sigma views: becomes secstream.syslog.*",
     ("threat.enrichments.provider", "not_ecs"): "enrichment rewrite: indicator.provider",
     ("threat.enrichments.status", "not_ecs"): "enrichment rewrite: only matches, status under secstream.enrichment",
     ("threat.enrichments.severity", "not_ecs"): "enrichment rewrite: indicator.confidence + secstream.enrichment",

@@ -62,7 +62,7 @@ _log = structlog.get_logger(module=__name__)
 
 DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "auditd": ("process.command_line",),
-    "syslog": ("secstream.syslog.command", "syslog.command", "message"),
+    "syslog": ("secstream.syslog.command", "message"),
 }
 _TECHNIQUE = re.compile(r"T[0-9]{4}(?:\.[0-9]{3})?")
 _REFERENCE_SEVERITY = 47

@@ -616,7 +616,8 @@ def _source(doc: dict[str, Any], address: str, port: str | None) -> None:
 
 
 def _syslog(doc: dict[str, Any], **fields: Any) -> None:
-    target = doc.setdefault("syslog", {})
+    """Record what the message says beyond ECS under ``secstream.syslog`` (the document has ``secstream``)."""
+    target = doc["secstream"].setdefault("syslog", {})
     target.update({k: v for k, v in fields.items() if v is not None and v != ""})
 
 

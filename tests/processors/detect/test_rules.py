@@ -71,7 +71,7 @@ def _syslog_doc(command: str) -> dict[str, Any]:
         "message": f"peteb : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND={command}",
         "event": {"id": "b" * 32, "kind": "event", "module": "syslog", "action": "sudo_command"},
         "host": {"name": "h"},
-        "syslog": {"command": command},
+        "secstream": {"syslog": {"command": command}},
     }
 
 
@@ -105,7 +105,7 @@ class TestDefaultRules:
         """useradd and usermod syslog messages trigger the account and sudoers rules."""
         engine = RuleEngine(DEFAULT.values())
         doc = _syslog_doc("x")
-        del doc["syslog"]
+        del doc["secstream"]["syslog"]
         doc["message"] = "new user: name=backdoor, UID=1001, GID=1001, home=/home/backdoor, shell=/bin/bash"
         assert [d["rule"]["id"] for d in engine.match(doc)] == ["SS-LNX-011"]
         doc["message"] = "add 'backdoor' to group 'sudo'"
@@ -275,8 +275,7 @@ class TestEngineOnePass:
             "host": {"name": "h"},
             "process": {"command_line": command},
             "message": message,
-            "syslog": {"command": syslog_command},
-            "secstream": {"decoded": [{"text": text} for text in layers]},
+            "secstream": {"syslog": {"command": syslog_command}, "decoded": [{"text": text} for text in layers]},
         }
         engine = RuleEngine(MIXED_RULES)
         got = [
