@@ -28,6 +28,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "ECS_VERSION",
     "FIELDS",
+    "ISO_DATE_PATTERN",
     "OUTPUTS",
     "Field",
     "fields_for",
@@ -84,7 +85,7 @@ class Field:
         array: the value is a JSON list (of values, or of objects for ``object``/``nested``).
         required: the outputs where every document has it.
         nullable: JSON ``null`` is a value it can take (Elasticsearch indexes it as missing).
-        pattern: a regular expression every (string) value matches.
+        pattern: a regular expression every (string) value matches (dates: :data:`ISO_DATE_PATTERN`).
         minimum: the smallest value (numbers).
         maximum: the largest value (numbers).
         text: Elasticsearch also indexes it as ``<name>.text`` (``match_only_text``), as ECS does.
@@ -129,7 +130,8 @@ def namespace_of(name: str) -> str:
     return head if head in ("secstream", "auditd") else "ecs"
 
 
-_ISO_DATE: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+ISO_DATE_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+"""What every ``date`` value matches: ISO 8601 with a time zone (secstream writes ``...T08:00:01.000Z``)."""
 _HEX32: Final = r"^[0-9a-f]{32}$"
 _ATTACK_TECHNIQUE: Final = r"^T\d{4}$"
 _ATTACK_SUBTECHNIQUE: Final = r"^T\d{4}\.\d{3}$"
@@ -206,7 +208,8 @@ def _build() -> tuple[Field, ...]:
     fields: list[Field] = [
         # ---------------------------------------------------------------- every document
         _f("@timestamp", "date", ALL, "When the event happened (the alert's triggering event; a dead letter: when "
-           "its input was read).", required=ALL, pattern=_ISO_DATE),
+           "its input was read).", required=ALL,
+           pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"),
         # Required in events too once the audit decoder writes the envelope (it still writes schema_version).
         _f("ecs.version", "keyword", ALL, "The ECS version the document follows.", required=D | L,
            values=(ECS_VERSION,)),
@@ -236,8 +239,8 @@ def _build() -> tuple[Field, ...]:
         _f("event.outcome", "keyword", E, "success, failure or unknown.", values=EVENT_OUTCOMES),
         _f("event.sequence", "long", E, "The audit event's serial number."),
         _f("event.duration", "long", E, "Session summaries: the session's length in nanoseconds.", minimum=0),
-        _f("event.start", "date", E, "Session summaries: when the session started.", pattern=_ISO_DATE),
-        _f("event.end", "date", E, "Session summaries: when the session ended.", pattern=_ISO_DATE),
+        _f("event.start", "date", E, "Session summaries: when the session started."),
+        _f("event.end", "date", E, "Session summaries: when the session ended."),
         _f("event.severity", "long", D, "0-100: 21 low, 47 medium, 73 high, 99 critical.", required=D, minimum=0,
            maximum=100),
         _f("event.risk_score", "float", D, "0-100, what Elastic Security reads as the alert's risk score (the "
@@ -356,10 +359,8 @@ def _build() -> tuple[Field, ...]:
         _f("threat.enrichments.indicator.file.hash.sha256", "keyword", E, "The matched SHA-256."),
         _f("threat.enrichments.indicator.reference", "keyword", E, "The provider's page about the indicator."),
         _f("threat.enrichments.indicator.description", "keyword", E, "The provider's description."),
-        _f("threat.enrichments.indicator.first_seen", "date", E, "When the provider first saw it.",
-           pattern=_ISO_DATE),
-        _f("threat.enrichments.indicator.last_seen", "date", E, "When the provider last saw it.",
-           pattern=_ISO_DATE),
+        _f("threat.enrichments.indicator.first_seen", "date", E, "When the provider first saw it."),
+        _f("threat.enrichments.indicator.last_seen", "date", E, "When the provider last saw it."),
         _f("threat.enrichments.matched.atomic", "keyword", E, "The matched value."),
         _f("threat.enrichments.matched.field", "keyword", E, "The field it was found in."),
         _f("threat.enrichments.matched.type", "keyword", E, "indicator_match_rule."),
@@ -450,7 +451,7 @@ def _build() -> tuple[Field, ...]:
         _f("secstream.analysis.truncated", "boolean", ED, "The text was cut to the IoC scanner's size cap."),
         _f("secstream.analysis.decode_limits", "keyword", ED, "The decoding limits that were hit.", array=True),
         _f("secstream.session.id", "keyword", ED, "The logon session the event belongs to."),
-        _f("secstream.session.start", "date", ED, "When the session started.", nullable=True, pattern=_ISO_DATE),
+        _f("secstream.session.start", "date", ED, "When the session started.", nullable=True),
         _f("secstream.session.user", "keyword", ED, "Who logged in or elevated.", nullable=True),
         _f("secstream.session.service", "keyword", ED, "sshd, sudo, su, login, cron..."),
         _f("secstream.session.source_ip", "ip", ED, "Where the session came from.", nullable=True),

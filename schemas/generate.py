@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from schemas.fields import CONTRACT_VERSION, ECS_VERSION, FIELDS, OUTPUTS, Field, fields_for
+from schemas.fields import CONTRACT_VERSION, ECS_VERSION, FIELDS, ISO_DATE_PATTERN, OUTPUTS, Field, fields_for
 
 __all__ = ["generated_files", "index_template", "json_schema", "main"]
 
@@ -85,7 +85,7 @@ def _value_schema(item: Field, output: str) -> dict[str, Any]:
     elif item.type in _JSON_TYPES:
         schema = {"type": _JSON_TYPES[item.type]}
     elif item.type == "date":
-        schema = {"type": "string", "format": "date-time"}
+        schema = {"type": "string", "format": "date-time", "pattern": ISO_DATE_PATTERN}
     elif item.type == "ip":
         schema = {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}], "pattern": "^[0-9A-Fa-f:.]+$"}
     elif item.type == "geo_point":
