@@ -9,20 +9,28 @@ The rules (what Elasticsearch, Kibana and Elastic Security need of a document):
   value a keyword string);
 * every ``event.type`` is one ECS expects for one of the document's ``event.category`` values.
 
-ECS's definitions are its ``ecs_flat.yml`` (elastic/ecs ``generated/ecs/ecs_flat.yml``) parsed by the caller
-(:func:`EcsDefinitions.from_flat`); nothing here reads files.
+ECS's definitions are its ``ecs_flat.yml`` (elastic/ecs ``generated/ecs/ecs_flat.yml``), parsed by the caller
+(:func:`EcsDefinitions.from_flat`). To measure a run's output (needs PyYAML)::
+
+    python -m schemas.conformance path/to/ecs_flat.yml out/     # out/{events,detections,deadletter}.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import ipaddress
 import re
+import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["EcsDefinitions", "EcsField", "Finding", "Report", "check_document"]
+import orjson
+
+__all__ = ["EcsDefinitions", "EcsField", "Finding", "Report", "check_document", "main"]
 
 _STRINGS: Final = frozenset({"keyword", "constant_keyword", "wildcard", "text", "match_only_text"})
 _INTEGERS: Final = frozenset({"long", "integer", "short", "byte", "unsigned_long"})
@@ -225,3 +233,39 @@ def check_document(doc: Mapping[str, Any], ecs: EcsDefinitions) -> tuple[int, li
         found.extend(_check_ecs(path, value, ecs))
     found.extend(_pairing(doc, ecs))
     return seen, found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Report the share of conforming field occurrences of a run's output files, and the findings."""
+    parser = argparse.ArgumentParser(description="Check secstream output files against ECS's ecs_flat.yml.")
+    parser.add_argument("ecs_flat", type=Path, help="ECS's generated/ecs/ecs_flat.yml")
+    parser.add_argument("out", type=Path, help="the directory with events.jsonl, detections.jsonl, deadletter.jsonl")
+    parser.add_argument("--top", type=int, default=20, help="how many findings to list per output")
+    args = parser.parse_args(argv)
+    try:
+        yaml = importlib.import_module("yaml")
+    except ImportError:
+        sys.stderr.write("reading ecs_flat.yml needs PyYAML: pip install pyyaml\n")
+        return 2
+    ecs = EcsDefinitions.from_flat(yaml.safe_load(args.ecs_flat.read_text(encoding="utf-8")))
+    report = Report()
+    for output in ("events", "detections", "deadletter"):
+        path = args.out / f"{output}.jsonl"
+        if not path.exists():
+            continue
+        with path.open("rb") as lines:
+            for line in lines:
+                report.add(output, orjson.loads(line), ecs)
+        share = report.conforming_share(output)
+        sys.stdout.write(f"{output}: {report.occurrences[output]} field occurrences, {share:.2%} conform\n")
+        found: Counter[tuple[str, str]] = Counter()
+        for (name, finding), count in report.findings.items():
+            if name == output:
+                found[(finding.path, finding.problem)] += count
+        for (path_name, problem), count in found.most_common(args.top):
+            sys.stdout.write(f"  {count:8d}  {problem:14s} {path_name}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

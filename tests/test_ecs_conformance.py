@@ -19,6 +19,7 @@ import pytest
 
 from schemas import loads, schema_for
 from schemas.conformance import EcsDefinitions, Finding, Report, check_document
+from schemas.conformance import main as conformance_main
 from schemas.fields import FIELDS, namespace_of
 from streams.build import build_pipeline
 from streams.config import bundled_config_dir, load_config
@@ -190,6 +191,17 @@ class TestRules:
         assert report.occurrences == Counter({"events": 2, "detections": 1})
         assert report.conforming_share("events") == 0.5
         assert report.conforming_share("detections") == report.conforming_share("deadletter") == 1.0
+
+    def test_command_line_report(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """python -m schemas.conformance reads an ecs_flat.yml and a run's files and prints the shares."""
+        pytest.importorskip("yaml", reason="the command reads ecs_flat.yml with PyYAML")
+        (tmp_path / "ecs_flat.yml").write_text("process.pid:\n  type: long\n")
+        (tmp_path / "events.jsonl").write_text('{"process": {"pid": 1, "ppid": 1}}\n{"process": {"ppid": 2}}\n')
+        assert conformance_main([str(tmp_path / "ecs_flat.yml"), str(tmp_path)]) == 0
+        assert capsys.readouterr().out.splitlines() == [
+            "events: 3 field occurrences, 33.33% conform",
+            "         2  not_ecs        process.ppid",
+        ]
 
 
 # ------------------------------------------------------------------------------------------------ against ECS
