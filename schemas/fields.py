@@ -91,7 +91,8 @@ class Field:
         text: Elasticsearch also indexes it as ``<name>.text`` (``match_only_text``), as ECS does.
         open_values: for an ``object``: what the keys it does not list hold: ``keyword`` (a string or a list
             of strings), ``string_array`` (a list of strings) or ``any``; "" for a closed object.
-        index: False for a field Elasticsearch stores but does not index (``event.original``).
+        index: False for a field Elasticsearch stores but does not index (``event.original``); an ``object``
+            that is not indexed holds any JSON value.
         legacy: non-empty for a field still written while a pending rewrite replaces it: what replaces it.
     """
 
@@ -384,7 +385,8 @@ def _build() -> tuple[Field, ...]:
         _f("secstream.enrichment.matches.atomic", "keyword", E, "The matched value."),
         _f("secstream.enrichment.matches.status", "keyword", E, "hit.", values=ENRICHMENT_STATUSES),
         _f("secstream.enrichment.matches.severity", "keyword", E, "The provider's severity.", values=TI_SEVERITIES),
-        _f("secstream.enrichment.matches.details", "flattened", E, "The provider's details, size-capped."),
+        _f("secstream.enrichment.matches.details", "object", E, "The provider's own answer, size-capped: any JSON, "
+           "kept in the document but not indexed.", index=False),
         _f("secstream.enrichment.incomplete", "object", E, "Lookups that could not answer for this event.",
            array=True),
         _f("secstream.enrichment.incomplete.provider", "keyword", E, "The provider."),

@@ -95,6 +95,8 @@ def _value_schema(item: Field, output: str) -> dict[str, Any]:
             "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
             "additionalProperties": False,
         }
+    elif item.type == "object" and not item.index:
+        return {}  # any JSON value, kept in _source only
     else:  # flattened, or an object the table leaves open
         schema = {"type": "object"}
         if item.open_values:
@@ -186,6 +188,9 @@ def _properties(node: _Node, flavour: str, dynamic: list[dict[str, Any]], path: 
         item = child.fields[0] if child.fields else None
         if item is not None and item.type not in ("object", "nested"):
             properties[name] = _mapping(item, flavour)
+            continue
+        if item is not None and not item.index:
+            properties[name] = {"type": "object", "enabled": False}
             continue
         mapping: dict[str, Any] = {"type": "nested"} if item is not None and item.type == "nested" else {}
         if item is not None and item.open_values in ("keyword", "string_array"):
