@@ -58,6 +58,9 @@ class InputConfig:
     """Longer lines go to the dead letters instead of being parsed."""
     syslog_year: int = 0
     """Year for RFC 3164 timestamps, which have none; 0 means the year in which the line is read."""
+    max_hosts_in_memory: int = 10_000
+    """Most hosts whose state ``secstream run`` keeps in memory; the least recently seen idle ones past it
+    are written to a temporary spill file and read back when they speak again (0: no bound)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +316,7 @@ def _validate(config: SecstreamConfig) -> None:
         (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),
         (config.enrichment.max_wait_s >= 0, "enrichment.max_wait_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
+        (config.input.max_hosts_in_memory >= 0, "input.max_hosts_in_memory", "must not be negative"),
         (
             config.kafka.broker.startswith(("kafka://", "aiokafka://")),
             "kafka.broker",

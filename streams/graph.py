@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from processors.audit import (
     AuditEvent,
@@ -45,6 +45,7 @@ from processors.ioc.extract import IocExtractor
 from processors.ioc.observables import annotate_event
 from processors.proctree import ProcessTracker, ProcessTrackerSettings, ProcessTrackerState
 from processors.syslog import parse_syslog_line
+from schemas.codecs import dumps, loads
 from schemas.documents import dead_letter
 from streams.config import SecstreamConfig
 
@@ -105,30 +106,132 @@ class HostState:
         restored = {name: part for name, part in data.items() if name not in ("tracker", "coalescer")}
         return cls(tracker=ProcessTrackerState.from_snapshot(data["tracker"]), restored=restored)
 
+    def counters(self) -> tuple[Counter[str], Counter[str]]:
+        """The host's coalescer counters and process-tracker counters, for :class:`PipelineStats`."""
+        tracker = self.tracker
+        return Counter(self.coalescer.counters), Counter(
+            {
+                "evicted_exited": tracker.evicted_exited,
+                "evicted_idle": tracker.evicted_idle,
+                "evicted_overflow": tracker.evicted_overflow,
+                "backfilled": tracker.backfilled,
+                "live": tracker.live,
+            }
+        )
+
+
+class HostSpill(Protocol):
+    """Where :class:`HostStates` writes the hosts it drops from memory: snapshot bytes by host name."""
+
+    def put(self, host: str, data: bytes) -> None: ...
+
+    def pop(self, host: str) -> bytes | None: ...
+
+
+class _NoSpill:
+    """The spill store of unbounded host states, which never spill."""
+
+    def put(self, host: str, data: bytes) -> None:
+        raise RuntimeError(f"host {host!r} spilled without a spill store")
+
+    def pop(self, host: str) -> bytes | None:
+        del host
+        return None
+
+
+_NO_SPILL = _NoSpill()
+
 
 class HostStates(MutableMapping[str, HostState]):
-    """Host name → :class:`HostState`, creating a host's state on first use."""
+    """Host name → :class:`HostState`, creating a host's state on first use, with a bound on memory.
 
-    def __init__(self) -> None:
-        self._states: dict[str, HostState] = {}
+    Host names come from the input, and syslog's are trivially spoofed: without a bound, every made-up
+    name would keep its state in memory for good. With ``max_in_memory``, once more hosts than that are
+    in memory the least recently used ones are written to ``spill`` (their whole state, in-flight audit
+    events and the coalescer's memory included, so nothing about them changes) and dropped from memory;
+    a spilled host is read back when it is looked up again. Iteration yields the hosts in memory and the
+    spilled hosts that have an audit event in flight (a tick or the shutdown flush reads those back to
+    complete it); a spilled host with nothing in flight has nothing to tick.
+
+    Args:
+        max_in_memory: most hosts held in memory; 0 means no bound.
+        spill: the store for spilled hosts (needed with a bound).
+    """
+
+    def __init__(self, max_in_memory: int = 0, spill: HostSpill | None = None) -> None:
+        if max_in_memory and spill is None:
+            raise ValueError("a bound on hosts in memory needs a spill store")
+        self._states: dict[str, HostState] = {}  # in use order when bounded: least recent first
+        self._max = max_in_memory
+        self._spill: HostSpill = _NO_SPILL if spill is None else spill
+        self._spilled: dict[str, bool] = {}  # spilled host → whether it has an audit event in flight
+        self.spilled_counters: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+        """The coalescer and tracker counters of the hosts now spilled (they come back with the host)."""
+        self.spills = 0
+        self.restores = 0
 
     def __getitem__(self, host: str) -> HostState:
-        state = self._states.get(host)
-        if state is None:
-            state = self._states[host] = HostState()
+        states = self._states
+        state = states.get(host)
+        if state is not None:
+            if self._max:
+                del states[host]  # move to the most recent end
+                states[host] = state
+            return state
+        state = states[host] = self._restore(host) if host in self._spilled else HostState()
+        if self._max and len(states) > self._max:
+            self._shrink()
         return state
 
+    def _restore(self, host: str) -> HostState:
+        del self._spilled[host]
+        data = self._spill.pop(host)
+        if data is None:  # the store lost it: start afresh rather than fail
+            return HostState()
+        snapshot = loads(data)
+        state = HostState.from_durable_snapshot(snapshot)
+        state.coalescer = CoalescerState.from_snapshot(snapshot["coalescer"])
+        audit, proctree = state.counters()
+        self.spilled_counters[0].subtract(audit)
+        self.spilled_counters[1].subtract(proctree)
+        self.restores += 1
+        return state
+
+    def _shrink(self) -> None:
+        """Spill the least recently used hosts until a tenth of the bound is free again (the last one,
+        just looked up, stays)."""
+        for host in list(self._states)[: len(self._states) - self._max + max(1, self._max // 10)]:
+            state = self._states.pop(host)
+            snapshot = state.durable_snapshot()
+            snapshot["coalescer"] = state.coalescer.snapshot()
+            self._spill.put(host, dumps(snapshot))
+            self._spilled[host] = bool(snapshot["coalescer"]["in_flight"])
+            audit, proctree = state.counters()
+            self.spilled_counters[0].update(audit)
+            self.spilled_counters[1].update(proctree)
+            self.spills += 1
+
+    def in_memory(self) -> list[HostState]:
+        """The states held in memory (reading them does not change what is spilled)."""
+        return list(self._states.values())
+
     def __setitem__(self, host: str, state: HostState) -> None:
+        if host in self._spilled:
+            self._restore(host)  # replaced: only its counters leave the spilled sums
         self._states[host] = state
 
     def __delitem__(self, host: str) -> None:
-        del self._states[host]
+        if host in self._spilled:
+            self._restore(host)
+        else:
+            del self._states[host]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._states)
+        waiting = [host for host, in_flight in self._spilled.items() if in_flight]
+        return iter([*self._states, *waiting])
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._states) + sum(self._spilled.values())
 
 
 @dataclass(slots=True)
@@ -165,6 +268,8 @@ class PipelineStats:
     proctree: Counter[str] = field(default_factory=Counter)
     """The process trackers' counters summed over hosts: evictions, back-fills, live processes."""
     enrichment: Counter[str] = field(default_factory=Counter)
+    hosts: Counter[str] = field(default_factory=Counter)
+    """Hosts in memory, and how often a host's state was spilled out of memory and restored."""
 
 
 def _audit_text(data: str | bytes) -> str:
@@ -390,18 +495,16 @@ class Pipeline:
         """Refresh the state-held counters in :attr:`stats` (coalescer and process tracker, all hosts)."""
         audit: Counter[str] = Counter()
         proctree: Counter[str] = Counter()
-        for state in states.values():
-            audit.update(state.coalescer.counters)
-            tracker = state.tracker
-            proctree.update(
-                {
-                    "evicted_exited": tracker.evicted_exited,
-                    "evicted_idle": tracker.evicted_idle,
-                    "evicted_overflow": tracker.evicted_overflow,
-                    "backfilled": tracker.backfilled,
-                    "live": tracker.live,
-                }
+        if isinstance(states, HostStates):
+            audit.update(states.spilled_counters[0])
+            proctree.update(states.spilled_counters[1])
+            self.stats.hosts = Counter(
+                in_memory=len(states.in_memory()), spilled=states.spills, restored=states.restores
             )
+        for state in states.in_memory() if isinstance(states, HostStates) else states.values():
+            host_audit, host_tree = state.counters()
+            audit.update(host_audit)
+            proctree.update(host_tree)
         self.stats.audit = audit
         self.stats.proctree = proctree
 

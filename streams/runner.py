@@ -19,6 +19,7 @@ from typing import IO, Any, BinaryIO
 
 from schemas.codecs import dumps_line
 from streams.graph import HostStates, Outputs, Pending, Pipeline, PipelineStats, RawLine
+from streams.spill import SpillFile
 
 __all__ = ["InputSpec", "OutputSink", "RunResult", "run_pipeline"]
 
@@ -165,7 +166,8 @@ async def run_pipeline(
         progress: called with the byte count of every line read (for a progress bar).
     """
     started = time.monotonic()
-    states = HostStates()
+    spill = SpillFile()
+    states = HostStates(pipeline.config.input.max_hosts_in_memory, spill)
     queues: list[tuple[InputSpec, asyncio.Queue[Any]]] = []
     readers = []
     for spec in inputs:
@@ -203,6 +205,7 @@ async def run_pipeline(
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
+        spill.close()
     return RunResult(stats=pipeline.stats, seconds=time.monotonic() - started, inputs=inputs)
 
 

@@ -60,6 +60,12 @@ def format_summary(result: RunResult) -> str:
         f"  processes:    {tree['live']} live; evicted {tree['evicted_exited']} exited, {tree['evicted_idle']} idle,"
         f" {tree['evicted_overflow']} over the limit; {tree['backfilled']} back-filled"
     )
+    hosts = stats.hosts
+    if hosts["spilled"]:
+        lines.append(
+            f"  hosts:        {hosts['in_memory']} in memory; spilled to disk {hosts['spilled']} times,"
+            f" read back {hosts['restored']} times"
+        )
     hits = sum(v for k, v in stats.enrichment.items() if k.endswith(":hit"))
     lines.append(f"  enrichment:   {hits} hits")
     lines += [f"    {name:<40} {count}" for name, count in _top(stats.enrichment)]
