@@ -132,13 +132,8 @@ def detection(
         ruleset: the rule set (``rule.ruleset``): ``secstream`` for the built-in rules and detectors.
     """
     evidence = sorted(set(evidence_event_ids))
-    rule: dict[str, Any] = {
-        "id": rule_id,
-        "name": rule_name,
-        "version": rule_version,
-        "description": description or rule_name,
-        "ruleset": ruleset,
-    }
+    rule: dict[str, Any] = {"id": rule_id, "name": rule_name, "version": rule_version}
+    rule.update(description=description or rule_name, ruleset=ruleset)
     if references:
         rule["reference"] = list(references)
     doc: dict[str, Any] = {
@@ -158,11 +153,7 @@ def detection(
         "rule": rule,
         "threat": threat_fields(technique_ids),
         "host": {"name": host},
-        "secstream": {
-            "schema_version": SCHEMA_VERSION,
-            "evidence": {"event_ids": evidence},
-            **(dict(extra) if extra else {}),
-        },
+        "secstream": {"schema_version": SCHEMA_VERSION, "evidence": {"event_ids": evidence}, **(extra or {})},
     }
     if source_event is not None:
         for key in ("process", "user", "related", "source", "destination"):
