@@ -181,7 +181,6 @@ def _endpoint(prefix: str, what: str) -> list[Field]:
 
 
 _AUDIT_PENDING = "processors/audit/decode.py and its Rust mirror (audit decoding rewrite)"
-_TRACKER_PENDING = "processors/proctree/tracker.py (after the audit decoding rewrite)"
 _ENRICH_PENDING = "processors/enrich (threat.enrichments rewrite)"
 
 _SYSLOG_DETAILS: Final = (
@@ -264,12 +263,9 @@ _TABLE: Final[list[Field]] = [
     *_process_entity("process.parent", ED, "the parent process"),
     *_process_entity("process.session_leader", ED, "the session leader"),
     *_process_entity("process.entry_leader", ED, "the entry leader (the process the session entered by)"),
-    _f("process.ppid", "long", ED, "The parent pid the event reported.", nullable=True,
-       legacy=f"secstream.process.ppid ({_AUDIT_PENDING}, {_TRACKER_PENDING})"),
-    _f("process.ancestors", "object", ED, "The nearest ancestors.", array=True,
-       legacy=f"secstream.process.ancestors ({_TRACKER_PENDING})"),
-    *_process_entity("process.ancestors", ED, "an ancestor", legacy=f"secstream.process.ancestors.* "
-                     f"({_TRACKER_PENDING})"),
+    _f("process.ppid", "long", ED, "The parent pid the event reported, as the audit decoder writes it.",
+       nullable=True, legacy="secstream.process.ppid, where the process tracker moves it (the decoder's "
+       "documents before the tracker still have it)"),
     _f("secstream.process.ppid", "long", ED, "The parent pid the event reported (process.parent is the "
        "tracked parent, which differs for a reparented process).", nullable=True),
     _f("secstream.process.ancestors", "nested", ED, "The nearest ancestors, parent first (nested, so an "

@@ -34,8 +34,6 @@ OUTPUTS = ("events", "detections", "deadletter")
 PENDING: dict[tuple[str, str], str] = {
     ("schema_version", "not_ecs"): "audit decoding (Python and Rust) still writes the 1.x envelope; moves to "
     "secstream.schema_version + ecs.version",
-    ("process.ppid", "not_ecs"): "audit decoding and the process tracker: becomes secstream.process.ppid",
-    ("process.ancestors", "not_ecs"): "process tracker: becomes secstream.process.ancestors (nested)",
     ("user.audit.", "not_ecs"): "audit decoding: becomes secstream.user.audit.*",
     ("auditd.message_types", "not_auditbeat"): "audit decoding: becomes secstream.auditd.message_types",
     ("auditd.partial", "not_auditbeat"): "audit decoding: becomes secstream.auditd.partial",

@@ -106,7 +106,7 @@ class TestTable:
         current = {item.name for item in FIELDS if not item.legacy}
         for item in FIELDS:
             if item.legacy:
-                target = item.legacy.split(" ", 1)[0].rstrip(".*")
+                target = item.legacy.split(" ", 1)[0].rstrip(".*,")
                 if target.startswith("secstream."):
                     assert any(name.startswith(target) for name in current), item.legacy
 
