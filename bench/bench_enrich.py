@@ -25,9 +25,8 @@ import orjson
 from aiohttp import web
 
 from processors.enrich.enricher import Enricher, EnricherSettings
+from processors.enrich.providers import OTX, LocalBlocklist
 from processors.enrich.ratelimit import RateLimits
-from processors.tilookup import TILookup
-from processors.tiproviders import OTX, LocalBlocklist
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCKLIST = REPO / "config" / "ti" / "sample_blocklist.csv"
@@ -110,8 +109,7 @@ async def run_pass(enricher: Enricher, stream: list[dict[str, Any]], batch: int)
 
 async def bench_secstream(url: str, stream: list[dict[str, Any]], batch: int) -> dict[str, Any]:
     otx = OTX(AuthKey="bench-key", base_url=url, limits=RateLimits(per_minute=None, max_concurrency=32))
-    ti = TILookup(primary_providers=[LocalBlocklist(BLOCKLIST), otx])
-    enricher = Enricher(EnricherSettings(max_wait_s=2.0), geoip=None, ti=ti)
+    enricher = Enricher(EnricherSettings(max_wait_s=2.0), providers=[LocalBlocklist(BLOCKLIST), otx])
     cold_s, n1 = await run_pass(enricher, stream, batch)
     await enricher.drain(30)
     cold = enricher.stats

@@ -246,7 +246,7 @@ def _batch(docs: list[dict[str, Any]], rows: int) -> None:
     ours = {
         "risky_cmd_line": lambda: len(risky_cmd_line(strs, log_type="Syslog")),
         "cmd_speed": lambda: len(cmd_speed(frame, cmd_field="Command")),
-        "cluster_syslog_logons_df": lambda: cluster_syslog_logons_df(logons).height,
+        "cluster_syslog_logons_df": lambda: len(cluster_syslog_logons_df(logons)),
     }
     try:
         from msticpy.analysis import syslog_utils as msu

@@ -9,7 +9,7 @@ as in msticpy, and registered on :class:`polars.DataFrame` when those modules ar
 
 Differences from msticpy: the namespaces live on polars DataFrames (msticpy registered pandas
 accessors). A pandas user can call :func:`register_pandas_accessors` to get ``df.mp_ioc`` /
-``df.mp_b64`` on pandas DataFrames too; both return polars DataFrames.
+``df.mp_b64`` on pandas DataFrames too; the accessors return a frame of the type they are called on.
 """
 
 from __future__ import annotations

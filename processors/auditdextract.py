@@ -1,7 +1,9 @@
 """msticpy-compatible batch API for Linux audit logs (``msticpy.sectools.auditdextract``).
 
-Same public names, parameters, defaults, ``EventType`` names and column names as msticpy; input may be polars or
-pandas, output is polars. Where msticpy is wrong, secstream does what msticpy's documentation says instead:
+Same public names, parameters, defaults, ``EventType`` names and column names as msticpy. A DataFrame gives a
+frame of the same type (pandas in, pandas out; polars in, polars out); :func:`read_from_file` returns msticpy's
+documented pandas frame, or polars after ``processors._frames.set_default_output("polars")``. Where msticpy is
+wrong, secstream does what msticpy's documentation says instead:
 
 * Events are keyed by ``(node, TIME:SERIAL)``, not by TIME alone: msticpy merges unrelated events that share a
   timestamp (``auditd_log.txt``: 938 real events, msticpy reports 381).
@@ -32,6 +34,7 @@ from typing import Any, Final
 import polars as pl
 import structlog
 
+from processors import _frames
 from processors.audit.coalesce import AuditEvent, Coalescer, CoalescerSettings, CoalescerState, LateRecord
 from processors.audit.decode import decode_value, execve_args, interpret_event, unset
 from processors.audit.parse import AuditRecord, parse_line
@@ -248,9 +251,7 @@ def _coalesce(records: Iterable[AuditRecord]) -> Iterator[AuditEvent | LateRecor
 # ---------------------------------------------------------------------------------------------- API
 
 
-def read_from_file(
-    filepath: str, event_type: str | None = None, verbose: bool = False, dummy_sep: str = "\t"
-) -> pl.DataFrame:
+def read_from_file(filepath: str, event_type: str | None = None, verbose: bool = False, dummy_sep: str = "\t") -> Any:
     """Extract audit events from a raw audit log file.
 
     The file is read line by line and coalesced by ``(node, TIME:SERIAL)`` with bounded memory (msticpy reads
@@ -264,7 +265,8 @@ def read_from_file(
         dummy_sep: accepted for compatibility with msticpy and ignored.
 
     Returns:
-        One row per event (see the module docstring for the columns).
+        One row per event (see the module docstring for the columns): pandas, or polars when that is the
+        default output (:mod:`processors._frames`).
     """
     del dummy_sep
     size = os.path.getsize(filepath)
@@ -300,7 +302,7 @@ def read_from_file(
         _log.warning("auditd_lines_skipped", file=filepath, count=bad)
     if verbose:
         _log.info("auditd_file_read", file=filepath, events=len(rows), skipped=bad)
-    return _sorted(rows, epochs, order)
+    return _frames.to_output(_sorted(rows, epochs, order))
 
 
 def _split_input(data: Any, input_column: str) -> tuple[list[Any], pl.DataFrame]:
@@ -312,8 +314,7 @@ def _split_input(data: Any, input_column: str) -> tuple[list[Any], pl.DataFrame]
         if input_column not in data.columns:
             raise MsticpyException(f"input column {input_column!r} not found in data")
         values = data[input_column].tolist()
-        rest = data.drop(columns=[input_column]).reset_index(drop=True)
-        return values, pl.from_pandas(rest)
+        return values, _frames.to_polars(data.drop(columns=[input_column]))
     raise MsticpyException("data must be a polars or pandas DataFrame")
 
 
@@ -336,7 +337,7 @@ def _la_records(value: Any, mssg_id: str, node: str | None) -> list[AuditRecord]
 
 def extract_events_to_df(
     data: Any, input_column: str = "AuditdMessage", event_type: str | None = None, verbose: bool = False
-) -> pl.DataFrame:
+) -> Any:
     """Extract audit messages from a DataFrame into one row per event.
 
     Accepts a column of raw audit lines (coalesced into events by ``(node, TIME:SERIAL)``) or Log Analytics
@@ -351,11 +352,15 @@ def extract_events_to_df(
         verbose: log a summary.
 
     Returns:
-        The events.
+        The events, in a frame of the input's type.
 
     Raises:
         MsticpyException: the input column (or ``mssg_id`` for Log Analytics rows) is missing.
     """
+    return _frames.like(_extract_events(data, input_column, event_type, verbose), data)
+
+
+def _extract_events(data: Any, input_column: str, event_type: str | None, verbose: bool) -> pl.DataFrame:
     values, rest = _split_input(data, input_column)
     if not values:
         return _empty()
@@ -408,7 +413,7 @@ def extract_events_to_df(
     return _frame(out_rows, out_epochs, passthrough)
 
 
-def get_event_subset(data: Any, event_type: str) -> pl.DataFrame:
+def get_event_subset(data: Any, event_type: str) -> Any:
     """Return the events of one type, without the columns that are empty for it.
 
     Args:
@@ -416,11 +421,18 @@ def get_event_subset(data: Any, event_type: str) -> pl.DataFrame:
         event_type: the event type to select.
 
     Returns:
-        The rows where ``EventType == event_type``.
+        The rows where ``EventType == event_type``, in a frame of the input's type (pandas keeps the
+        input's index labels, as msticpy's row filter does).
     """
-    frame = data if isinstance(data, pl.DataFrame) else pl.from_pandas(data)
+    frame = _frames.to_polars(data).with_row_index("__row")
     subset = frame.filter(pl.col("EventType") == event_type)
-    return subset.select([c for c in subset.columns if subset[c].null_count() < subset.height])
+    rows = subset["__row"].to_list()
+    subset = subset.drop("__row")
+    subset = subset.select([c for c in subset.columns if subset[c].null_count() < subset.height])
+    if not _frames.is_pandas(data):
+        return subset
+    labels = _frames.index_labels(data)
+    return _frames.to_pandas(subset, index=[labels[row] for row in rows])
 
 
 def unpack_auditd(audit_str: list[dict[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
@@ -452,7 +464,7 @@ def unpack_auditd(audit_str: list[dict[str, Any]]) -> Mapping[str, Mapping[str, 
     return out
 
 
-def generate_process_tree(audit_data: Any, branch_depth: int = 4, processes: Any = None) -> pl.DataFrame:
+def generate_process_tree(audit_data: Any, branch_depth: int = 4, processes: Any = None) -> Any:
     """Generate process tree data from audit process events.
 
     Like msticpy, ``branch_depth`` is accepted and not used; the tree is built with
@@ -465,13 +477,13 @@ def generate_process_tree(audit_data: Any, branch_depth: int = 4, processes: Any
         processes: process events to use instead of ``audit_data``.
 
     Returns:
-        The process tree.
+        The process tree, in a frame of the input's type (pandas: indexed by ``proc_key``, as msticpy).
     """
     del branch_depth
     from processors.proc_tree_builder import build_process_tree
 
     source = processes if processes is not None else audit_data
-    frame = source if isinstance(source, pl.DataFrame) else pl.from_pandas(source)
+    frame = _frames.to_polars(source)
     if "EventType" in frame.columns:
         frame = frame.filter(pl.col("EventType") == "SYSCALL_EXECVE")
-    return build_process_tree(frame)
+    return _frames.like(build_process_tree(frame), source, index_column="proc_key")

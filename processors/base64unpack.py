@@ -1,7 +1,9 @@
 """msticpy's ``base64unpack`` module: ``unpack``, ``unpack_df``, ``unpack_items`` and ``df.mp_b64``.
 
 The decoder, its rules and its limits are :mod:`processors.ioc.unpack` (see its docstring); this module
-gives msticpy's string and DataFrame API on top of it, polars or pandas in, polars out.
+gives msticpy's string and DataFrame API on top of it. A DataFrame gives a frame of the same type (pandas in,
+pandas out; polars in, polars out); a string gives msticpy's documented pandas frame, or polars after
+``processors._frames.set_default_output("polars")``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 import polars as pl
 
+from processors import _frames
 from processors.errors import MsticpyException
 from processors.ioc.unpack import (
     _RECORD_FIELDS,
@@ -84,7 +87,7 @@ def _records_frame_columns(records: list[BinaryRecord], extra: dict[str, list[An
 _EMPTY_FRAME = _records_frame_columns([])
 
 
-def unpack(input_string: str, trace: bool = False, utf16: bool = False) -> tuple[str, pl.DataFrame]:
+def unpack(input_string: str, trace: bool = False, utf16: bool = False) -> tuple[str, Any]:
     """Base64-decode the payloads in a string.
 
     Args:
@@ -94,15 +97,16 @@ def unpack(input_string: str, trace: bool = False, utf16: bool = False) -> tuple
             ``X\\0`` pattern is always recognised).
 
     Returns:
-        (the string with decoded runs replaced by markup, a polars DataFrame of :class:`BinaryRecord`
-        columns; empty with those 12 columns when nothing was decoded).
+        (the string with decoded runs replaced by markup, a DataFrame of :class:`BinaryRecord` columns;
+        empty with those 12 columns when nothing was decoded). The frame is pandas (msticpy's type) unless
+        the default output is polars (:mod:`processors._frames`).
     """
     del trace
     result = unpack_text(input_string, utf16=utf16)
-    return result.decoded_string, _records_frame(result.records)
+    return result.decoded_string, _frames.to_output(_records_frame(result.records))
 
 
-def unpack_df(data: Any, column: str, trace: bool = False, utf16: bool = False) -> pl.DataFrame:
+def unpack_df(data: Any, column: str, trace: bool = False, utf16: bool = False) -> Any:
     """Base64-decode the payloads in one column of a polars or pandas DataFrame.
 
     Args:
@@ -112,21 +116,19 @@ def unpack_df(data: Any, column: str, trace: bool = False, utf16: bool = False) 
         utf16: as for :func:`unpack`.
 
     Returns:
-        polars DataFrame: the 12 :class:`BinaryRecord` columns plus ``src_index`` (row number),
-        ``<column>`` (the original text) and ``full_decoded_string``; rows only for input rows with
-        decoded items (an empty 12-column frame when there are none).
+        A frame of the input's type: the 12 :class:`BinaryRecord` columns plus ``src_index`` (the
+        pandas index label, or the row number for polars), ``<column>`` (the original text) and
+        ``full_decoded_string``; rows only for input rows with decoded items (an empty 12-column frame
+        when there are none).
 
     Raises:
         MsticpyException: ``column`` is not in ``data`` or ``data`` is not a DataFrame.
     """
     del trace
-    if isinstance(data, pl.DataFrame):
-        frame = data
-    else:
-        try:
-            frame = pl.from_pandas(data.reset_index(drop=True))
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise MsticpyException(f"data must be a polars or pandas DataFrame, not {type(data).__name__}") from exc
+    try:
+        frame = _frames.to_polars(data)
+    except TypeError as exc:
+        raise MsticpyException(f"data must be a polars or pandas DataFrame, not {type(data).__name__}") from exc
     if column not in frame.columns:
         raise MsticpyException(f"Column {column!r} not found in the DataFrame")
     records: list[BinaryRecord] = []
@@ -145,8 +147,14 @@ def unpack_df(data: Any, column: str, trace: bool = False, utf16: bool = False) 
         originals.extend([text] * len(result.records))
         full.extend([result.decoded_string] * len(result.records))
     if not records:
-        return _records_frame([])
-    return _records_frame(records, {"src_index": src_index, column: originals, "full_decoded_string": full})
+        return _frames.like(_records_frame([]), data)
+    found = _records_frame(records, {"src_index": src_index, column: originals, "full_decoded_string": full})
+    if not _frames.is_pandas(data):
+        return found
+    out = _frames.to_pandas(found)
+    labels = _frames.index_labels(data)
+    out["src_index"] = [labels[row] for row in src_index]
+    return out
 
 
 def unpack_items(
@@ -194,8 +202,8 @@ class B64ExtractAccessor:
     def __init__(self, pandas_obj: Any) -> None:
         self._df = pandas_obj
 
-    def extract(self, column: str, **kwargs: Any) -> pl.DataFrame:
-        """Base64-decode the strings of a column (``base64unpack.unpack_df``).
+    def extract(self, column: str, **kwargs: Any) -> Any:
+        """Base64-decode the strings of a column (``base64unpack.unpack_df``; a frame of the input's type).
 
         Args:
             column: the text column to decode.

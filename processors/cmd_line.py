@@ -1,11 +1,12 @@
 """msticpy-compatible command-line analysis (``msticpy.transform.cmd_line``) over polars or pandas frames.
 
-Same names, parameters and defaults as msticpy, with these deliberate differences:
+Same names, parameters and defaults as msticpy; frames come back in the input's type (pandas in, pandas out;
+polars in, polars out). Deliberate differences:
 
 * :func:`risky_cmd_line` never loses a match to a timestamp collision: it returns a
   :class:`RiskyCommands` dict (``{TimeGenerated: command}``, the last matching row per time, as msticpy)
-  whose ``matches`` attribute is a polars frame with *every* matching row (time, command, rule id, where it
-  matched, row number) and whose ``collisions`` lists the times that held more than one match (also
+  whose ``matches`` attribute is a frame (of the input's type) with *every* matching row (time, command,
+  rule id, where it matched, row number) and whose ``collisions`` lists the times that held more than one match (also
   logged as a warning). It really searches the decoded base64 text of the command (msticpy decodes and
   ignores it), and searches unanchored with RE2.
 * :func:`cmd_speed` sorts its input by ``TimeGenerated`` (msticpy does not, and flags negative deltas of
@@ -24,6 +25,7 @@ from typing import Any
 import polars as pl
 import structlog
 
+from processors import _frames
 from processors.detect.rules import RuleEngine, load_rules, reference_rules_path
 from processors.errors import MsticpyException
 from processors.ioc.unpack import Base64Settings, unpack_text
@@ -34,6 +36,7 @@ _log = structlog.get_logger(module=__name__)
 _B64_SETTINGS = Base64Settings(min_length=16, max_depth=4)
 _B64_RUN = re.compile(r"[A-Za-z0-9+/]{16}")  # cheap test before the unpacker
 _MAX_LAYERS = 4
+_ROW = "__secstream_row"
 
 
 def to_polars(frame: Any) -> pl.DataFrame:
@@ -48,11 +51,10 @@ def to_polars(frame: Any) -> pl.DataFrame:
     Raises:
         MsticpyException: ``frame`` is not a DataFrame.
     """
-    if isinstance(frame, pl.DataFrame):
-        return frame
-    if type(frame).__name__ == "DataFrame" and hasattr(frame, "to_dict"):
-        return pl.from_pandas(frame)
-    raise MsticpyException(f"expected a polars or pandas DataFrame, got {type(frame).__name__}")
+    try:
+        return _frames.to_polars(frame)
+    except TypeError as exc:
+        raise MsticpyException(str(exc)) from exc
 
 
 def base64_layers(text: str, max_layers: int = _MAX_LAYERS) -> list[str]:
@@ -82,12 +84,12 @@ class RiskyCommands(dict[Hashable, str]):
     """``{TimeGenerated: command}`` as msticpy returns it, plus every match in :attr:`matches`.
 
     Attributes:
-        matches: polars frame ``TimeGenerated, <cmd_field>, RuleId, MatchedOn, Row`` with one row per
-            (input row, rule) match, including rows whose time collided with another match.
+        matches: frame (of the input's type) ``TimeGenerated, <cmd_field>, RuleId, MatchedOn, Row`` with
+            one row per (input row, rule) match, including rows whose time collided with another match.
         collisions: times that held more than one matching row (the dict keeps the last one).
     """
 
-    matches: pl.DataFrame
+    matches: Any
     collisions: list[Hashable]
 
 
@@ -141,7 +143,7 @@ def risky_cmd_line(
     result.collisions = [when for when, matched_rows in counts.items() if len(matched_rows) > 1]
     if result.collisions:
         _log.warning("risky_cmd_line_time_collisions", times=len(result.collisions), see="RiskyCommands.matches")
-    result.matches = pl.DataFrame(
+    matches = pl.DataFrame(
         hits,
         schema={
             "Row": pl.UInt32,
@@ -152,6 +154,7 @@ def risky_cmd_line(
         },
         orient="row",
     ).select("TimeGenerated", cmd_field, "RuleId", "MatchedOn", "Row")
+    result.matches = _frames.like(matches, events)
     return result
 
 
@@ -182,8 +185,9 @@ def cmd_speed(cmd_events: Any, cmd_field: str, time: int = 5, events: int = 10) 
 
     Returns:
         ``[{i: [burst_rows, delta]}, ...]`` in time order: ``i`` is the position of the burst's first row
-        in the time-sorted commands, ``burst_rows`` a polars frame of its ``events + 1`` rows and ``delta``
-        the ``timedelta`` between its first and last command.
+        in the time-sorted commands, ``burst_rows`` a frame of the input's type with its ``events + 1``
+        rows (pandas, as msticpy's: indexed by position among the commands, the input's labels in an
+        ``index`` column) and ``delta`` the ``timedelta`` between its first and last command.
 
     Raises:
         MsticpyException: ``cmd_field`` is missing, or ``TimeGenerated`` is missing or not a time.
@@ -193,7 +197,7 @@ def cmd_speed(cmd_events: Any, cmd_field: str, time: int = 5, events: int = 10) 
         raise MsticpyException(f"Dataframe does not contain {cmd_field} column")
     if "TimeGenerated" not in frame.columns:
         raise MsticpyException("Dataframe does not contain TimeGenerated column")
-    frame = _datetime_times(frame)
+    frame = _datetime_times(frame).with_row_index(_ROW)
     actions = (
         frame.filter(pl.col(cmd_field).is_not_null() & (pl.col(cmd_field).cast(pl.String) != ""))
         .filter(pl.col("TimeGenerated").is_not_null())
@@ -204,8 +208,12 @@ def cmd_speed(cmd_events: Any, cmd_field: str, time: int = 5, events: int = 10) 
     times = actions["TimeGenerated"]
     deltas = (times.shift(-events) - times).head(actions.height - events)
     window = timedelta(seconds=time)
+    # pandas: the input's own rows in time order, laid out as msticpy's (its ``reset_index()``: positions as
+    # the index, the input's labels in an ``index`` column); a burst is a slice of it, as cheap as msticpy's
+    ordered = cmd_events.iloc[actions[_ROW].to_list()].reset_index() if _frames.is_pandas(cmd_events) else None
     out: list[dict[int, list[Any]]] = []
     for i, delta in enumerate(deltas.to_list()):
         if delta is not None and delta < window:
-            out.append({i: [actions.slice(i, events + 1), delta]})
+            rows = actions.slice(i, events + 1).drop(_ROW) if ordered is None else ordered.iloc[i : i + events + 1]
+            out.append({i: [rows, delta]})
     return out

@@ -22,6 +22,9 @@ Drivers catch :class:`SecstreamError` per record and emit ``event.kind: "pipelin
 
 from __future__ import annotations
 
+import sys
+from typing import Any, Self, TypeVar
+
 __all__ = [
     "CoalesceError",
     "ConfigError",
@@ -111,4 +114,39 @@ class ConfigError(SecstreamError):
 
 
 class MsticpyException(SecstreamError):
-    """Raised by the msticpy-compatible API in the cases where msticpy raises ``MsticpyException``."""
+    """Raised by the msticpy-compatible API in the cases where msticpy raises ``MsticpyException``.
+
+    When msticpy is imported in the same process, the raised object is also an instance of
+    ``msticpy.common.exceptions.MsticpyException``, so msticpy's ``except`` clauses (and
+    ``pytest.raises``) catch it. The check is made when the exception is created and never imports
+    msticpy: code that catches msticpy's class has imported it before anything can raise.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        return super().__new__(_with_msticpy_base(cls), *args, **kwargs)
+
+
+_MSTICPY_COMPATIBLE: dict[type, type] = {}
+_T = TypeVar("_T", bound=type)
+
+
+def _with_msticpy_base(cls: _T) -> _T:
+    """``cls`` or, when msticpy's exception module is loaded, a subclass of ``cls`` and of msticpy's class."""
+    theirs = getattr(sys.modules.get("msticpy.common.exceptions"), "MsticpyException", None)
+    if not isinstance(theirs, type) or not issubclass(theirs, Exception) or issubclass(cls, theirs):
+        return cls
+    derived = _MSTICPY_COMPATIBLE.get(cls)
+    if derived is None:
+        # same name and module, so tracebacks and reprs read as secstream's class
+        derived = type(
+            cls.__name__,
+            (cls, theirs),
+            {
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                # pickled as ``cls``, which derives again when it is loaded
+                "__reduce__": lambda self: (cls, self.args, self.__dict__),
+            },
+        )
+        _MSTICPY_COMPATIBLE[cls] = derived
+    return derived  # type: ignore[return-value]

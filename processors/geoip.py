@@ -2,7 +2,8 @@
 
 msticpy-compatible names (``GeoLiteLookup``, ``IPStackLookup``, ``GeoIpLookup``,
 ``GeoIPDatabaseException``, ``geo_distance``, ``entity_distance``, ``lookup_ip``/``lookup_ips``/
-``df_lookup_ip``) with these deliberate differences from msticpy 1.5:
+``df_lookup_ip``) over the engine :class:`processors.enrich.geoip.GeoLiteReader`, with these deliberate
+differences from msticpy 1.5:
 
 * **Non-public addresses are reported, not dropped.** A private, loopback, link-local, multicast,
   reserved or unspecified address yields an ``IpAddress`` whose ``Location`` has
@@ -15,11 +16,9 @@ msticpy-compatible names (``GeoLiteLookup``, ``IPStackLookup``, ``GeoIpLookup``,
   nothing).
 * The database is ``GeoLite2-City.mmdb`` in the folder (plus ``GeoLite2-ASN.mmdb`` when present, which
   fills ``Asn`` and ``AdditionalData["as_org"]``). It is downloaded only when a licence key is
-  configured (``api_key`` or ``SECSTREAM_MAXMIND_LICENSE_KEY``; with ``account_id`` /
-  ``SECSTREAM_MAXMIND_ACCOUNT_ID`` the current basic-auth URL is used), when missing, older than 30 days
-  with ``auto_update``, or with ``force_update`` (msticpy issue #66). Archives are extracted safely
-  (only ``.mmdb`` regular files, flattened, atomically replaced). No database and no key raises
-  :class:`GeoIPDatabaseException` with instructions.
+  configured, when missing, older than 30 days with ``auto_update``, or with ``force_update`` (msticpy
+  issue #66); a download is size-capped and checked before it replaces the installed file. No database
+  and no key raises :class:`GeoIPDatabaseException` with instructions.
 * DataFrames are polars (``AdditionalData`` is JSON text there).
 """
 
@@ -27,29 +26,20 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import io
-import ipaddress
 import math
 import os
-import random
-import tarfile
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
 
-import aiohttp
-import geoip2.database
-import geoip2.errors
-import maxminddb
 import orjson
 import polars as pl
-import structlog
 
+from processors.enrich.geoip import GeoIPDatabaseException, GeoLiteReader, ip_type
+from processors.enrich.http import HttpClient, HttpSettings
 from processors.enrich.sync import run_sync
 from processors.entities import GeoLocation, IpAddress
-from processors.errors import SecstreamError
+from processors.errors import EnrichmentError
 
 __all__ = [
     "GeoIPDatabaseException",
@@ -60,55 +50,6 @@ __all__ = [
     "geo_distance",
     "ip_type",
 ]
-
-_log = structlog.get_logger(module=__name__)
-T = TypeVar("T")
-
-CITY_DB = "GeoLite2-City.mmdb"
-ASN_DB = "GeoLite2-ASN.mmdb"
-_MAX_AGE_S = 30 * 86400
-_DOWNLOAD_URL = "https://download.maxmind.com/geoip/databases/{edition}/download?suffix=tar.gz"
-_LEGACY_DOWNLOAD_URL = (
-    "https://download.maxmind.com/app/geoip_download?edition_id={edition}&license_key={key}&suffix=tar.gz"
-)
-
-
-class GeoIPDatabaseException(SecstreamError):
-    """The GeoIP database cannot be found or loaded."""
-
-
-def ip_type(address: str) -> str:
-    """Classify an address: ``Public``, ``Private``, ``Loopback``, ``Link Local``, ``Multicast``, ``Reserved``,
-    ``Unspecified`` or ``Invalid``.
-
-    Args:
-        address: the IP address text.
-    """
-    try:
-        addr = ipaddress.ip_address(address.strip())
-    except ValueError:
-        return "Invalid"
-    if addr.is_unspecified:
-        return "Unspecified"
-    if addr.is_loopback:
-        return "Loopback"
-    if addr.is_link_local:
-        return "Link Local"
-    if addr.is_multicast:
-        return "Multicast"
-    if addr.is_global:
-        return "Public"
-    if addr.is_reserved:
-        return "Reserved"
-    return "Private"
-
-
-def _placeholder(kind: str) -> dict[str, Any]:
-    return {
-        "country": {"iso_code": None, "names": {"en": f"{kind} address"}},
-        "city": {"names": {"en": "location unknown"}},
-        "ip_type": kind,
-    }
 
 
 def _location_from_raw(raw: dict[str, Any]) -> GeoLocation:
@@ -228,223 +169,14 @@ class GeoIpLookup(abc.ABC):
         return frame.join(locations, left_on=column, right_on="IpAddress", how="left", maintain_order="left")
 
 
-class GeoLiteLookup(GeoIpLookup):
-    """GeoIP lookup in MaxMind GeoLite2 databases (geoip2 reader).
+class GeoLiteLookup(GeoLiteReader, GeoIpLookup):
+    """GeoIP lookup in MaxMind GeoLite2 databases (the engine's reader with msticpy's API).
 
-    Args:
-        api_key: MaxMind licence key (default ``SECSTREAM_MAXMIND_LICENSE_KEY``); only needed to download.
-        db_folder: folder of ``GeoLite2-City.mmdb`` (default ``SECSTREAM_GEOIP_DBFOLDER`` or
-            ``~/.secstream/GeoLite2``).
-        force_update: download a fresh database now (needs a key).
-        auto_update: download when the database is older than 30 days (needs a key).
-        debug: log the update decisions at INFO.
-        account_id: MaxMind account id (default ``SECSTREAM_MAXMIND_ACCOUNT_ID``): selects the basic-auth
-            download URL.
-        download_url: download URL template with ``{edition}`` (and ``{key}`` for the legacy form);
-            tests point it at a local server.
-        cache_size: entries of the lookup cache.
-        wall_clock: epoch clock used for the database age.
+    Args: see :class:`processors.enrich.geoip.GeoLiteReader`.
 
     Raises:
         GeoIPDatabaseException: no database present and none could be downloaded.
     """
-
-    def __init__(
-        self,
-        api_key: str | None = None,
-        db_folder: str | None = None,
-        force_update: bool = False,
-        auto_update: bool = True,
-        debug: bool = False,
-        *,
-        account_id: str | None = None,
-        download_url: str | None = None,
-        cache_size: int = 100_000,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._api_key = api_key or os.environ.get("SECSTREAM_MAXMIND_LICENSE_KEY")
-        self._account_id = account_id or os.environ.get("SECSTREAM_MAXMIND_ACCOUNT_ID")
-        folder = db_folder or os.environ.get("SECSTREAM_GEOIP_DBFOLDER") or "~/.secstream/GeoLite2"
-        self.db_folder = Path(folder).expanduser()
-        self._download_url = download_url
-        self._debug = debug
-        self._wall_clock = wall_clock
-        self._cache: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
-        self._cache_size = cache_size
-        self.cache_hits = 0
-        self.cache_misses = 0
-        self._reader: geoip2.database.Reader | None = None
-        self._asn_reader: geoip2.database.Reader | None = None
-        self._check_and_update_db(force_update, auto_update)
-        self._open()
-
-    def __repr__(self) -> str:
-        return f"GeoLiteLookup(db_folder={str(self.db_folder)!r})"
-
-    # -- database management ---------------------------------------------------------------------
-    @property
-    def db_path(self) -> Path:
-        """Path of the City database."""
-        return self.db_folder / CITY_DB
-
-    def _note(self, event: str, **kw: Any) -> None:
-        (_log.info if self._debug else _log.debug)(event, **kw)
-
-    def _check_and_update_db(self, force_update: bool, auto_update: bool) -> None:
-        exists = self.db_path.is_file()
-        reason = None
-        if not exists:
-            reason = "missing"
-        elif force_update:
-            reason = "forced"
-        elif auto_update and self._db_age_s() > _MAX_AGE_S:
-            reason = "older than 30 days"
-        if reason is None:
-            return
-        if not self._api_key:
-            if not exists:
-                raise GeoIPDatabaseException(
-                    f"No GeoLite2 database at {self.db_path}. Put GeoLite2-City.mmdb there, or configure a "
-                    "MaxMind licence key (api_key or SECSTREAM_MAXMIND_LICENSE_KEY) to download it: "
-                    "https://www.maxmind.com/en/geolite2/signup"
-                )
-            self._note("geoip_update_skipped", reason=reason, detail="no licence key configured")
-            return
-        self._note("geoip_download", reason=reason)
-        try:
-            run_sync(self.update_db_async())
-        except (aiohttp.ClientError, TimeoutError, OSError, tarfile.TarError, GeoIPDatabaseException) as err:
-            if not self.db_path.is_file():
-                raise GeoIPDatabaseException(
-                    f"GeoLite2 download failed ({type(err).__name__}) and no database"
-                ) from err
-            _log.warning("geoip_download_failed", error=type(err).__name__, detail="continuing with cached database")
-
-    def _db_age_s(self) -> float:
-        try:
-            with maxminddb.open_database(str(self.db_path)) as reader:
-                return self._wall_clock() - float(reader.metadata().build_epoch)
-        except (OSError, maxminddb.InvalidDatabaseError, ValueError):
-            return math.inf
-
-    async def update_db_async(self, editions: Iterable[str] = ("GeoLite2-City", "GeoLite2-ASN")) -> list[Path]:
-        """Download and install the GeoLite2 databases (the ASN database is optional).
-
-        Args:
-            editions: MaxMind edition ids to fetch.
-
-        Returns:
-            The installed database files.
-
-        Raises:
-            GeoIPDatabaseException: the City database could not be downloaded or contained no MMDB file.
-        """
-        if not self._api_key:
-            raise GeoIPDatabaseException("a MaxMind licence key is needed to download GeoLite2")
-        self.db_folder.mkdir(parents=True, exist_ok=True)
-        installed: list[Path] = []
-        timeout = aiohttp.ClientTimeout(total=300)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for edition in editions:
-                template = self._download_url or (_DOWNLOAD_URL if self._account_id else _LEGACY_DOWNLOAD_URL)
-                url = template.format(edition=edition, key=self._api_key)
-                headers = (
-                    {"Authorization": aiohttp.encode_basic_auth(self._account_id, self._api_key)}
-                    if self._account_id
-                    else {}
-                )
-                async with session.get(url, headers=headers) as resp:
-                    if resp.status != 200:
-                        if edition.endswith("City"):
-                            raise GeoIPDatabaseException(f"GeoLite2 download of {edition} failed: HTTP {resp.status}")
-                        continue
-                    body = await resp.read()
-                installed += self._extract(body)
-        return installed
-
-    def _extract(self, archive: bytes) -> list[Path]:
-        written = []
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
-            for member in tar.getmembers():
-                name = Path(member.name).name
-                if not member.isreg() or not name.endswith(".mmdb") or name.startswith("."):
-                    continue
-                source = tar.extractfile(member)
-                if source is None:
-                    continue
-                target = self.db_folder / name
-                tmp = self.db_folder / f".{name}.{random.randint(10000, 99999)}.tmp"
-                tmp.write_bytes(source.read())
-                os.replace(tmp, target)
-                written.append(target)
-        if not written:
-            raise GeoIPDatabaseException("the downloaded archive holds no .mmdb file")
-        return written
-
-    def _open(self) -> None:
-        self.close()
-        try:
-            self._reader = geoip2.database.Reader(str(self.db_path))
-        except (OSError, maxminddb.InvalidDatabaseError, ValueError) as err:
-            raise GeoIPDatabaseException(f"cannot open GeoLite2 database {self.db_path}: {err}") from err
-        asn_path = self.db_folder / ASN_DB
-        if asn_path.is_file():
-            try:
-                self._asn_reader = geoip2.database.Reader(str(asn_path))
-            except (OSError, maxminddb.InvalidDatabaseError, ValueError):
-                _log.warning("geoip_asn_db_unreadable", path=str(asn_path))
-        self._cache.clear()
-
-    def close(self) -> None:
-        """Close the open GeoIP databases."""
-        for reader in (self._reader, self._asn_reader):
-            if reader is not None:
-                reader.close()
-        self._reader = self._asn_reader = None
-
-    # -- lookups ---------------------------------------------------------------------------------
-    def lookup_raw(self, address: str) -> dict[str, Any] | None:
-        """Return the raw record of one address (cached): a placeholder for non-public addresses, None
-        for an invalid address or a public one absent from the database.
-
-        Args:
-            address: the IP address text.
-        """
-        address = address.strip()
-        if address in self._cache:
-            self.cache_hits += 1
-            self._cache.move_to_end(address)
-            return self._cache[address]
-        self.cache_misses += 1
-        raw = self._lookup_uncached(address)
-        self._cache[address] = raw
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return raw
-
-    def _lookup_uncached(self, address: str) -> dict[str, Any] | None:
-        kind = ip_type(address)
-        if kind == "Invalid":
-            return None
-        if kind != "Public":
-            return _placeholder(kind)
-        if self._reader is None:
-            raise GeoIPDatabaseException("the GeoLite2 database is closed")
-        try:
-            raw: dict[str, Any] = self._reader.city(address).to_dict()
-        except (geoip2.errors.AddressNotFoundError, ValueError):
-            return None
-        if self._asn_reader is not None:
-            try:
-                asn = self._asn_reader.asn(address)
-            except (geoip2.errors.AddressNotFoundError, ValueError):
-                pass
-            else:
-                raw["asn"] = {
-                    "autonomous_system_number": asn.autonomous_system_number,
-                    "autonomous_system_organization": asn.autonomous_system_organization,
-                }
-        return raw
 
     def lookup_ip(
         self,
@@ -478,40 +210,6 @@ class GeoLiteLookup(GeoIpLookup):
             entities.append(entity)
         return raw_list, entities
 
-    def ecs_geo(self, address: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """Return ECS ``geo`` and ``as`` objects for a public address (None when unknown or non-public).
-
-        Args:
-            address: the IP address text.
-        """
-        raw = self.lookup_raw(address)
-        if raw is None or raw.get("ip_type"):
-            return None, None
-        geo: dict[str, Any] = {}
-        country = raw.get("country") or {}
-        if country.get("iso_code"):
-            geo["country_iso_code"] = country["iso_code"]
-        if (country.get("names") or {}).get("en"):
-            geo["country_name"] = country["names"]["en"]
-        subdivisions = raw.get("subdivisions") or []
-        if subdivisions and (subdivisions[0].get("names") or {}).get("en"):
-            geo["region_name"] = subdivisions[0]["names"]["en"]
-            if subdivisions[0].get("iso_code"):
-                geo["region_iso_code"] = f"{country.get('iso_code')}-{subdivisions[0]['iso_code']}"
-        city = ((raw.get("city") or {}).get("names") or {}).get("en")
-        if city:
-            geo["city_name"] = city
-        location = raw.get("location") or {}
-        if location.get("latitude") is not None and location.get("longitude") is not None:
-            geo["location"] = {"lat": location["latitude"], "lon": location["longitude"]}
-        asn = raw.get("asn")
-        as_obj = None
-        if asn and asn.get("autonomous_system_number") is not None:
-            as_obj = {"number": asn["autonomous_system_number"]}
-            if asn.get("autonomous_system_organization"):
-                as_obj["organization"] = {"name": asn["autonomous_system_organization"]}
-        return geo or None, as_obj
-
 
 class IPStackLookup(GeoIpLookup):
     """GeoIP lookup with the IPStack web service (aiohttp).
@@ -540,17 +238,25 @@ class IPStackLookup(GeoIpLookup):
         self.bulk_lookup = bulk_lookup
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        # The shared client: size-capped answers, no redirect to another origin (the key is in the query).
+        self._http = HttpClient(HttpSettings(timeout_s=timeout_s, max_retries=1), provider="IPStack")
 
     def __repr__(self) -> str:
         return f"IPStackLookup(base_url={self.base_url!r}, bulk_lookup={self.bulk_lookup})"
 
-    async def _fetch(self, session: aiohttp.ClientSession, addresses: str) -> list[dict[str, Any]]:
-        url = f"{self.base_url}/{addresses}"
+    async def _fetch(self, addresses: str) -> list[dict[str, Any]]:
+        url = f"{self.base_url}/{quote(addresses, safe=',')}"
         params = {"access_key": self._api_key or "", "output": "json"}
-        async with session.get(url, params=params) as resp:
-            if resp.status != 200:
-                raise ConnectionError(f"IPStack request failed: HTTP {resp.status}")
-            data = orjson.loads(await resp.read())
+        try:
+            resp = await self._http.request("GET", url, params=params)
+        except EnrichmentError as err:
+            raise ConnectionError(f"IPStack request failed: {err.reason}") from None
+        if resp.status != 200:
+            raise ConnectionError(f"IPStack request failed: HTTP {resp.status}")
+        try:
+            data = resp.json()
+        except orjson.JSONDecodeError:
+            raise ConnectionError("IPStack answer is not JSON") from None
         records = data if isinstance(data, list) else [data]
         for record in records:
             if isinstance(record, dict) and record.get("success") is False:
@@ -566,13 +272,14 @@ class IPStackLookup(GeoIpLookup):
     ) -> tuple[list[Any], list[IpAddress]]:
         """Look IP locations up in IPStack (see :meth:`lookup_ip`)."""
         addresses = self._collect(ip_address, ip_addr_list, ip_entity)
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
             if self.bulk_lookup:
-                raw_list = await self._fetch(session, ",".join(addresses))
+                raw_list = await self._fetch(",".join(addresses))
             else:
-                batches = await asyncio.gather(*(self._fetch(session, a) for a in addresses))
+                batches = await asyncio.gather(*(self._fetch(a) for a in addresses))
                 raw_list = [r for batch in batches for r in batch]
+        finally:
+            await self._http.close()
         entities = []
         for raw in raw_list:
             location = GeoLocation(

@@ -1,17 +1,20 @@
 """msticpy's ``iocextract`` module: :class:`IoCExtract` and the ``df.mp_ioc`` DataFrame accessor.
 
 The extraction engine, its rules and its limits are :mod:`processors.ioc.extract` (see its docstring);
-this module adds msticpy's string-or-DataFrame API on top of it, polars or pandas in, polars out.
+this module adds msticpy's string-or-DataFrame API on top of it: a string gives msticpy's
+``defaultdict(set)``; a DataFrame gives a frame of the same type (pandas in, pandas out; polars in, polars out).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import polars as pl
 import structlog
 
+from processors import _frames
 from processors.errors import MsticpyException
 from processors.ioc.extract import (
     DEFAULT_AMBIGUOUS_TLDS,
@@ -54,14 +57,6 @@ class IoCExtract(IocExtractor):
         settings: limits and heuristics; see :class:`IoCExtractSettings`.
     """
 
-    """IoC extractor: looks for IoC patterns in a string or in DataFrame columns (msticpy names).
-
-    Args:
-        defanged: recognise defanged indicators (``hxxp``, ``[.]``, ``[at]``...). Default True.
-        refang: return defanged indicators refanged (default) or exactly as written (False).
-        settings: limits and heuristics; see :class:`IoCExtractSettings`.
-    """
-
     # msticpy's pattern constants. These are the patterns secstream scans with (RE2 syntax, matched
     # case-insensitively on UTF-8 bytes by the compiled scanner, then validated in Python: octet ranges,
     # TLDs, hash lengths), so they differ from msticpy's Python patterns, which need look-arounds that
@@ -83,7 +78,7 @@ class IoCExtract(IocExtractor):
         data: Any = None,
         columns: Sequence[str] | str | None = None,
         **kwargs: Any,
-    ) -> dict[str, set[str]] | pl.DataFrame:
+    ) -> defaultdict[str, set[str]] | Any:
         """Extract IoCs from a string or from columns of a polars/pandas DataFrame.
 
         Args:
@@ -95,8 +90,9 @@ class IoCExtract(IocExtractor):
                 unlike msticpy), ``ignore_tlds`` (skip the TLD check; applies to this call only).
 
         Returns:
-            ``{ioc_type: set(observables)}`` for a string; a polars DataFrame with columns
-            ``IoCType, Observable, SourceIndex, Input`` for a DataFrame.
+            ``defaultdict(set)`` ``{ioc_type: set(observables)}`` for a string (as msticpy: a type that
+            was not found indexes to an empty set); for a DataFrame, a frame of the same type (pandas or
+            polars) with columns ``IoCType, Observable, SourceIndex, Input``.
 
         Raises:
             MsticpyException: unknown keyword arguments, or neither ``src`` nor ``data`` and ``columns``.
@@ -110,14 +106,16 @@ class IoCExtract(IocExtractor):
             result = self.extract_text(src, **kwargs)
             if result.truncated:
                 _LOG.warning("ioc_input_truncated", input_chars=result.input_chars, scanned=result.scanned_chars)
-            return result.iocs
+            found: defaultdict[str, set[str]] = defaultdict(set)
+            found.update(result.iocs)
+            return found
         if data is None:
             raise MsticpyException("No source data was supplied to extract")
         if columns is None:
             raise MsticpyException("No values were supplied for the columns parameter")
         return self.extract_df(data, columns, **kwargs)
 
-    def extract_df(self, data: Any, columns: str | Sequence[str], **kwargs: Any) -> pl.DataFrame:
+    def extract_df(self, data: Any, columns: str | Sequence[str], **kwargs: Any) -> Any:
         """Extract IoCs from columns of a polars or pandas DataFrame.
 
         Args:
@@ -126,10 +124,10 @@ class IoCExtract(IocExtractor):
             **kwargs: ``ioc_types``, ``include_paths``, ``ignore_tlds`` as for :meth:`extract`.
 
         Returns:
-            polars DataFrame with columns ``IoCType, Observable, SourceIndex, Input``: one row per
-            (input row, column, type, observable), in input-row order, then column order, then type
-            order, then sorted observables. ``SourceIndex`` is the pandas index value (the row number
-            for polars input).
+            A frame of the input's type with columns ``IoCType, Observable, SourceIndex, Input``: one
+            row per (input row, column, type, observable), in input-row order, then column order, then
+            type order, then sorted observables. ``SourceIndex`` is the pandas index label (the row
+            number for polars input); a pandas result has a fresh ``RangeIndex``, as msticpy's.
 
         Raises:
             MsticpyException: unknown keyword arguments or a column that is not in ``data``.
@@ -140,7 +138,11 @@ class IoCExtract(IocExtractor):
                 f"Unknown keyword argument(s): {sorted(unknown)}; allowed: {sorted(_ALLOWED_KWARGS)}"
             )
         cols = [columns] if isinstance(columns, str) else list(columns)
-        frame, index = _to_polars(data)
+        try:
+            frame = _frames.to_polars(data)
+        except TypeError as exc:
+            raise MsticpyException(f"data must be a polars or pandas DataFrame, not {type(data).__name__}") from exc
+        index = _frames.index_labels(data)
         missing = [col for col in cols if col not in frame.columns]
         if missing:
             raise MsticpyException(f"Source column(s) {missing} not found in the supplied DataFrame")
@@ -167,25 +169,19 @@ class IoCExtract(IocExtractor):
                         out_obs.append(observable)
                         out_idx.append(index[row])
                         out_input.append(text)
+        labels = list(out_idx)
         idx_dtype: Any = pl.Int64 if all(isinstance(val, int) for val in index) else pl.String
         if idx_dtype is pl.String:
             out_idx = [str(val) for val in out_idx]
-        return pl.DataFrame(
+        found = pl.DataFrame(
             {"IoCType": out_type, "Observable": out_obs, "SourceIndex": out_idx, "Input": out_input},
             schema={"IoCType": pl.String, "Observable": pl.String, "SourceIndex": idx_dtype, "Input": pl.String},
         )
-
-
-def _to_polars(data: Any) -> tuple[pl.DataFrame, list[Any]]:
-    """Return (polars frame, index values) for polars or pandas input."""
-    if isinstance(data, pl.DataFrame):
-        return data, list(range(data.height))
-    try:
-        index = [val.item() if hasattr(val, "item") else val for val in data.index]
-        frame = pl.from_pandas(data.reset_index(drop=True))
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise MsticpyException(f"data must be a polars or pandas DataFrame, not {type(data).__name__}") from exc
-    return frame, index
+        if not _frames.is_pandas(data):
+            return found
+        out = _frames.to_pandas(found)
+        out["SourceIndex"] = labels  # the input's own labels, whatever their type
+        return out
 
 
 @pl.api.register_dataframe_namespace("mp_ioc")
@@ -200,8 +196,8 @@ class IoCExtractAccessor:
     def __init__(self, pandas_obj: Any) -> None:
         self._df = pandas_obj
 
-    def extract(self, columns: Any, **kwargs: Any) -> pl.DataFrame:
-        """Extract IoCs from the given columns (``IoCExtract().extract_df``).
+    def extract(self, columns: Any, **kwargs: Any) -> Any:
+        """Extract IoCs from the given columns (``IoCExtract().extract_df``; a frame of the input's type).
 
         Args:
             columns: a column name or a list of column names to search.

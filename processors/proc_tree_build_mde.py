@@ -21,7 +21,8 @@ from typing import Any
 
 import polars as pl
 
-from processors.proc_tree_build_winlx import ensure_datetime, format_key_time, to_polars
+from processors._frames import like, to_polars
+from processors.proc_tree_build_winlx import ensure_datetime, format_key_time
 from processors.proc_tree_schema import ColNames as Col
 from processors.proc_tree_schema import ProcSchema
 
@@ -153,7 +154,20 @@ def _missing_grandparents(data: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def extract_process_tree(data: Any, debug: bool = False) -> pl.DataFrame:
+def extract_process_tree(data: Any, debug: bool = False) -> Any:
+    """Build a process tree from MDE process events (see :func:`extract_process_tree_polars`).
+
+    Args:
+        data: MDE process events (internal MDE schema), polars or pandas.
+        debug: accepted for msticpy compatibility (logs row counts at debug level).
+
+    Returns:
+        The events plus rebuilt parents and grandparents, in a frame of the input's type.
+    """
+    return like(extract_process_tree_polars(data, debug), data)
+
+
+def extract_process_tree_polars(data: Any, debug: bool = False) -> pl.DataFrame:
     """Build a process tree from MDE process events (internal MDE schema).
 
     Args:
@@ -185,7 +199,17 @@ def extract_process_tree(data: Any, debug: bool = False) -> pl.DataFrame:
     return pl.concat([with_parents, grandparents], how="diagonal_relaxed")
 
 
-def convert_mde_schema_to_internal(data: Any, schema: ProcSchema) -> pl.DataFrame:
+def convert_mde_schema_to_internal(data: Any, schema: ProcSchema) -> Any:
+    """Convert Sentinel/MDE ``DeviceProcessEvents`` data to the internal MDE schema (a frame of the input's type).
+
+    Args:
+        data: events in the public schema, polars or pandas.
+        schema: the mapping schema (``MDE_EVENT_SCH``).
+    """
+    return like(convert_mde_schema_to_internal_polars(data, schema), data)
+
+
+def convert_mde_schema_to_internal_polars(data: Any, schema: ProcSchema) -> pl.DataFrame:
     """Convert Sentinel/MDE ``DeviceProcessEvents`` data to the internal MDE schema.
 
     Args:

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from processors._frames import like, to_polars
 from processors.proc_tree_schema import ColNames as Col
 from processors.proc_tree_schema import ProcSchema
 
@@ -26,29 +27,6 @@ __all__ = ["TS_FMT_STRING", "extract_process_tree", "format_key_time", "to_polar
 
 TS_FMT_STRING = "%Y-%m-%d %H:%M:%S%.6f"
 _R = "__par_"
-
-
-def to_polars(data: Any) -> pl.DataFrame:
-    """Return ``data`` as a polars DataFrame (pandas frames are converted, their index dropped)."""
-    if isinstance(data, pl.DataFrame):
-        return data
-    import pandas as pd
-
-    if not isinstance(data, pd.DataFrame) or not data.columns.is_unique:
-        return pl.from_pandas(data)
-    # Object columns holding only str convert much faster straight to polars than through pyarrow
-    # (``pl.from_pandas``), with the same result; anything else (None, NaN, mixed types) goes through it.
-    text: dict[str, pl.Series] = {}
-    for name, dtype in data.dtypes.items():
-        if pd.api.types.is_object_dtype(dtype) and isinstance(name, str):
-            values = data[name].to_numpy()
-            if pd.api.types.infer_dtype(values, skipna=False) == "string":
-                text[name] = pl.Series(name, values)  # all str: a String column
-    if not text:
-        return pl.from_pandas(data)
-    rest = [name for name in data.columns if name not in text]
-    converted = pl.from_pandas(data[rest]) if rest else pl.DataFrame()
-    return pl.DataFrame([text[name] if name in text else converted.get_column(name) for name in data.columns])
 
 
 def format_key_time(expr: pl.Expr) -> pl.Expr:
@@ -214,7 +192,21 @@ def _add_inferred_parents(merged: pl.DataFrame, schema: ProcSchema) -> pl.DataFr
     return pl.concat([merged, inferred], how="diagonal_relaxed")
 
 
-def extract_process_tree(procs: Any, schema: ProcSchema, debug: bool = False) -> pl.DataFrame:
+def extract_process_tree(procs: Any, schema: ProcSchema, debug: bool = False) -> Any:
+    """Build process trees from process events (see :func:`extract_process_tree_polars`).
+
+    Args:
+        procs: process events (Windows 4688, Sysmon, Linux auditd, ...), polars or pandas.
+        schema: the column schema of ``procs``.
+        debug: accepted for msticpy compatibility (logs row counts at debug level).
+
+    Returns:
+        The events plus inferred parents, in a frame of the input's type.
+    """
+    return like(extract_process_tree_polars(procs, schema, debug), procs)
+
+
+def extract_process_tree_polars(procs: Any, schema: ProcSchema, debug: bool = False) -> pl.DataFrame:
     """Build process trees from process events.
 
     Args:

@@ -1,7 +1,8 @@
 """Build process trees from process events (msticpy's ``build_process_tree`` / ``infer_schema``, on polars).
 
-The output has one row per process (events plus inferred parents) with msticpy's columns: ``proc_key``
-(a column: polars has no index), ``parent_key``, ``source_index``, ``parent_index``, ``path``, ``IsRoot``,
+The output is a frame of the input's type with one row per process (events plus inferred parents) and
+msticpy's columns: ``proc_key`` (the index of a pandas tree, as msticpy's; a column of a polars tree: polars
+has no index), ``parent_key``, ``source_index``, ``parent_index``, ``path``, ``IsRoot``,
 ``IsLeaf``, ``IsBranch`` and the schema's columns, sorted by ``path`` then time stamp.
 
 Differences from msticpy (deliberate):
@@ -24,6 +25,7 @@ import structlog
 
 from processors import proc_tree_build_mde as mde
 from processors import proc_tree_build_winlx as winlx
+from processors._frames import like, to_polars
 from processors.proc_tree_schema import (
     MDE_EVENT_SCH,
     MDE_INT_EVENT_SCH,
@@ -252,7 +254,7 @@ def build_process_tree(
     schema: ProcSchema | dict[str, Any] | None = None,
     show_summary: bool = False,
     debug: bool = False,
-) -> pl.DataFrame:
+) -> Any:
     """Build process trees from process events.
 
     Args:
@@ -262,14 +264,18 @@ def build_process_tree(
         debug: log extra row counts.
 
     Returns:
-        The process tree, one row per process, sorted by ``path`` then time stamp.
+        The process tree, one row per process, sorted by ``path`` then time stamp, in a frame of the
+        input's type (pandas: indexed by ``proc_key``, as msticpy's; polars: ``proc_key`` is a column).
 
     Raises:
         TypeError: no schema was given and none matches the data.
     """
     if isinstance(schema, dict):
         schema = ProcSchema(**schema)
-    data = winlx.to_polars(procs)
+    return like(_build_process_tree(to_polars(procs), schema, show_summary, debug), procs, index_column=Col.proc_key)
+
+
+def _build_process_tree(data: pl.DataFrame, schema: ProcSchema | None, show_summary: bool, debug: bool) -> pl.DataFrame:
     if schema is None:
         schema = infer_schema(data)
     if schema is None:
@@ -278,12 +284,12 @@ def build_process_tree(
             "data and pass it as the 'schema' parameter to this function."
         )
     if schema == MDE_EVENT_SCH:
-        data = mde.convert_mde_schema_to_internal(data, schema)
+        data = mde.convert_mde_schema_to_internal_polars(data, schema)
         schema = MDE_INT_EVENT_SCH
     if schema == MDE_INT_EVENT_SCH:
-        extracted = mde.extract_process_tree(data, debug=debug)
+        extracted = mde.extract_process_tree_polars(data, debug=debug)
     else:
-        extracted = winlx.extract_process_tree(data, schema=schema, debug=debug)
+        extracted = winlx.extract_process_tree_polars(data, schema=schema, debug=debug)
     tree, preorder = _build_tree(extracted)
     if show_summary:
         _log.info("process_tree_summary", **get_summary_info(tree))

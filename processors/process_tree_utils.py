@@ -1,7 +1,9 @@
-"""Navigate a process tree built by :func:`processors.proc_tree_builder.build_process_tree` (polars).
+"""Navigate a process tree built by :func:`processors.proc_tree_builder.build_process_tree`.
 
-``source`` arguments accept a ``proc_key`` string, a row dict (e.g. ``df.row(i, named=True)``) or a
-one-row DataFrame; functions returning one process return a row dict (msticpy returns a Series).
+Every function takes a polars tree or a pandas one (msticpy's: indexed by ``proc_key``) and answers in the
+same type: frames for frames; one process as a row dict for a polars tree, as msticpy's ``Series`` (named
+by its ``proc_key``) for a pandas tree. ``source`` arguments accept a ``proc_key`` string, a row (dict,
+e.g. ``df.row(i, named=True)``, or pandas Series, e.g. ``tree.iloc[i]``) or a one-row DataFrame.
 
 Differences from msticpy (deliberate):
 
@@ -19,6 +21,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
+from processors import _frames
 from processors.proc_tree_schema import ColNames as Col
 from processors.proc_tree_schema import ProcSchema
 
@@ -39,14 +42,76 @@ __all__ = [
     "tree_to_text",
 ]
 
-Source = str | Mapping[str, Any] | pl.DataFrame
+Source = str | Mapping[str, Any] | pl.DataFrame | Any  # Any: a pandas Series (row) or one-row DataFrame
 
 
-def get_process_key(procs: pl.DataFrame, source_index: int | str) -> str:
+def _tree(procs: Any) -> pl.DataFrame:
+    """The tree as polars; a pandas tree's ``proc_key`` index becomes the column again."""
+    return _frames.to_polars(procs, index_column=Col.proc_key)
+
+
+def _frame_out(rows: pl.DataFrame, procs: Any) -> Any:
+    """``rows`` in the tree's frame type (pandas: indexed by ``proc_key``, as msticpy's tree)."""
+    return _frames.like(rows, procs, index_column=Col.proc_key)
+
+
+def _row_out(row: pl.DataFrame, procs: Any) -> Any:
+    """One row as a dict (polars tree) or as msticpy's ``Series`` named by its ``proc_key`` (pandas tree)."""
+    if _frames.is_pandas(procs):
+        return _frames.to_pandas(row, index_column=Col.proc_key).iloc[0]
+    return row.row(0, named=True)
+
+
+def _source_key(source: Any) -> str:
+    if isinstance(source, str):
+        return source
+    if isinstance(source, pl.DataFrame):
+        if source.height != 1:
+            raise ValueError("A DataFrame source must have exactly one row.")
+        return str(source.get_column(Col.proc_key)[0])
+    if _frames.is_pandas(source):
+        if type(source).__name__ == "Series":
+            return str(source[Col.proc_key] if Col.proc_key in source.index else source.name)
+        if len(source) != 1:
+            raise ValueError("A DataFrame source must have exactly one row.")
+        return str(source[Col.proc_key].iloc[0] if Col.proc_key in source.columns else source.index[0])
+    if isinstance(source, Mapping):
+        return str(source[Col.proc_key])
+    raise ValueError("Unknown type for source parameter.")
+
+
+def _process(tree: pl.DataFrame, source: Source) -> pl.DataFrame:
+    key = _source_key(source)
+    rows = tree.filter(pl.col(Col.proc_key) == key)
+    if rows.is_empty():
+        raise ValueError(f"No process with proc_key {key!r}.")
+    return rows.head(1)
+
+
+def _parent(tree: pl.DataFrame, proc: pl.DataFrame) -> pl.DataFrame | None:
+    parent_key = proc.get_column(Col.parent_key)[0] if Col.parent_key in proc.columns else None
+    if parent_key is None:
+        return None
+    rows = tree.filter(pl.col(Col.proc_key) == parent_key)
+    return None if rows.is_empty() else rows.head(1)
+
+
+def _root(tree: pl.DataFrame, proc: pl.DataFrame) -> pl.DataFrame:
+    root_index = str(proc.get_column(Col.path)[0]).split("/")[0]
+    return tree.filter(pl.col(Col.source_index) == root_index).head(1)
+
+
+def _children(tree: pl.DataFrame, proc: pl.DataFrame, include_source: bool) -> pl.DataFrame:
+    key = proc.get_column(Col.proc_key)[0]
+    children = tree.filter(pl.col(Col.parent_key) == key)
+    return pl.concat([proc, children]) if include_source else children
+
+
+def get_process_key(procs: Any, source_index: int | str) -> str:
     """Return the ``proc_key`` of the process with the given ``source_index``.
 
     Args:
-        procs: the process tree.
+        procs: the process tree (polars or pandas).
         source_index: the source index (an int is zero-padded to the frame's width).
 
     Returns:
@@ -55,110 +120,93 @@ def get_process_key(procs: pl.DataFrame, source_index: int | str) -> str:
     Raises:
         ValueError: no process has that source index.
     """
+    tree = _tree(procs)
     if isinstance(source_index, int):
-        width = len(procs.get_column(Col.source_index)[0]) if procs.height else 5
+        width = len(tree.get_column(Col.source_index)[0]) if tree.height else 5
         source_index = str(source_index).zfill(width)
-    rows = procs.filter(pl.col(Col.source_index) == source_index)
+    rows = tree.filter(pl.col(Col.source_index) == source_index)
     if rows.is_empty():
         raise ValueError(f"No process with source_index {source_index!r}.")
     return str(rows.get_column(Col.proc_key)[0])
 
 
-def get_roots(procs: pl.DataFrame) -> pl.DataFrame:
-    """Return the root processes."""
-    return procs.filter(pl.col("IsRoot"))
+def get_roots(procs: Any) -> Any:
+    """Return the root processes (a frame of the tree's type)."""
+    return _frame_out(_tree(procs).filter(pl.col("IsRoot")), procs)
 
 
-def get_process(procs: pl.DataFrame, source: Source) -> dict[str, Any]:
-    """Return the process row for ``source`` as a dict.
+def get_process(procs: Any, source: Source) -> Any:
+    """Return the process row for ``source``.
 
     Args:
-        procs: the process tree.
-        source: a proc_key, a row dict or a one-row DataFrame.
+        procs: the process tree (polars or pandas).
+        source: a proc_key, a row (dict, pandas Series) or a one-row DataFrame.
 
     Returns:
-        The row of that process in ``procs``.
+        The row of that process: a dict for a polars tree, a Series named by its ``proc_key`` for a
+        pandas tree (msticpy's type).
 
     Raises:
         ValueError: ``source`` has an unknown type or names no process of ``procs``.
     """
-    if isinstance(source, str):
-        key = source
-    elif isinstance(source, pl.DataFrame):
-        if source.height != 1:
-            raise ValueError("A DataFrame source must have exactly one row.")
-        key = str(source.get_column(Col.proc_key)[0])
-    elif isinstance(source, Mapping):
-        key = str(source[Col.proc_key])
-    else:
-        raise ValueError("Unknown type for source parameter.")
-    rows = procs.filter(pl.col(Col.proc_key) == key)
-    if rows.is_empty():
-        raise ValueError(f"No process with proc_key {key!r}.")
-    return rows.row(0, named=True)
+    return _row_out(_process(_tree(procs), source), procs)
 
 
-def get_parent(procs: pl.DataFrame, source: Source) -> dict[str, Any] | None:
-    """Return the parent row of ``source`` or None when it has none in ``procs``."""
-    proc = get_process(procs, source)
-    parent_key = proc.get(Col.parent_key)
-    if parent_key is None:
-        return None
-    rows = procs.filter(pl.col(Col.proc_key) == parent_key)
-    return None if rows.is_empty() else rows.row(0, named=True)
+def get_parent(procs: Any, source: Source) -> Any:
+    """Return the parent row of ``source`` (as :func:`get_process`) or None when it has none in ``procs``."""
+    tree = _tree(procs)
+    parent = _parent(tree, _process(tree, source))
+    return None if parent is None else _row_out(parent, procs)
 
 
-def get_root(procs: pl.DataFrame, source: Source) -> dict[str, Any]:
-    """Return the root row of the tree ``source`` belongs to."""
-    proc = get_process(procs, source)
-    root_index = str(proc[Col.path]).split("/")[0]
-    return procs.filter(pl.col(Col.source_index) == root_index).row(0, named=True)
+def get_root(procs: Any, source: Source) -> Any:
+    """Return the root row of the tree ``source`` belongs to (as :func:`get_process`)."""
+    tree = _tree(procs)
+    return _row_out(_root(tree, _process(tree, source)), procs)
 
 
-def get_root_tree(procs: pl.DataFrame, source: Source) -> pl.DataFrame:
+def get_root_tree(procs: Any, source: Source) -> Any:
     """Return all processes of the tree ``source`` belongs to (exact first path component match)."""
-    root = get_root(procs, source)
+    tree = _tree(procs)
+    root = _root(tree, _process(tree, source))
     first = pl.col(Col.path).str.split("/").list.first()
-    return procs.filter(first == root[Col.source_index])
+    return _frame_out(tree.filter(first == root.get_column(Col.source_index)[0]), procs)
 
 
-def get_tree_depth(procs: pl.DataFrame) -> int:
+def get_tree_depth(procs: Any) -> int:
     """Return the number of levels of the deepest tree."""
-    if procs.is_empty():
+    tree = _tree(procs)
+    if tree.is_empty():
         return 0
-    return int(procs.select(pl.col(Col.path).str.count_matches("/").max()).item()) + 1
+    return int(tree.select(pl.col(Col.path).str.count_matches("/").max()).item()) + 1
 
 
-def get_children(procs: pl.DataFrame, source: Source, include_source: bool = True) -> pl.DataFrame:
+def get_children(procs: Any, source: Source, include_source: bool = True) -> Any:
     """Return the children of ``source`` (the source row first when ``include_source``)."""
-    proc = get_process(procs, source)
-    children = procs.filter(pl.col(Col.parent_key) == proc[Col.proc_key])
-    if include_source:
-        return pl.concat([procs.filter(pl.col(Col.proc_key) == proc[Col.proc_key]), children])
-    return children
+    tree = _tree(procs)
+    return _frame_out(_children(tree, _process(tree, source), include_source), procs)
 
 
-def get_descendents(
-    procs: pl.DataFrame, source: Source, include_source: bool = True, max_levels: int = -1
-) -> pl.DataFrame:
+def get_descendents(procs: Any, source: Source, include_source: bool = True, max_levels: int = -1) -> Any:
     """Return the descendants of ``source``, sorted by path.
 
     Args:
-        procs: the process tree.
+        procs: the process tree (polars or pandas).
         source: the process.
         include_source: include the source row.
         max_levels: number of levels to descend (-1: all).
 
     Returns:
-        The descendant rows (possibly empty, with the columns of ``procs``).
+        The descendant rows (possibly empty, with the columns of ``procs``), in the tree's frame type.
     """
-    proc = get_process(procs, source)
+    tree = _tree(procs)
+    key = _process(tree, source).get_column(Col.proc_key)[0]
     found: set[str] = set()
-    level = [proc[Col.proc_key]]
+    level = [key]
     depth = 0
     while level and (max_levels == -1 or depth < max_levels):
         nxt = (
-            procs.filter(pl.col(Col.parent_key).is_in(level) & ~pl.col(Col.proc_key).is_in(list(found)))
+            tree.filter(pl.col(Col.parent_key).is_in(level) & ~pl.col(Col.proc_key).is_in(list(found)))
             .get_column(Col.proc_key)
             .to_list()
         )
@@ -166,47 +214,47 @@ def get_descendents(
         level = nxt
         depth += 1
     if include_source:
-        found.add(proc[Col.proc_key])
-    return procs.filter(pl.col(Col.proc_key).is_in(list(found))).sort(Col.path, maintain_order=True)
+        found.add(key)
+    return _frame_out(tree.filter(pl.col(Col.proc_key).is_in(list(found))).sort(Col.path, maintain_order=True), procs)
 
 
-def get_ancestors(procs: pl.DataFrame, source: Source, include_source: bool = True) -> pl.DataFrame:
+def get_ancestors(procs: Any, source: Source, include_source: bool = True) -> Any:
     """Return the ancestors of ``source`` (from the root down), optionally with the source."""
-    proc = get_process(procs, source)
-    parts = str(proc[Col.path]).split("/")
+    tree = _tree(procs)
+    parts = str(_process(tree, source).get_column(Col.path)[0]).split("/")
     if not include_source:
         parts = parts[:-1]
-    return procs.filter(pl.col(Col.source_index).is_in(parts)).sort(Col.path, maintain_order=True)
+    return _frame_out(tree.filter(pl.col(Col.source_index).is_in(parts)).sort(Col.path, maintain_order=True), procs)
 
 
-def get_siblings(procs: pl.DataFrame, source: Source, include_source: bool = True) -> pl.DataFrame:
+def get_siblings(procs: Any, source: Source, include_source: bool = True) -> Any:
     """Return the processes with the same parent as ``source``."""
-    proc = get_process(procs, source)
-    parent = get_parent(procs, proc)
-    if parent is None:
-        siblings = procs.filter(pl.col(Col.proc_key) == proc[Col.proc_key])
-    else:
-        siblings = get_children(procs, parent, include_source=False)
+    tree = _tree(procs)
+    proc = _process(tree, source)
+    key = proc.get_column(Col.proc_key)[0]
+    parent = _parent(tree, proc)
+    siblings = proc if parent is None else _children(tree, parent, include_source=False)
     if not include_source:
-        siblings = siblings.filter(pl.col(Col.proc_key) != proc[Col.proc_key])
-    return siblings
+        siblings = siblings.filter(pl.col(Col.proc_key) != key)
+    return _frame_out(siblings, procs)
 
 
-def get_summary_info(procs: pl.DataFrame) -> dict[str, int]:
+def get_summary_info(procs: Any) -> dict[str, int]:
     """Return msticpy's summary: process, root, leaf, branch and isolated counts and the largest depth."""
-    counts = procs.select(
+    tree = _tree(procs)
+    counts = tree.select(
         pl.col("IsRoot").sum().alias("RootProcesses"),
         pl.col("IsLeaf").sum().alias("LeafProcesses"),
         pl.col("IsBranch").sum().alias("BranchProcesses"),
         (pl.col("IsRoot") & pl.col("IsLeaf")).sum().alias("IsolatedProcesses"),
     ).row(0, named=True)
     return {
-        "Processes": procs.height,
+        "Processes": tree.height,
         "RootProcesses": int(counts["RootProcesses"] or 0),
         "LeafProcesses": int(counts["LeafProcesses"] or 0),
         "BranchProcesses": int(counts["BranchProcesses"] or 0),
         "IsolatedProcesses": int(counts["IsolatedProcesses"] or 0),
-        "LargestTreeDepth": get_tree_depth(procs),
+        "LargestTreeDepth": get_tree_depth(tree),
     }
 
 
@@ -235,7 +283,7 @@ def _text_value(value: Any) -> str:
 
 
 def tree_to_text(
-    procs: pl.DataFrame,
+    procs: Any,
     schema: ProcSchema | dict[str, Any] | None = None,
     template: list[TemplateLine] | None = None,
     sort_column: str = "path",
@@ -250,7 +298,7 @@ def tree_to_text(
     print as ``nan``.
 
     Args:
-        procs: the process tree.
+        procs: the process tree (polars or pandas).
         schema: the schema of the data (a dict is allowed), used to build the template.
         template: the lines to print, instead of the schema's.
         sort_column: column to order the processes by.
@@ -269,7 +317,7 @@ def tree_to_text(
             raise ValueError("One of 'schema' and 'template' must be supplied as parameters.")
         template = _template_from_schema(schema)
     output: list[str] = []
-    for row in procs.sort(sort_column, maintain_order=True).iter_rows(named=True):
+    for row in _tree(procs).sort(sort_column, maintain_order=True).iter_rows(named=True):
         depth = str(row[Col.path]).count("/")
         header = "+ " if depth == 0 else "   " * depth + "+-- "
         indent = " " * len(header) + " "

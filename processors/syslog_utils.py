@@ -1,6 +1,7 @@
 """msticpy-compatible syslog analysis (``msticpy.analysis.syslog_utils``) over polars or pandas frames.
 
-Same names, parameters and column names as msticpy, with these deliberate differences:
+Same names, parameters and column names as msticpy; frames come back in the input's type (pandas in, pandas out;
+polars in, polars out). Deliberate differences:
 
 * :func:`cluster_syslog_logons_df` pairs session opens and closes with the stream
   :class:`processors.detect.sessions.LogonSessionTracker` - by host, PAM service, user and process id - instead
@@ -23,6 +24,7 @@ from typing import Any
 
 import polars as pl
 
+from processors import _frames
 from processors.cmd_line import RiskyCommands, to_polars
 from processors.detect.sessions import LogonSessionSettings, LogonSessionState, LogonSessionTracker
 from processors.document import event_epoch
@@ -43,7 +45,7 @@ def _naive_utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC).replace(tzinfo=None)
 
 
-def cluster_syslog_logons_df(logon_events: Any) -> pl.DataFrame:
+def cluster_syslog_logons_df(logon_events: Any) -> Any:
     """Cluster logon sessions in syslog by start and end time, pairing PAM opens and closes.
 
     Args:
@@ -51,7 +53,8 @@ def cluster_syslog_logons_df(logon_events: Any) -> pl.DataFrame:
             ``SyslogMessage`` (and optionally ``Computer``, ``ProcessName``, ``ProcessID``).
 
     Returns:
-        Polars frame ``User, Start, End, Host, Service``, one row per closed session, ordered by start.
+        Frame (of the input's type) ``User, Start, End, Host, Service``, one row per closed session,
+        ordered by start.
 
     Raises:
         MsticpyException: no session could be paired in the data.
@@ -85,12 +88,13 @@ def cluster_syslog_logons_df(logon_events: Any) -> pl.DataFrame:
     if not rows:
         raise MsticpyException(_NO_SESSIONS)
     rows.sort(key=lambda r: (r[1], r[2]))
-    return pl.DataFrame(
+    sessions = pl.DataFrame(
         rows,
         schema={"User": pl.String, "Start": pl.Datetime("us"), "End": pl.Datetime("us"), "Host": pl.String,
                 "Service": pl.String},
         orient="row",
     )  # fmt: skip
+    return _frames.like(sessions, logon_events)
 
 
 def _epoch(value: Any) -> float | None:

@@ -41,10 +41,10 @@ import structlog
 
 from processors.enrich.cache import Cacheability, CacheSettings, LookupCache
 from processors.enrich.http import HttpClient, HttpSettings
+from processors.enrich.providers.base import preprocess_observable
 from processors.enrich.ratelimit import RateLimiter, RateLimits
 from processors.enrich.sync import run_sync
 from processors.errors import EnrichmentError
-from processors.tiproviders.ti_provider_base import preprocess_observable
 
 __all__ = [
     "VT_PUBLIC_LIMITS",
@@ -465,7 +465,7 @@ class VTLookup:
             self._fail(batch, f"Failed submission: http error {response.status}", answers)
             return
         try:
-            body = response.json()
+            body = response.redacted([self._vtkey]).json()
         except orjson.JSONDecodeError:
             self._fail(batch, "Failed submission: response is not JSON", answers)
             return

@@ -570,13 +570,14 @@ class VTLookupV3:
     ) -> HttpResponse:
         if self._limiter is not None:
             await self._limiter.acquire(self._max_wait_s)
-        return await self._client.request(
+        response = await self._client.request(
             method,
             self.base_url + path,
             headers={"x-apikey": self._vt_key, "Accept": "application/json"},
             params=params,
             data=data,
         )
+        return response.redacted([self._vt_key])
 
     async def _get_json(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any] | None:
         """GET ``path``; None on 404; the JSON body on 200; MsticpyVTNoDataError otherwise."""

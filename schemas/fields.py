@@ -64,8 +64,6 @@ INDICATOR_TYPES: Final = (
     "ipv6-addr", "mac-addr", "mutex", "port", "process", "software", "url", "user-account",
     "windows-registry-key", "x509-certificate",
 )  # fmt: skip
-ENRICHMENT_STATUSES: Final = ("hit", "miss", "pending", "failed", "rate_limited", "skipped")
-TI_SEVERITIES: Final = ("unknown", "information", "warning", "high")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +179,6 @@ def _endpoint(prefix: str, what: str) -> list[Field]:
 
 
 _AUDIT_PENDING = "processors/audit/decode.py and its Rust mirror (audit decoding rewrite)"
-_ENRICH_PENDING = "processors/enrich (threat.enrichments rewrite)"
 
 _SYSLOG_DETAILS: Final = (
     ("service", "keyword", "The PAM service or program the record is about (sshd, sudo, su, cron...)."),
@@ -343,8 +340,9 @@ _TABLE: Final[list[Field]] = [
     _f("secstream.auditd.proctitle_truncated", "boolean", E, "The PROCTITLE was cut by the kernel."),
     # ---------------------------------------------------------------- threat intelligence
     _f("threat.enrichments", "nested", E, "One entry per threat-intelligence match.", array=True),
-    _f("threat.enrichments.indicator.type", "keyword", E, "The indicator's type.", values=INDICATOR_TYPES),
-    _f("threat.enrichments.indicator.provider", "keyword", E, "The threat-intelligence provider."),
+    _f("threat.enrichments.indicator.type", "keyword", E, "The indicator's type.", values=INDICATOR_TYPES,
+       required=E),
+    _f("threat.enrichments.indicator.provider", "keyword", E, "The threat-intelligence provider.", required=E),
     _f("threat.enrichments.indicator.confidence", "keyword", E, "Low, Medium or High (the provider's "
        "severity).", values=("Not Specified", "None", "Low", "Medium", "High")),
     _f("threat.enrichments.indicator.ip", "ip", E, "The matched IP address."),
@@ -357,35 +355,23 @@ _TABLE: Final[list[Field]] = [
     _f("threat.enrichments.indicator.description", "keyword", E, "The provider's description."),
     _f("threat.enrichments.indicator.first_seen", "date", E, "When the provider first saw it."),
     _f("threat.enrichments.indicator.last_seen", "date", E, "When the provider last saw it."),
-    _f("threat.enrichments.matched.atomic", "keyword", E, "The matched value."),
-    _f("threat.enrichments.matched.field", "keyword", E, "The field it was found in."),
-    _f("threat.enrichments.matched.type", "keyword", E, "indicator_match_rule."),
-    _f("threat.enrichments.provider", "keyword", E, "The provider.",
-       legacy=f"threat.enrichments.indicator.provider ({_ENRICH_PENDING})"),
-    _f("threat.enrichments.status", "keyword", E, "The lookup's outcome.", values=ENRICHMENT_STATUSES,
-       legacy=f"secstream.enrichment.matches.status ({_ENRICH_PENDING})"),
-    _f("threat.enrichments.severity", "keyword", E, "The provider's severity.", values=TI_SEVERITIES,
-       legacy=f"secstream.enrichment.matches.severity ({_ENRICH_PENDING})"),
-    _f("threat.enrichments.indicator.type", "keyword", E, "secstream's IoC type (ipv4, dns...).",
-       legacy=f"ECS's indicator types (ipv4-addr, domain-name...) ({_ENRICH_PENDING})"),
-    _f("threat.enrichments.indicator.value", "keyword", E, "The looked-up value.",
-       legacy=f"the indicator's ECS field and threat.enrichments.matched.atomic ({_ENRICH_PENDING})"),
-    _f("threat.enrichments.reason", "keyword", E, "Why a lookup did not answer.",
-       legacy=f"secstream.enrichment.incomplete ({_ENRICH_PENDING})"),
-    _f("threat.enrichments.matched", "object", E, "The provider's details.", open_values="any",
-       legacy=f"secstream.enrichment.matches.details ({_ENRICH_PENDING})"),
+    _f("threat.enrichments.matched.atomic", "keyword", E, "The matched value.", required=E),
+    _f("threat.enrichments.matched.field", "keyword", E, "The field it was found in.", required=E),
+    _f("threat.enrichments.matched.type", "keyword", E, "indicator_match_rule: an indicator matched a field of "
+       "the event.", required=E, values=("indicator_match_rule",)),
     _f("secstream.enrichment.matches", "nested", E, "Per threat.enrichments entry, in the same order: the "
        "provider's own answer.", array=True),
-    _f("secstream.enrichment.matches.provider", "keyword", E, "The provider."),
-    _f("secstream.enrichment.matches.atomic", "keyword", E, "The matched value."),
-    _f("secstream.enrichment.matches.status", "keyword", E, "hit.", values=ENRICHMENT_STATUSES),
-    _f("secstream.enrichment.matches.severity", "keyword", E, "The provider's severity.", values=TI_SEVERITIES),
+    _f("secstream.enrichment.matches.provider", "keyword", E, "The provider.", required=E),
+    _f("secstream.enrichment.matches.atomic", "keyword", E, "The matched value.", required=E),
+    _f("secstream.enrichment.matches.status", "keyword", E, "hit.", required=E, values=("hit",)),
+    _f("secstream.enrichment.matches.severity", "keyword", E, "The provider's severity.", required=E,
+       values=("warning", "high")),
     _f("secstream.enrichment.matches.details", "object", E, "The provider's own answer, size-capped: any JSON, "
        "kept in the document but not indexed.", index=False),
     _f("secstream.enrichment.incomplete", "object", E, "Lookups that could not answer for this event.",
        array=True),
-    _f("secstream.enrichment.incomplete.provider", "keyword", E, "The provider."),
-    _f("secstream.enrichment.incomplete.status", "keyword", E, "pending, failed or rate_limited.",
+    _f("secstream.enrichment.incomplete.provider", "keyword", E, "The provider.", required=E),
+    _f("secstream.enrichment.incomplete.status", "keyword", E, "pending, failed or rate_limited.", required=E,
        values=("pending", "failed", "rate_limited")),
     # ---------------------------------------------------------------- alerts
     _f("rule.id", "keyword", D, "The rule's id.", required=D),

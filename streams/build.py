@@ -6,11 +6,11 @@ from typing import Any
 
 from processors.enrich.cache import CacheSettings
 from processors.enrich.enricher import Enricher, EnricherSettings
+from processors.enrich.geoip import GeoIPDatabaseException, GeoLiteReader
 from processors.enrich.http import HttpSettings
+from processors.enrich.providers import OTX, GreyNoise, LocalBlocklist, TIProvider, VirusTotal, XForce
 from processors.enrich.ratelimit import RateLimits
-from processors.geoip import GeoLiteLookup
-from processors.tilookup import TILookup
-from processors.tiproviders import OTX, GreyNoise, LocalBlocklist, TIProvider, VirusTotal, XForce
+from processors.errors import ConfigError
 from streams.config import ProviderConfig, SecstreamConfig
 from streams.graph import Pipeline
 from streams.logging import get_logger
@@ -41,7 +41,11 @@ def _online_provider(name: str, settings: ProviderConfig, cache: CacheSettings) 
             per_minute=settings.rate_per_minute or None,
             daily_quota=settings.daily_quota or None,
         ),
-        http_settings=HttpSettings(timeout_s=settings.timeout_s),
+        http_settings=HttpSettings(
+            timeout_s=settings.timeout_s,
+            max_body_bytes=settings.max_body_bytes,
+            max_retry_after_s=settings.retry_after_max_s,
+        ),
         # In the stream a lookup never waits for its rate limiter: it is recorded as rate limited and
         # retried by a later event with the same observable.
         rate_limit_wait_s=0.0,
@@ -73,15 +77,18 @@ def build_enricher(config: SecstreamConfig) -> Enricher | None:
         return None
     geoip = None
     if enrichment.geoip_db_folder:
-        geoip = GeoLiteLookup(
-            api_key=enrichment.geoip_licence_key or None,
-            db_folder=str(config.resolve_path(enrichment.geoip_db_folder)),
-            auto_update=bool(enrichment.geoip_licence_key),
-        )
+        try:
+            geoip = GeoLiteReader(
+                api_key=enrichment.geoip_licence_key or None,
+                db_folder=str(config.resolve_path(enrichment.geoip_db_folder)),
+                auto_update=bool(enrichment.geoip_licence_key),
+            )
+        except GeoIPDatabaseException as err:
+            raise ConfigError(str(err), key="enrichment.geoip_db_folder") from err
     providers = build_ti_providers(config)
-    ti = TILookup(primary_providers=providers) if providers else None
     log.info("enrichment.configured", providers=[p.name for p in providers], geoip=geoip is not None)
-    return Enricher(EnricherSettings(max_wait_s=enrichment.max_wait_s), geoip=geoip, ti=ti)
+    settings = EnricherSettings(max_wait_s=enrichment.max_wait_s, max_detail_bytes=enrichment.max_detail_bytes)
+    return Enricher(settings, providers=providers, geoip=geoip)
 
 
 async def build_pipeline(config: SecstreamConfig) -> Pipeline:

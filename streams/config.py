@@ -180,6 +180,10 @@ class ProviderConfig:
     daily_quota: int = 0
     """0 means no daily quota."""
     timeout_s: float = 10.0
+    max_body_bytes: int = 1_048_576
+    """Largest answer read from the provider; a bigger one fails the lookup and counts against its breaker."""
+    retry_after_max_s: float = 300.0
+    """A 429's Retry-After pauses the whole provider, for at most this long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,8 @@ class EnrichmentConfig:
     """MaxMind licence key: only when set are databases downloaded and refreshed."""
     blocklists: tuple[str, ...] = ("ti/sample_blocklist.csv",)
     """Local blocklist files (relative paths are relative to the config directory)."""
+    max_detail_bytes: int = 4096
+    """Largest provider detail (as JSON) copied into one match of an event; a larger one is replaced by its size."""
     virustotal: ProviderConfig = field(default_factory=lambda: ProviderConfig(rate_per_minute=4, daily_quota=500))
     otx: ProviderConfig = field(default_factory=ProviderConfig)
     xforce: ProviderConfig = field(default_factory=ProviderConfig)

@@ -467,6 +467,8 @@ class Pipeline:
         events = pending.events
         if self.enricher is not None and events:
             events = await self.enricher.enrich(events)
+            # Misses are not written into documents: the enricher counts every outcome.
+            self.stats.enrichment = Counter(self.enricher.outcomes)
         outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
             state = states[doc["host"]["name"]]
@@ -512,7 +514,5 @@ class Pipeline:
         for doc in outputs.events:
             event = doc["event"]
             self.stats.events_out[f"{event['module']}:{event.get('action', 'unknown')}"] += 1
-            for enrichment in doc.get("threat", {}).get("enrichments", ()):
-                self.stats.enrichment[f"{enrichment['provider']}:{enrichment['status']}"] += 1
         for doc in outputs.detections:
             self.stats.detections[doc["rule"]["id"]] += 1

@@ -40,12 +40,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("auditd.data.argc", "type"): "audit decoding: Auditbeat's keyword, a string",
     ("auditd.data.socket.port", "type"): "audit decoding: Auditbeat's keyword, a string",
     ("auditd.data.proctitle_truncated", "type"): "audit decoding: becomes secstream.auditd.proctitle_truncated",
-    ("threat.enrichments.provider", "not_ecs"): "enrichment rewrite: indicator.provider",
-    ("threat.enrichments.status", "not_ecs"): "enrichment rewrite: only matches, status under secstream.enrichment",
-    ("threat.enrichments.severity", "not_ecs"): "enrichment rewrite: indicator.confidence + secstream.enrichment",
-    ("threat.enrichments.indicator.value", "not_ecs"): "enrichment rewrite: the indicator's ECS field",
-    ("threat.enrichments.indicator.type", "value"): "enrichment rewrite: ECS's indicator types (ipv4-addr...)",
-    ("threat.enrichments.matched.", "not_ecs"): "enrichment rewrite: provider details under secstream.enrichment",
 }
 
 

@@ -1,18 +1,19 @@
-"""Asynchronous enrichment: rate limits, caches, the shared HTTP client and the stream stage.
+"""The enrichment stage: GeoIP and threat-intel lookups, with their rate limits, caches and HTTP client.
 
-The stage (``Enricher``, ``EnricherSettings``, ``ENRICHMENT_STATUSES``) is imported lazily: it depends
-on the TI providers, which themselves use the rate limiter and cache of this package.
+``providers`` holds the threat-intel provider engine and ``geoip`` the GeoLite2 reader; the flat
+msticpy-named modules (``processors.tiproviders``, ``processors.geoip``, ``processors.tilookup``) wrap
+them for notebooks and are imported by nothing here.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from processors.enrich.cache import Cacheability, CacheSettings, CacheStats, LookupCache, TTLCache
+from processors.enrich.enricher import ECS_INDICATOR_TYPES, ENRICHMENT_STATUSES, Enricher, EnricherSettings
 from processors.enrich.http import CircuitBreaker, HttpClient, HttpResponse, HttpSettings, parse_retry_after
 from processors.enrich.ratelimit import DailyQuota, RateLimiter, RateLimits, TokenBucket
 
 __all__ = [
+    "ECS_INDICATOR_TYPES",
     "ENRICHMENT_STATUSES",
     "CacheSettings",
     "CacheStats",
@@ -31,11 +32,3 @@ __all__ = [
     "TokenBucket",
     "parse_retry_after",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("ENRICHMENT_STATUSES", "Enricher", "EnricherSettings"):
-        from processors.enrich import enricher
-
-        return getattr(enricher, name)
-    raise AttributeError(name)

@@ -101,6 +101,9 @@ def run_command(args: argparse.Namespace) -> int:
                 task = bar.add_task("processing", total=total)
                 advance = lambda n: bar.advance(task, n)  # noqa: E731
             result = asyncio.run(_run(config, inputs, sink, advance))
+    except ConfigError as exc:  # e.g. a blocklist or GeoIP database the enrichment stage cannot use
+        sys.stderr.write(f"secstream run: {exc}\n")
+        return 2
     finally:
         sink.close()
     summary = format_summary(result)

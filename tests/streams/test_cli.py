@@ -50,6 +50,18 @@ class TestHelpAndErrors:
         assert result.returncode == 2
         assert b"coalescer.max_inflight: unknown key" in result.stderr
 
+    def test_bad_blocklist_is_one_line_naming_it(self, tmp_path: Path) -> None:
+        """A blocklist the enrichment stage cannot read stops the run with one line naming the file."""
+        blocklist = tmp_path / "bl.csv"
+        blocklist.write_text("address,kind\n203.0.113.5,ipv4\n")
+        config = tmp_path / "bl.toml"
+        config.write_text(f"[enrichment]\nblocklists = [{str(blocklist)!r}]\n")
+        result = _secstream("run", "--config", str(config), "--out", str(tmp_path / "out"))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith(f"secstream run: {blocklist}: blocklist CSV header has no indicator".encode())
+        assert b"Traceback" not in result.stderr
+
 
 class TestRun:
     def test_stdin_to_stdout(self) -> None:

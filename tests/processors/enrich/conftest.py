@@ -13,7 +13,7 @@ import asyncio
 import io
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -216,6 +216,55 @@ class FileServer:
     def stop(self) -> None:
         """Stop it."""
         self._server.stop()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HandlerServer:
+    """A real aiohttp server in a thread answering every request with ``handler`` (records the requests,
+    raw paths included, so that tests can see what a misbehaving provider was sent)."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[SeenRequest] = []
+        self.raw_paths: list[str] = []
+        self._server = TIServer()
+        self._server._handle = self._handle  # type: ignore[method-assign]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(SeenRequest(request.method, request.path, dict(request.query), dict(request.headers)))
+        self.raw_paths.append(request.raw_path)
+        return await self.handler(request)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        return self._server.url
+
+    def start(self) -> HandlerServer:
+        """Start it."""
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop it."""
+        self._server.stop()
+
+
+@pytest.fixture
+def handler_server_factory() -> Iterator[Callable[[Handler], HandlerServer]]:
+    """Start servers that answer with a handler; all are stopped at teardown."""
+    servers: list[HandlerServer] = []
+
+    def make(handler: Handler) -> HandlerServer:
+        server = HandlerServer(handler).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

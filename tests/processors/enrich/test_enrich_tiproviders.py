@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from processors.enrich.http import HttpSettings
+from processors.enrich.providers.base import _clean_url
 from processors.enrich.ratelimit import RateLimits
 from processors.errors import ConfigError, MsticpyException
 from processors.tilookup import TILookup
@@ -28,7 +29,7 @@ from processors.tiproviders import (
     entropy,
     preprocess_observable,
 )
-from processors.tiproviders.ti_provider_base import _clean_url, generate_items
+from processors.tiproviders.ti_provider_base import generate_items
 from processors.tiproviders.virustotal import parse_vt_report, vt_url_id
 
 SAMPLE_BLOCKLIST = Path(__file__).resolve().parents[3] / "config" / "ti" / "sample_blocklist.csv"
@@ -83,10 +84,6 @@ class TestLookupResult:
 
 
 class TestPreprocess:
-    @pytest.fixture(autouse=True)
-    def _needs_iocextract(self) -> None:
-        pytest.importorskip("processors.iocextract")
-
     @pytest.mark.parametrize(
         ("observable", "ioc_type", "status"),
         [
@@ -157,10 +154,6 @@ class TestPreprocess:
 
 
 class TestProviders:
-    @pytest.fixture(autouse=True)
-    def _needs_iocextract(self) -> None:
-        pytest.importorskip("processors.iocextract")
-
     CASES: ClassVar[list[tuple[str, str, str | None]]] = [
         ("124.5.6.7", "ipv4", None),
         ("124.5.6.8", "ipv4", "rep"),

@@ -10,12 +10,14 @@ import lzma
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
 import pytest
 
+from processors import _frames
 from processors.base64unpack import (
     Base64Settings,
     BinaryRecord,
@@ -29,6 +31,14 @@ from processors.base64unpack import (
     unpack_text,
 )
 from processors.errors import DecodeError, MsticpyException
+
+
+@pytest.fixture(autouse=True)
+def _polars_output() -> Iterator[None]:
+    """These tests read the polars API: ``unpack(str)`` returns polars here (pandas is msticpy's default)."""
+    with _frames.output_as("polars"):
+        yield
+
 
 RECORD_COLUMNS = [
     "reference",
@@ -109,9 +119,10 @@ class TestMsticpyExpectations:
         text = (msticpy_testdata / "base64msg.txt").read_text()
         frame = pd.DataFrame({"input": [text, text]})
         for out in (unpack_items(data=frame, column="input"), unpack_df(frame, "input")):
+            assert isinstance(out, pd.DataFrame)  # pandas in, pandas out
             assert out.shape == (28, 15)
-            assert out.columns[-3:] == ["src_index", "input", "full_decoded_string"]
-            assert sorted(set(out.get_column("src_index").to_list())) == [0, 1]
+            assert out.columns[-3:].tolist() == ["src_index", "input", "full_decoded_string"]
+            assert sorted(set(out["src_index"].tolist())) == [0, 1]
 
     def test_b64text_inzip(self, msticpy_testdata: Path) -> None:
         """b64text_inzip.txt: the zip member at depth 1 and its UTF-16 content (msticpy: binary) at depth 2."""

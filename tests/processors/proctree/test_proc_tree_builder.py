@@ -96,12 +96,13 @@ def lx_df(msticpy_testdata: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def win_tree(win_df: pd.DataFrame) -> pl.DataFrame:
-    return build_process_tree(win_df)
+    """The polars tree (polars in, polars out; the pandas tree is tested in tests/processors/msticpy)."""
+    return build_process_tree(pl.from_pandas(win_df))
 
 
 @pytest.fixture(scope="module")
 def lx_tree(lx_df: pd.DataFrame) -> pl.DataFrame:
-    return build_process_tree(lx_df)
+    return build_process_tree(pl.from_pandas(lx_df))
 
 
 class TestBuildProcessTree:
@@ -355,11 +356,12 @@ class TestConvertMde:
 @pytest.mark.reference
 class TestAgainstMsticpy:
     def test_same_parent_keys_as_msticpy(self, win_df: pd.DataFrame) -> None:
-        """Every process has the same parent key as in msticpy."""
+        """Every process has the same parent key as in msticpy, read the same way (proc_key index, NaN)."""
         ref = pytest.importorskip("msticpy.transform.proc_tree_builder")
         theirs = ref.build_process_tree(win_df.copy())
         ours = build_process_tree(win_df)
-        mine = dict(zip(ours["proc_key"].to_list(), ours["parent_key"].to_list(), strict=True))
+        assert ours.index.name == theirs.index.name == "proc_key"
+        mine = {k: (None if isinstance(v, float) else v) for k, v in ours["parent_key"].items()}
         their_map = {k: (None if isinstance(v, float) else v) for k, v in theirs["parent_key"].items()}
         assert mine == their_map
 

@@ -6,6 +6,7 @@ import base64
 import gzip
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -47,7 +48,8 @@ class TestRiskyCmdLine:
             cmd_field="SyslogMessage",
         )
         assert len(out) == 32
-        assert out.matches.height == 66
+        assert isinstance(out.matches, pd.DataFrame)  # pandas in, pandas out
+        assert len(out.matches) == 66
         assert "7/8/2019 15:16" in out and "7/8/2019 15:16" in out.collisions
 
     def test_decoded_base64_is_used__reference_ignores_it(self) -> None:
@@ -80,8 +82,9 @@ class TestCmdSpeed:
         (hit,) = cmd_speed(frame, cmd_field="Command", events=5)
         ((index, (rows, delta)),) = hit.items()
         assert isinstance(hit, dict) and index == 0
-        assert delta == timedelta(seconds=2) and rows.height == 6
-        assert rows["Command"][-1] == "/bin/bash"
+        assert isinstance(rows, pd.DataFrame)  # pandas in, pandas out
+        assert delta == timedelta(seconds=2) and len(rows) == 6
+        assert rows["Command"].iloc[-1] == "/bin/bash"
 
     def test_string_times_are_parsed_and_bad_input_raises(self, msticpy_testdata: Path) -> None:
         """ISO strings are read as times; a missing field or non-time TimeGenerated raises MsticpyException."""
@@ -93,13 +96,17 @@ class TestCmdSpeed:
             cmd_speed(pl.DataFrame({"TimeGenerated": ["nope"], "Command": ["x"]}), cmd_field="Command")
 
 
+def _rows(sessions: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """``(User, Start, End)`` of a pandas sessions frame."""
+    assert isinstance(sessions, pd.DataFrame)
+    return list(sessions[["User", "Start", "End"]].itertuples(index=False, name=None))
+
+
 class TestSessions:
     def test_sudo_events(self, msticpy_testdata: Path) -> None:
         """sudo_events.csv → one session, peteb 15:13:26–15:13:26."""
         out = cluster_syslog_logons_df(pd.read_csv(msticpy_testdata / "sudo_events.csv"))
-        assert out.select("User", "Start", "End").rows() == [
-            ("peteb", datetime(2019, 7, 10, 15, 13, 26), datetime(2019, 7, 10, 15, 13, 26))
-        ]
+        assert _rows(out) == [("peteb", datetime(2019, 7, 10, 15, 13, 26), datetime(2019, 7, 10, 15, 13, 26))]
 
     def test_sudo_session_test_and_risky_sessions(self, msticpy_testdata: Path) -> None:
         """sudo_session_test.csv: msticpy's five sessions, its risky command, its burst and its two risky sessions."""
@@ -125,7 +132,7 @@ class TestSessions:
             )
             for a, b in spans
         ]
-        assert sessions.select("User", "Start", "End").rows() == expected
+        assert _rows(sessions) == expected
         out = risky_sudo_sessions(risky_actions=risky, sudo_sessions=sessions, suspicious_actions=speed)
         assert out == {4: "/bin/bash", 3: "Suspicious event pattern"}
         with pytest.raises(MsticpyException):
@@ -203,7 +210,5 @@ class TestAgainstMsticpy:
         events = pd.read_csv(msticpy_testdata / "sudo_session_test.csv", parse_dates=["TimeGenerated"])
         ref = su.cluster_syslog_logons_df(events.copy())
         ours = cluster_syslog_logons_df(events)
-        assert ours.select("User", "Start", "End").rows() == [
-            tuple(r) for r in ref[["User", "Start", "End"]].itertuples(index=False)
-        ]
+        assert _rows(ours) == _rows(ref)
         assert isinstance(risky_cmd_line(events, log_type="Syslog"), RiskyCommands)
