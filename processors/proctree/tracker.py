@@ -58,6 +58,7 @@ from typing import Any
 
 import orjson
 
+from processors.document import audit_user
 from processors.errors import ParseError
 from schemas.documents import iso_timestamp
 
@@ -503,7 +504,7 @@ class ProcessTracker:
         # only exec and fork events add nodes: most events need neither the outcome nor the audit user
         adds_node = syscall in EXEC_SYSCALLS or syscall in FORK_SYSCALLS
         failed = adds_node and (event.get("outcome") == "failure" or data.get("success") == "no")
-        auid = _section(_section(doc.get("user")).get("audit")).get("id") if adds_node else None
+        auid = audit_user(doc).get("id") if adds_node else None
         auid = str(auid) if auid is not None else None
 
         node: ProcessNode | None
