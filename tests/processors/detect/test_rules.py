@@ -54,7 +54,6 @@ SYSLOG_CASES: dict[str, tuple[str, str]] = {
 
 def _auditd_doc(command: str, **extra: Any) -> dict[str, Any]:
     return {
-        "schema_version": "1.0",
         "@timestamp": "2019-07-10T15:13:25.000Z",
         "event": {"id": "a" * 32, "kind": "event", "module": "auditd", "action": "execve"},
         "host": {"name": "h"},
@@ -66,7 +65,6 @@ def _auditd_doc(command: str, **extra: Any) -> dict[str, Any]:
 
 def _syslog_doc(command: str) -> dict[str, Any]:
     return {
-        "schema_version": "1.0",
         "@timestamp": "2019-07-10T15:13:25.000Z",
         "message": f"peteb : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND={command}",
         "event": {"id": "b" * 32, "kind": "event", "module": "syslog", "action": "sudo_command"},

@@ -37,7 +37,6 @@ def _run(docs: list[dict[str, Any]], state: LogonSessionState | None = None) -> 
 
 def _exec(ts: float, serial: int, user: str = "alice", host: str = "h", ses: str | None = None) -> dict[str, Any]:
     return {
-        "schema_version": "1.0",
         "@timestamp": iso_timestamp(ts),
         "event": {"id": stable_id("auditd", host, ts, serial), "kind": "event", "module": "auditd", "action": "execve"},
         "host": {"name": host},

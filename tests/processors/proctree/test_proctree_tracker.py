@@ -46,7 +46,6 @@ def doc(
     if ppid is not None:
         proc["ppid"] = ppid
     return {
-        "schema_version": "1.0",
         "@timestamp": iso_timestamp(t),
         "event": {
             "id": stable_id("auditd", host, t, pid, syscall),
