@@ -1,8 +1,8 @@
 """The output contract: every field secstream writes into events, alerts and dead letters.
 
 This table is the one source of truth for the documents' names and types. ``python -m schemas.generate``
-writes the three JSON Schemas (``events``, ``detections``, ``deadletter``) and the Elasticsearch index
-template from it, and the conformance test checks every name against ECS's own definitions.
+writes the three JSON Schemas (``events``, ``detections``, ``deadletter``) and the Elasticsearch and
+OpenSearch index templates from it, and the conformance test checks every name against ECS's own definitions.
 
 A field is one of three kinds, by its name:
 
@@ -141,17 +141,17 @@ def _f(name: str, type_: str, outputs: frozenset[str], description: str, **optio
     return Field(name, type_, outputs, description, **options)  # type: ignore[arg-type]
 
 
-def _process_entity(prefix: str, outputs: frozenset[str], what: str, *, legacy: str = "") -> list[Field]:
+def _process_entity(prefix: str, outputs: frozenset[str], what: str) -> list[Field]:
     """The fields secstream writes about a process related to the event's (parent, leaders, ancestors)."""
     return [
-        _f(f"{prefix}.pid", "long", outputs, f"Process id of {what}.", nullable=True, legacy=legacy),
-        _f(f"{prefix}.entity_id", "keyword", outputs, f"secstream's unique id of {what}.", legacy=legacy),
+        _f(f"{prefix}.pid", "long", outputs, f"Process id of {what}.", nullable=True),
+        _f(f"{prefix}.entity_id", "keyword", outputs, f"secstream's unique id of {what}."),
         _f(f"{prefix}.executable", "keyword", outputs, f"Absolute path of {what}'s executable.", nullable=True,
-           text=True, legacy=legacy),
-        _f(f"{prefix}.name", "keyword", outputs, f"Name of {what}.", nullable=True, text=True, legacy=legacy),
-        _f(f"{prefix}.command_line", "wildcard", outputs, f"Full command line of {what}.", nullable=True, text=True,
-           legacy=legacy),
-        _f(f"{prefix}.start", "date", outputs, f"When {what} started.", nullable=True, legacy=legacy),
+           text=True),
+        _f(f"{prefix}.name", "keyword", outputs, f"Name of {what}.", nullable=True, text=True),
+        _f(f"{prefix}.command_line", "wildcard", outputs, f"Full command line of {what}.", nullable=True,
+           text=True),
+        _f(f"{prefix}.start", "date", outputs, f"When {what} started.", nullable=True),
     ]  # fmt: skip
 
 
