@@ -8,6 +8,7 @@ checked against ECS's own ``ecs_flat.yml`` in ``../shared/eval/ecs/`` (skipped w
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import os
 import re
 from collections import Counter
@@ -21,6 +22,7 @@ from schemas import loads, schema_for
 from schemas.conformance import EcsDefinitions, Finding, Report, check_document
 from schemas.conformance import main as conformance_main
 from schemas.fields import FIELDS, namespace_of
+from schemas.generate import index_template
 from streams.build import build_pipeline
 from streams.config import bundled_config_dir, load_config
 from streams.runner import InputSpec, OutputSink, run_pipeline
@@ -348,3 +350,76 @@ class TestOutputs:
         assert not unexpected, unexpected.most_common(20)
         assert still_pending == set(PENDING), f"no longer occurring, remove: {sorted(set(PENDING) - still_pending)}"
         assert all(report.occurrences[name] > 0 for name in OUTPUTS)
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "keyword": (str,),
+    "wildcard": (str,),
+    "match_only_text": (str,),
+    "long": (int,),
+    "float": (int, float),
+    "boolean": (bool,),
+    "date": (str,),
+    "ip": (str,),
+}
+
+
+def _takes(mapping_type: str, value: Any) -> bool:
+    """Whether a field mapped as ``mapping_type`` indexes ``value`` as that type (no coercion)."""
+    accepted = _JSON_TYPES.get(mapping_type)
+    if accepted is None:  # objects, nested, flattened, geo_point: their own checks are the schemas'
+        return True
+    return bool in accepted if isinstance(value, bool) else isinstance(value, accepted)
+
+
+def _occurrences(value: Any, path: str) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [pair for key, inner in value.items() for pair in _occurrences(inner, f"{path}.{key}" if path else key)]
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        return [pair for item in value for pair in _occurrences(item, path)]
+    return [(path, value)]
+
+
+def _mapping_of(path: str, mappings: dict[str, Any]) -> dict[str, Any] | None:
+    """The template's mapping of ``path``: its own, a whole-value one above it, or a path_match template."""
+    node: dict[str, Any] = mappings
+    for part in path.split("."):
+        node = node.get("properties", {}).get(part)
+        if node is None:
+            break
+        if node.get("type") in ("flattened", "geo_point") or node.get("enabled") is False:
+            return node
+    if node is not None:
+        return node
+    for template in mappings["dynamic_templates"]:
+        (spec,) = template.values()
+        if "path_match" in spec and fnmatch.fnmatchcase(path, spec["path_match"]):
+            return dict(spec["mapping"])
+    return None
+
+
+class TestIndexTemplate:
+    def test_every_field_is_mapped_with_a_matching_type(self, outputs: dict[str, list[dict[str, Any]]]) -> None:
+        """Each field occurrence of every output has a mapping in the Elasticsearch template (its own, or a
+        path_match template) whose type takes the value: nothing is left to dynamic mapping."""
+        mappings = index_template()["template"]["mappings"]
+        problems: Counter[tuple[str, str]] = Counter()
+        checked = 0
+        for docs in outputs.values():
+            for doc in docs:
+                for path, value in _occurrences(doc, ""):
+                    if value is None or any(
+                        _pending(Finding(path, kind)) for kind in ("not_ecs", "not_auditbeat", "type")
+                    ):
+                        continue
+                    mapping = _mapping_of(path, mappings)
+                    if mapping is None:
+                        problems[(path, "unmapped")] += 1
+                        continue
+                    items = value if isinstance(value, list) else [value]
+                    if not all(_takes(str(mapping.get("type")), item) for item in items):
+                        problems[(path, f"{mapping['type']}: {value!r:.40}")] += 1
+                        continue
+                    checked += 1
+        assert not problems, problems.most_common(20)
+        assert checked > 10_000
