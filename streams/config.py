@@ -30,6 +30,7 @@ __all__ = [
     "ProviderConfig",
     "SecstreamConfig",
     "SessionsConfig",
+    "SigmaConfig",
     "TopicsConfig",
     "WorkerConfig",
     "bundled_config_dir",
@@ -155,6 +156,30 @@ class SessionsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SigmaConfig:
+    """Sigma rules (docs/sigma.md): where they are and which of them run."""
+
+    enabled: bool = True
+    use_project_rules: bool = True
+    """Load the project's own pack (``processors/detect/data/sigma/*.yml``, ruleset ``secstream``)."""
+    rule_paths: tuple[str, ...] = ()
+    """More Sigma rule files and directories (searched recursively for ``*.yml``); relative paths are
+    relative to the config directory."""
+    ids: tuple[str, ...] = ()
+    """Run only these rule ids (empty: all)."""
+    exclude_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    """Run only rules with one of these tags, e.g. ``attack.t1059`` (empty: all)."""
+    statuses: tuple[str, ...] = ()
+    """Run only rules of these statuses: stable, test, experimental, deprecated, unsupported (empty: all)."""
+    min_level: str = ""
+    """The lowest level that runs: informational, low, medium, high or critical (empty: all)."""
+    suppress_window_s: float = 0.0
+    """A rule's alert repeated on a host with the same values in the rule's fields within this many
+    seconds is counted, not raised; the next alert carries the count. 0 turns suppression off."""
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionConfig:
     """Rules and stateful detectors."""
 
@@ -165,6 +190,7 @@ class DetectionConfig:
     """Command-speed detector: this many commands ..."""
     speed_window_s: float = 5.0
     """... within this many seconds by one user on one host."""
+    sigma: SigmaConfig = field(default_factory=SigmaConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +346,12 @@ def _validate(config: SecstreamConfig) -> None:
         (config.proctree.ancestor_depth >= 0, "proctree.ancestor_depth", "must not be negative"),
         (config.proctree.max_per_host >= 1, "proctree.max_per_host", "must be at least 1"),
         (config.detection.speed_events >= 2, "detection.speed_events", "must be at least 2"),
+        (
+            config.detection.sigma.min_level in {"", "informational", "low", "medium", "high", "critical"},
+            "detection.sigma.min_level",
+            "must be informational, low, medium, high or critical (or empty)",
+        ),
+        (config.detection.sigma.suppress_window_s >= 0, "detection.sigma.suppress_window_s", "must not be negative"),
         (config.enrichment.max_wait_s >= 0, "enrichment.max_wait_s", "must not be negative"),
         (config.input.max_line_bytes >= 256, "input.max_line_bytes", "must be at least 256"),
         (config.input.max_hosts_in_memory >= 0, "input.max_hosts_in_memory", "must not be negative"),

@@ -38,6 +38,7 @@ from processors.detect.detectors import (
 )
 from processors.detect.rules import RuleEngine, default_rules_path, load_rules
 from processors.detect.sessions import LogonSessionSettings, LogonSessionTracker
+from processors.detect.sigma import RuleSelection, SigmaEngine
 from processors.detect.stage import DetectionStage
 from processors.enrich.enricher import Enricher
 from processors.errors import ParseError, SecstreamError
@@ -332,12 +333,25 @@ class Pipeline:
                 )
             ),
             RuleEngine(rules),
+            self._sigma_stage(config),
             CommandSpeedDetector(
                 CommandSpeedSettings(events=config.detection.speed_events, time_s=config.detection.speed_window_s)
             ),
             RiskySudoDetector(RiskySudoSettings()),
         )
         self.ioc_extractor = IocExtractor()
+
+    @staticmethod
+    def _sigma_stage(config: SecstreamConfig) -> SigmaEngine:
+        """The Sigma rules of ``[detection.sigma]`` (bad rules are logged and left out)."""
+        sigma = config.detection.sigma
+        if not sigma.enabled:
+            return SigmaEngine(())
+        selection = RuleSelection(sigma.ids, sigma.exclude_ids, sigma.tags, sigma.statuses, sigma.min_level)
+        paths = [config.resolve_path(path) for path in sigma.rule_paths]
+        return SigmaEngine.load(
+            paths, selection, with_project_rules=sigma.use_project_rules, suppress_window_s=sigma.suppress_window_s
+        )
 
     # -- synchronous stages -------------------------------------------------------------------
 

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.cli.kafka import register_kafka_commands
 
     register_kafka_commands(sub)
+    from streams.cli.rules import register_rules_command
+
+    register_rules_command(sub)
     return parser
 
 

@@ -220,6 +220,8 @@ class HttpProvider(TIProvider):
         observable = self._observable_for_url(value, ioc_type)
         if not (self._REQUIRE_URL_ENCODING and ioc_type == "url" and _is_encoded(observable)):
             observable = quote(observable, safe="")
+        if observable in (".", ".."):  # a dot segment would be resolved away, steering the request path
+            observable = observable.replace(".", "%2E")
         values = {
             "observable": observable,
             "API_KEY": self.credentials.api_key or "",

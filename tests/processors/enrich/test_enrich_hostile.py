@@ -20,7 +20,7 @@ import pytest
 import structlog.testing
 import yarl
 from aiohttp import web
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from processors.enrich.enricher import Enricher, EnricherSettings
@@ -469,6 +469,8 @@ class TestIPStack:
 class TestRequestPathProperty:
     @settings(max_examples=200, deadline=None)
     @given(observable=st.text(max_size=80), name=st.sampled_from(PROVIDERS))
+    @example(observable=".", name="OTX")
+    @example(observable="..", name="OTX")
     def test_any_observable__one_segment_of_its_endpoint(self, observable: str, name: str) -> None:
         """Whatever text reaches a provider's request builder, it stays one segment of its own endpoint."""
         prov = provider(name, "https://ti.example:8443/base")
