@@ -3,7 +3,7 @@
 ``--records`` one-line audit records are consumed from a real local broker three ways, alternating for
 ``--rounds`` rounds: a Faust agent that does nothing but ack (``noack_take`` batches, as the worker's
 processing agents read) with Faust's stock consumer, the same with
-:func:`streams.worker.consumer.deliver_inline`, and a plain aiokafka consumer loop (``getmany`` plus a
+:func:`streams.worker.patches.deliver_inline`, and a plain aiokafka consumer loop (``getmany`` plus a
 commit per batch, as :mod:`streams.worker.router` reads the raw topics). Reported: records/s between
 the first batch and the last record, and the consuming process's CPU seconds (start-up excluded). No
 stage graph runs.
@@ -36,7 +36,7 @@ LINE = (
 CONSUMER = """
 import os, sys, time
 import faust
-from streams.worker.consumer import deliver_inline
+from streams.worker.patches import deliver_inline
 
 N, TOPIC = int(os.environ["BENCH_N"]), os.environ["BENCH_TOPIC"]
 BOOTSTRAP = os.environ["BENCH_BOOTSTRAP"]

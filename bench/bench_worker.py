@@ -5,6 +5,10 @@ new serials, hosts interleaved line by line, ``--lines-per-record`` lines per Ka
 backlog keeps the template's event times (shifted a round's span each round); under steady load each
 event is stamped with the wall-clock time at which it is produced, as on a live host.
 
+Every phase runs once per ``--keys`` entry: ``keyed`` (each record keyed by its host) and ``unkeyed`` (no
+key, so each record lands on a random partition, as log shippers send them by default); "late" counts
+late-record fragments among the outputs.
+
 Phases (each with its own app id and topics, ``--partitions`` partitions):
 
 1. capacity, for each worker count in ``--workers``: ``--lines`` lines are produced first, then the
@@ -106,6 +110,12 @@ class Template:
             round_no += 1
 
 
+def unkeyed(values: Iterator[tuple[bytes, bytes, int]]) -> Iterator[tuple[bytes | None, bytes, int]]:
+    """The same records without a key, as log shippers send them by default: each lands on a random partition."""
+    for _host, value, count in values:
+        yield None, value, count
+
+
 def records(lines: Iterator[tuple[bytes, bytes]], per_record: int) -> Iterator[tuple[bytes, bytes, int]]:
     """(host, value, line count): ``per_record`` lines of one host per value (a batching shipper)."""
     if per_record <= 1:
@@ -124,7 +134,9 @@ def records(lines: Iterator[tuple[bytes, bytes]], per_record: int) -> Iterator[t
 # -- Kafka helpers --------------------------------------------------------------------------------
 
 
-async def produce_backlog(bootstrap: str, topic: str, values: Iterator[tuple[bytes, bytes, int]], n: int) -> float:
+async def produce_backlog(
+    bootstrap: str, topic: str, values: Iterator[tuple[bytes | None, bytes, int]], n: int
+) -> float:
     """Produce ``n`` lines as fast as possible; return lines/s."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
@@ -146,7 +158,7 @@ async def produce_backlog(bootstrap: str, topic: str, values: Iterator[tuple[byt
 
 
 async def produce_steady(
-    bootstrap: str, topic: str, values: Iterator[tuple[bytes, bytes, int]], rate: float, duration: float
+    bootstrap: str, topic: str, values: Iterator[tuple[bytes | None, bytes, int]], rate: float, duration: float
 ) -> int:
     """Produce at ``rate`` lines/s in 50 ms ticks for ``duration`` seconds; return the count.
 
@@ -287,13 +299,23 @@ def deployment(args: argparse.Namespace, tmp: Path) -> DevDeployment:
     )
 
 
-def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: int) -> dict[str, float]:
+def input_records(
+    args: argparse.Namespace, template: Template, keyed: bool, clock: Callable[[], float] | None = None
+) -> Iterator[tuple[bytes | None, bytes, int]]:
+    values = records(template.lines(args.hosts, clock=clock), args.lines_per_record)
+    return values if keyed else unkeyed(values)
+
+
+def late_count(records: list[tuple[bytes | None, bytes, int]]) -> int:
+    """Late-record fragments among the outputs (records that came after their event was out)."""
+    return sum(1 for _key, value, _ts in records if b'"late_of"' in value)
+
+
+def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: int, keyed: bool) -> dict[str, Any]:
     dep = deployment(args, tmp)
     asyncio.run(create_topics(args.bootstrap, dep.topics, args.partitions))
     produced = asyncio.run(
-        produce_backlog(
-            args.bootstrap, dep.raw_auditd, records(template.lines(args.hosts), args.lines_per_record), args.lines
-        )
+        produce_backlog(args.bootstrap, dep.raw_auditd, input_records(args, template, keyed), args.lines)
     )
     procs = [dep.start_worker()[0] for _ in range(workers)]
     started = time.monotonic()
@@ -305,17 +327,20 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
         rss = max(rss_mib(p.pid) for p in procs)
     finally:
         dep.stop_all()
-    keyed = output_keys(asyncio.run(read_all(args.bootstrap, dep.events)))
-    outs = sorted(ts for _, ts, _ in keyed)
-    distinct = {key for key, _, _ in keyed}
+    written = asyncio.run(read_all(args.bootstrap, dep.events))
+    by_event = output_keys(written)
+    outs = sorted(ts for _, ts, _ in by_event)
+    distinct = {key for key, _, _ in by_event}
     inputs = input_times(asyncio.run(read_all(args.bootstrap, dep.raw_auditd)))
     lo, hi = percentile([float(t) for t in outs], 0.02), percentile([float(t) for t in outs], 0.98)
     seconds = max((hi - lo) / 1000, 1e-3)
     return {
         "workers": workers,
+        "keyed": keyed,
         "lines": args.lines,
         "events": len(outs),
-        "duplicates": len(keyed) - len(distinct),
+        "late": late_count(written),
+        "duplicates": len(by_event) - len(distinct),
         "missing": len(inputs.keys() - distinct),
         "lines_per_s": 0.96 * args.lines / seconds,
         "events_per_s": 0.96 * len(outs) / seconds,
@@ -325,7 +350,9 @@ def capacity(args: argparse.Namespace, template: Template, tmp: Path, workers: i
     }
 
 
-def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float, workers: int) -> dict[str, Any]:
+def steady(
+    args: argparse.Namespace, template: Template, tmp: Path, rate: float, workers: int, keyed: bool
+) -> dict[str, Any]:
     dep = deployment(args, tmp)
     asyncio.run(create_topics(args.bootstrap, dep.topics, args.partitions))
     started = [dep.start_worker() for _ in range(workers)]
@@ -335,11 +362,7 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
             wait_healthy(port, proc)
         sent = asyncio.run(
             produce_steady(
-                args.bootstrap,
-                dep.raw_auditd,
-                records(template.lines(args.hosts, clock=time.time), args.lines_per_record),
-                rate,
-                args.duration,
+                args.bootstrap, dep.raw_auditd, input_records(args, template, keyed, time.time), rate, args.duration
             )
         )
         rss = max(rss_mib(proc.pid) for proc in procs)
@@ -354,7 +377,8 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
     load_end = max(last for _, last in inputs.values())
     cutoff = load_end - 1000 * COOL_DOWN_S
     tail = {key for key, (_, last) in inputs.items() if last > cutoff}
-    every = output_keys(asyncio.run(read_all(args.bootstrap, dep.events)))
+    written = asyncio.run(read_all(args.bootstrap, dep.events))
+    every = output_keys(written)
     outputs = [out for out in every if out[0] not in tail]
     from_last = [(ts - inputs[key][1]) / 1000 for key, ts, _ in outputs if key in inputs]
     from_first = [(ts - inputs[key][0]) / 1000 for key, ts, _ in outputs if key in inputs]
@@ -370,6 +394,8 @@ def steady(args: argparse.Namespace, template: Template, tmp: Path, rate: float,
             minutes.setdefault((inputs[key][1] - load_start) // 60_000, []).append((ts - inputs[key][1]) / 1000)
     return {
         "workers": workers,
+        "keyed": keyed,
+        "late": late_count(written),
         "rate": rate,
         "sent": sent,
         "events": len(every),
@@ -401,6 +427,11 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.0, help="steady-load lines/s (0: 80%% of capacity, max 20k)")
     parser.add_argument("--duration", type=float, default=120.0, help="steady-load seconds (0 skips the phase)")
     parser.add_argument("--steady-workers", default="1", help="worker counts for the steady-load phase")
+    parser.add_argument(
+        "--keys",
+        default="keyed,unkeyed",
+        help="raw record keys, each phase run once per entry: keyed (by host) and/or unkeyed (random partition)",
+    )
     parser.add_argument("--template", type=Path, default=DEFAULT_LOG)
     parser.add_argument("--limit", type=float, default=600.0, help="longest wait for the output to settle")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (worker logs)")
@@ -417,40 +448,48 @@ def main() -> int:
         broker = LocalKafka(home=default_kafka_home(), state_dir=tmp / "kafka", port=0, heap="1g")
         args.bootstrap = broker.start()
     try:
-        rows = [capacity(args, template, tmp, int(w)) for w in args.workers.split(",") if w]
+        modes = [mode == "keyed" for mode in args.keys.split(",") if mode]
+        rows = [capacity(args, template, tmp, int(w), keyed) for w in args.workers.split(",") if w for keyed in modes]
         if rows:
             print(
                 f"\ncapacity ({args.lines} lines, {args.lines_per_record} per record, {args.hosts} hosts, "
                 f"{args.partitions} partitions, batch {args.batch_size}, {args.processes} process(es) per worker)"
             )
             print(
-                f"{'workers':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'dup':>6} {'missing':>7} {'wall s':>7} "
-                f"{'produce/s':>10} {'RSS MiB':>8}"
+                f"{'workers':>7} {'keys':>7} {'lines/s':>9} {'events/s':>9} {'events':>8} {'late':>6} {'dup':>6} "
+                f"{'missing':>7} {'wall s':>7} {'produce/s':>10} {'RSS MiB':>8}"
             )
         for r in rows:
             print(
-                f"{r['workers']:>7} {r['lines_per_s']:>9.0f} {r['events_per_s']:>9.0f} {r['events']:>8.0f} "
+                f"{r['workers']:>7} {'keyed' if r['keyed'] else 'unkeyed':>7} {r['lines_per_s']:>9.0f} "
+                f"{r['events_per_s']:>9.0f} {r['events']:>8.0f} {r['late']:>6.0f} "
                 f"{r['duplicates']:>6.0f} {r['missing']:>7.0f} {r['wall_s']:>7.1f} {r['produce_per_s']:>10.0f} "
                 f"{r['rss_mib']:>8.0f}"
             )
         if args.duration > 0:
             rate = args.rate
             if not rate:
-                one = next((r for r in rows if r["workers"] == 1), rows[0])
+                one = next((r for r in rows if r["workers"] == 1 and r["keyed"]), rows[0])
                 rate = min(20_000.0, 0.8 * one["lines_per_s"])
-            loads = [steady(args, template, tmp, rate, int(w)) for w in args.steady_workers.split(",") if w]
+            loads = [
+                steady(args, template, tmp, rate, int(w), keyed)
+                for w in args.steady_workers.split(",")
+                if w
+                for keyed in modes
+            ]
             print(
                 f"\nsteady load, {args.duration:.0f} s, {args.processes} process(es) per worker "
                 "(RSS: the largest worker process's, read at the end of the load)"
             )
             print(
-                f"{'workers':>7} {'lines/s':>8} {'sent':>9} {'events':>8} {'p50 s':>7} {'p99 s':>7} "
-                f"{'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8} {'p99 EOE':>8} {'p99 t/o':>8} {'t/o %':>6} "
+                f"{'workers':>7} {'keys':>7} {'lines/s':>8} {'sent':>9} {'events':>8} {'late':>6} {'p50 s':>7} "
+                f"{'p99 s':>7} {'p50 1st':>8} {'p99 1st':>8} {'RSS MiB':>8} {'p99 EOE':>8} {'p99 t/o':>8} {'t/o %':>6} "
                 f"{'missing':>7}"
             )
             for s in loads:
                 print(
-                    f"{s['workers']:>7.0f} {s['rate']:>8.0f} {s['sent']:>9.0f} {s['events']:>8.0f} "
+                    f"{s['workers']:>7.0f} {'keyed' if s['keyed'] else 'unkeyed':>7} {s['rate']:>8.0f} "
+                    f"{s['sent']:>9.0f} {s['events']:>8.0f} {s['late']:>6.0f} "
                     f"{s['p50_last']:>7.2f} {s['p99_last']:>7.2f} {s['p50_first']:>8.2f} {s['p99_first']:>8.2f} "
                     f"{s['rss_mib']:>8.0f} {s['p99_whole']:>8.2f} {s['p99_timed_out']:>8.2f} "
                     f"{100 * s['timed_out_share']:>6.1f} {s['missing']:>7.0f}"
@@ -464,7 +503,8 @@ def main() -> int:
             print(", ".join(f"{s['cool_down_events']:.0f}" for s in loads))
             for s in loads:
                 by_minute = " ".join(f"{p:.2f}" for p in s["p99_by_minute"])
-                print(f"p99 s by minute of the load, {s['workers']:.0f} worker(s): {by_minute}")
+                keys = "keyed" if s["keyed"] else "unkeyed"
+                print(f"p99 s by minute of the load, {s['workers']:.0f} worker(s), {keys}: {by_minute}")
         print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
     finally:
         if broker is not None:

@@ -18,6 +18,7 @@ from schemas.attack import threat_fields
 from schemas.fields import CONTRACT_VERSION, ECS_VERSION
 
 __all__ = [
+    "DEAD_LETTER_ORIGINAL_BYTES",
     "ECS_VERSION",
     "SCHEMA_VERSION",
     "dead_letter",
@@ -52,7 +53,8 @@ _EXACT_EPOCH_LIMIT = 2.0**33
 
 def _iso_timestamp_datetime(epoch_seconds: float) -> str:
     moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    # Not strftime("%Y"): glibc writes the year 1 as "1", and ISO 8601 needs four digits.
+    return f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def iso_timestamp(epoch_seconds: float) -> str:
@@ -166,6 +168,10 @@ def detection(
     return doc
 
 
+DEAD_LETTER_ORIGINAL_BYTES = 65536
+"""The most bytes of an original a dead letter keeps; a longer one keeps its head, its size and its SHA-256."""
+
+
 def dead_letter(
     *,
     original: str | bytes,
@@ -175,11 +181,16 @@ def dead_letter(
     host: str | None = None,
     timestamp: float | None = None,
     source: Mapping[str, Any] | None = None,
+    keep: int = DEAD_LETTER_ORIGINAL_BYTES,
+    whole: tuple[int, str] | None = None,
 ) -> dict[str, Any]:
     """Build a dead-letter document for input that could not be processed.
 
     ``event.original`` holds the input as text (undecodable bytes escaped as ``\\xNN``), and
-    ``secstream.original_base64`` holds the exact original bytes, so nothing is ever lost.
+    ``secstream.original_base64`` holds the exact original bytes. An original longer than ``keep`` bytes
+    keeps only its first ``keep`` bytes, so one huge input cannot make a huge output record:
+    ``secstream.original_size`` and ``secstream.original_sha256`` then identify the whole (``secstream.source``
+    says where to find it), ``secstream.original_truncated`` is true, and the id is derived from the digest.
 
     Args:
         original: the raw input.
@@ -190,16 +201,24 @@ def dead_letter(
         host: the host, when known (``host.name`` is ``unknown`` otherwise).
         timestamp: when it was seen (epoch seconds); the id does not depend on it.
         source: where it came from (``topic``, ``partition``, ``offset`` or ``file``, ``line``).
+        keep: the most bytes of the original kept.
+        whole: (size, SHA-256 hex) of the whole original when ``original`` is already only its head (a
+            reader that never held the whole line in memory).
     """
     raw = original if isinstance(original, bytes) else original.encode("utf-8", "surrogateescape")
+    if whole is None and len(raw) > keep:
+        whole = (len(raw), hashlib.sha256(raw).hexdigest())
+    if whole is not None:
+        raw = raw[:keep]
     text = raw.decode("utf-8", "backslashreplace")
     where = dict(source) if source else {}
+    identity = raw.hex() if whole is None else whole[1]
     doc: dict[str, Any] = {
         "@timestamp": iso_timestamp(timestamp if timestamp is not None else 0.0),
         "ecs": {"version": ECS_VERSION},
         "message": f"{stream} input not processed: {reason}",
         "event": {
-            "id": stable_id("deadletter", stream, *sorted(where.items()), raw.hex()),
+            "id": stable_id("deadletter", stream, *sorted(where.items()), identity),
             "kind": "pipeline_error",
             "module": stream,
             "dataset": f"{stream}.deadletter",
@@ -214,6 +233,8 @@ def dead_letter(
             "source": where,
         },
     }
+    if whole is not None:
+        doc["secstream"].update(original_size=whole[0], original_sha256=whole[1], original_truncated=True)
     return doc
 
 
@@ -228,20 +249,16 @@ def truncated_dead_letter(
     timestamp: float | None = None,
     source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A :func:`dead_letter` that holds only the first ``keep`` bytes of ``original``, for an original too
-    large for an output record. ``secstream.original_size`` and ``secstream.original_sha256`` identify
-    the whole original (``secstream.source`` says where to find it), and ``secstream.original_truncated``
-    is true; the id is derived from the whole original's digest."""
-    digest = hashlib.sha256(original).hexdigest()
-    doc = dead_letter(
-        original=original[:keep],
+    """A :func:`dead_letter` that holds only the first ``keep`` bytes of ``original`` and is marked truncated
+    whatever its length, for an original too large for an output record."""
+    return dead_letter(
+        original=original,
         reason=reason,
         error_type=error_type,
         stream=stream,
         host=host,
         timestamp=timestamp,
         source=source,
+        keep=keep,
+        whole=(len(original), hashlib.sha256(original).hexdigest()),
     )
-    doc["event"]["id"] = stable_id("deadletter", stream, *sorted(doc["secstream"]["source"].items()), digest)
-    doc["secstream"].update(original_size=len(original), original_sha256=digest, original_truncated=True)
-    return doc

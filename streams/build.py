@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from processors.enrich.cache import CacheSettings
-from processors.enrich.enricher import Enricher, EnricherSettings
+from processors.enrich.enricher import Enricher
 from processors.enrich.geoip import GeoIPDatabaseException, GeoLiteReader
 from processors.enrich.http import HttpSettings
 from processors.enrich.providers import OTX, GreyNoise, LocalBlocklist, TIProvider, VirusTotal, XForce
 from processors.enrich.ratelimit import RateLimits
 from processors.errors import ConfigError
-from streams.config import ProviderConfig, SecstreamConfig
+from streams.config import ProviderConfig, SecstreamConfig, enricher_settings
 from streams.graph import Pipeline
 from streams.logging import get_logger
 
@@ -87,8 +87,7 @@ def build_enricher(config: SecstreamConfig) -> Enricher | None:
             raise ConfigError(str(err), key="enrichment.geoip_db_folder") from err
     providers = build_ti_providers(config)
     log.info("enrichment.configured", providers=[p.name for p in providers], geoip=geoip is not None)
-    settings = EnricherSettings(max_wait_s=enrichment.max_wait_s, max_detail_bytes=enrichment.max_detail_bytes)
-    return Enricher(settings, providers=providers, geoip=geoip)
+    return Enricher(enricher_settings(config), providers=providers, geoip=geoip)
 
 
 async def build_pipeline(config: SecstreamConfig) -> Pipeline:

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from processors.audit import (
     AuditEvent,
     Coalescer,
-    CoalescerSettings,
     CoalescerState,
     LateRecord,
     decode_event,
@@ -32,23 +31,31 @@ from processors.audit import (
 )
 from processors.detect.detectors import (
     CommandSpeedDetector,
-    CommandSpeedSettings,
     RiskySudoDetector,
-    RiskySudoSettings,
 )
 from processors.detect.rules import RuleEngine, default_rules_path, load_rules
-from processors.detect.sessions import LogonSessionSettings, LogonSessionTracker
+from processors.detect.sessions import LogonSessionTracker
 from processors.detect.sigma import RuleSelection, SigmaEngine
 from processors.detect.stage import DetectionStage
 from processors.enrich.enricher import Enricher
-from processors.errors import ParseError, SecstreamError
+from processors.errors import ConfigError, ParseError, SecstreamError
 from processors.ioc.extract import IocExtractor
 from processors.ioc.observables import annotate_event
-from processors.proctree import ProcessTracker, ProcessTrackerSettings, ProcessTrackerState
+from processors.proctree import ProcessTracker, ProcessTrackerState
 from processors.syslog import parse_syslog_line
-from schemas.codecs import dumps, loads
+from schemas.codecs import dumps, dumps_line, loads
 from schemas.documents import dead_letter
-from streams.config import SecstreamConfig
+from streams.config import (
+    SecstreamConfig,
+    coalescer_settings,
+    command_speed_settings,
+    risky_sudo_settings,
+    sessions_settings,
+    tracker_settings,
+)
+from streams.logging import get_logger
+
+log = get_logger(__name__)
 
 __all__ = [
     "HostState",
@@ -70,12 +77,15 @@ class RawLine:
         source: where it came from: ``{"file": ..., "line": n}`` or ``{"topic", "partition", "offset"}``.
         host: a host name from the envelope or the message key, used when the line names none.
         received: wall-clock epoch seconds when it was read (for dead letters).
+        whole: (size, SHA-256 hex) of the whole line when ``data`` is only its head: a reader that stops
+            reading a line at ``input.max_line_bytes`` keeps no more; such a line is always too long.
     """
 
     data: str | bytes
     source: dict[str, Any] = field(default_factory=dict)
     host: str | None = None
     received: float = 0.0
+    whole: tuple[int, str] | None = None
 
 
 @dataclass(slots=True)
@@ -290,6 +300,14 @@ def _syslog_text(data: str | bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
+def _document_bytes(doc: dict[str, Any]) -> bytes:
+    """A document as JSON for a dead letter; its repr where even that fails (a value JSON cannot hold)."""
+    try:
+        return dumps_line(doc).rstrip(b"\n")
+    except Exception:  # a document the detectors could not take may not serialise either
+        return repr(doc).encode("utf-8", "backslashreplace")
+
+
 class Pipeline:
     """The stage graph with its stateless stages built from one configuration.
 
@@ -302,42 +320,30 @@ class Pipeline:
         self.config = config
         self.enricher = enricher
         self.stats = PipelineStats()
-        self.coalescer = Coalescer(
-            CoalescerSettings(
-                event_timeout_s=config.coalescer.event_timeout_s,
-                idle_flush_s=config.coalescer.idle_flush_s,
-                max_in_flight=config.coalescer.max_in_flight,
-            )
-        )
-        self.tracker = ProcessTracker(
-            ProcessTrackerSettings(
-                ancestor_depth=config.proctree.ancestor_depth,
-                exited_grace_s=config.proctree.exited_grace_s,
-                idle_ttl_s=config.proctree.idle_ttl_s,
-                max_per_host=config.proctree.max_per_host,
-                backfill_window_s=config.proctree.backfill_window_s,
-            )
-        )
+        self._enrichment_failures: Counter[str] = Counter()
+        self.audit_clock: float | None = None
+        """The latest audit event time seen that is not ahead of its line's receive time (None: none yet)."""
+        self.coalescer = Coalescer(coalescer_settings(config))
+        self.tracker = ProcessTracker(tracker_settings(config))
         rules = []
         if config.detection.use_default_rules:
             rules.extend(load_rules(default_rules_path()))
-        for rule_file in config.detection.rule_files:
-            rules.extend(load_rules(config.resolve_path(rule_file)))
+        for index, rule_file in enumerate(config.detection.rule_files):
+            path = config.resolve_path(rule_file)
+            try:
+                rules.extend(load_rules(path))
+            except ConfigError as error:  # name the file: the rule loader's reason may not
+                reason = error.reason if str(path) in error.reason else f"{path}: {error.reason}"
+                raise ConfigError(reason, key=f"detection.rule_files[{index}]") from None
         # The stages after enrichment, in the order they run on each event (one contract:
         # processors.detect.stage). Sessions annotate an event before the detectors read it, and risky sudo
         # reads the alerts of the stages before it.
         self.detection_stages: tuple[DetectionStage, ...] = (
-            LogonSessionTracker(
-                LogonSessionSettings(
-                    max_sessions_per_host=config.sessions.max_per_host, ttl_s=config.sessions.session_ttl_s
-                )
-            ),
+            LogonSessionTracker(sessions_settings(config)),
             RuleEngine(rules),
             self._sigma_stage(config),
-            CommandSpeedDetector(
-                CommandSpeedSettings(events=config.detection.speed_events, time_s=config.detection.speed_window_s)
-            ),
-            RiskySudoDetector(RiskySudoSettings()),
+            CommandSpeedDetector(command_speed_settings(config)),
+            RiskySudoDetector(risky_sudo_settings(config)),
         )
         self.ioc_extractor = IocExtractor()
 
@@ -371,18 +377,42 @@ class Pipeline:
             host=line.host,
             timestamp=line.received,
             source=line.source,
+            whole=line.whole,
         )
 
-    def _bad(self, line: RawLine, error: SecstreamError, stream: str) -> dict[str, Any]:
-        self.stats.bad_input[f"{stream}:{type(error).__name__}"] += 1
+    def _bad(self, line: RawLine, error: Exception, stream: str) -> dict[str, Any]:
+        return self._failed(line.data, error, stream, line.host, line.received, line.source)
+
+    def _failed(
+        self,
+        original: str | bytes,
+        error: Exception,
+        stream: str,
+        host: str | None,
+        received: float,
+        source: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The dead letter (and its count) of input that a stage could not process.
+
+        A :class:`SecstreamError` is input the stage rejects by design; any other exception is a value the
+        stage cannot represent (a year past 9999, an integer past 64 bits, ...): it is logged, and the input
+        becomes a dead letter like any other, so that one line never stops the pipeline.
+        """
+        name = type(error).__name__
+        self.stats.bad_input[f"{stream}:{name}"] += 1
+        if isinstance(error, SecstreamError):
+            reason, host = error.reason, error.host or host
+        else:
+            reason = f"{name}: {error}"
+            log.warning("pipeline.stage_failed", stream=stream, error_type=name, reason=str(error)[:200])
         return dead_letter(
-            original=line.data,
-            reason=error.reason,
-            error_type=type(error).__name__,
+            original=original,
+            reason=reason,
+            error_type=name,
             stream=stream,
-            host=error.host or line.host,
-            timestamp=line.received,
-            source=line.source,
+            host=host,
+            timestamp=received,
+            source=source,
         )
 
     def audit_lines(self, lines: Iterable[RawLine], states: MutableMapping[str, HostState]) -> Pending:
@@ -394,8 +424,11 @@ class Pipeline:
         max_bytes = self.config.input.max_line_bytes
         for line in lines:
             count += 1
-            if len(line.data) > max_bytes:
+            if line.whole is not None or len(line.data) > max_bytes:
                 pending.deadletters.append(self.too_long(line, "auditd"))
+                continue
+            if not line.data:
+                self.stats.bad_input["auditd:empty_line"] += 1  # counted, not a dead letter: nothing to keep
                 continue
             try:
                 record = parse_line(_audit_text(line.data).rstrip("\r\n"))
@@ -406,50 +439,89 @@ class Pipeline:
                 if host != state_host or state is None:
                     state_host, state = host, states[host]
                 completed = self.coalescer.push(record, state.coalescer, wall_time=line.received)
-            except SecstreamError as error:
+                if record.epoch > (self.audit_clock or 0.0) and (not line.received or record.epoch <= line.received):
+                    self.audit_clock = record.epoch
+                # Expiry and eviction run after every record (both return at once when nothing is due), so
+                # the output does not depend on where a driver cuts its batches.
+                completed += self.coalescer.expire(state.coalescer)
+                if completed:
+                    self._emit_audit(completed, host, state, pending, line)
+                self.tracker.evict(state.tracker, record.epoch)
+            except Exception as error:  # any failure on one line makes that line a dead letter
                 pending.deadletters.append(self._bad(line, error, "auditd"))
                 continue
-            # Expiry and eviction run after every record (both return at once when nothing is due), so the
-            # output does not depend on where a driver cuts its batches.
-            completed += self.coalescer.expire(state.coalescer)
-            if completed:
-                self._emit_audit(completed, host, state, pending)
-            self.tracker.evict(state.tracker, record.epoch)
         self.stats.lines_in["auditd"] += count
         return pending
 
     def _emit_audit(
-        self, outputs: Iterable[AuditEvent | LateRecord], host: str, state: HostState, pending: Pending
+        self,
+        outputs: Iterable[AuditEvent | LateRecord],
+        host: str,
+        state: HostState,
+        pending: Pending,
+        line: RawLine | None = None,
     ) -> None:
+        """Decode, track and annotate completed events; an event that fails there becomes a dead letter
+        holding its records' lines (``line`` is the input line that completed it, when there is one)."""
         for output in outputs:
-            if isinstance(output, LateRecord):
-                doc = decode_late(output, default_host=host)
-            else:
-                doc = self.tracker.process(decode_event(output, default_host=host), state.tracker)
-            annotate_event(doc, extractor=self.ioc_extractor)
+            try:
+                if isinstance(output, LateRecord):
+                    doc = decode_late(output, default_host=host)
+                else:
+                    doc = self.tracker.process(decode_event(output, default_host=host), state.tracker)
+                annotate_event(doc, extractor=self.ioc_extractor)
+            except Exception as error:  # one event that cannot be represented never stops the rest
+                records = (output.record,) if isinstance(output, LateRecord) else output.records
+                pending.deadletters.append(
+                    self._failed(
+                        "\n".join(record.raw for record in records),
+                        error,
+                        "auditd",
+                        host,
+                        line.received if line is not None else 0.0,
+                        line.source if line is not None else {},
+                    )
+                )
+                continue
             pending.events.append(doc)
 
-    def syslog_lines(self, lines: Iterable[RawLine], states: MutableMapping[str, HostState]) -> Pending:
-        """Parse and interpret raw syslog lines, and annotate them with IoCs."""
+    def syslog_lines(
+        self, lines: Iterable[RawLine], states: MutableMapping[str, HostState], *, replay: bool = False
+    ) -> Pending:
+        """Parse and interpret raw syslog lines, and annotate them with IoCs.
+
+        Each event's id includes where its line was read (``RawLine.source``), so identical lines get
+        distinct ids. ``replay``: the lines come from a file read now but written earlier, so their year
+        is taken from the audit stream's clock where there is one (see :attr:`audit_clock`).
+        """
         del states  # syslog has no synchronous state; sessions are tracked in complete()
         pending = Pending()
+        year = self.config.input.syslog_year or None
         for line in lines:
             self.stats.lines_in["syslog"] += 1
-            if len(line.data) > self.config.input.max_line_bytes:
+            if line.whole is not None or len(line.data) > self.config.input.max_line_bytes:
                 pending.deadletters.append(self.too_long(line, "syslog"))
                 continue
+            if not line.data:
+                self.stats.bad_input["syslog:empty_line"] += 1  # counted, not a dead letter: nothing to keep
+                continue
+            # RFC 3164 has no year: without input.syslog_year it is the year closest to when the line was read,
+            # or, replaying files, closest to the audit stream's clock (a 2024 file's lines stay in 2024).
+            reference = line.received or None
+            if replay and self.audit_clock is not None:
+                reference = self.audit_clock
             try:
                 doc = parse_syslog_line(
                     _syslog_text(line.data).rstrip("\r\n"),
                     default_host=line.host or self.config.input.default_host,
-                    year=self.config.input.syslog_year or None,
-                    # RFC 3164 has no year: without input.syslog_year it is taken from when the line was read.
-                    received=line.received or None,
+                    year=year,
+                    received=reference,
+                    origin=tuple(sorted(line.source.items())) if line.source else None,
                 )
-            except SecstreamError as error:
+                annotate_event(doc, extractor=self.ioc_extractor)
+            except Exception as error:  # any failure on one line makes that line a dead letter
                 pending.deadletters.append(self._bad(line, error, "syslog"))
                 continue
-            annotate_event(doc, extractor=self.ioc_extractor)
             pending.events.append(doc)
         return pending
 
@@ -480,16 +552,25 @@ class Pipeline:
         """Enrich the pending events and run the detectors on them."""
         events = pending.events
         if self.enricher is not None and events:
-            events = await self.enricher.enrich(events)
+            try:
+                events = await self.enricher.enrich(events)
+            except Exception as error:  # a failed enrichment never costs the batch its events: they go on bare
+                self._enrichment_failures[f"failed:{type(error).__name__}"] += 1
+                log.warning("pipeline.enrichment_failed", error_type=type(error).__name__, reason=str(error)[:200])
             # Misses are not written into documents: the enricher counts every outcome.
-            self.stats.enrichment = Counter(self.enricher.outcomes)
+            self.stats.enrichment = Counter(self.enricher.outcomes) + self._enrichment_failures
         outputs = Outputs(deadletters=pending.deadletters)
         for doc in events:
-            state = states[doc["host"]["name"]]
-            doc_events: list[dict[str, Any]] = [doc]
-            alerts: list[dict[str, Any]] = []
-            for stage in self.detection_stages:
-                stage.run(doc, self.stage_state(state, stage), doc_events, alerts)
+            try:
+                state = states[doc["host"]["name"]]
+                doc_events: list[dict[str, Any]] = [doc]
+                alerts: list[dict[str, Any]] = []
+                for stage in self.detection_stages:
+                    stage.run(doc, self.stage_state(state, stage), doc_events, alerts)
+            except Exception as error:  # one event the detection stages cannot take never stops the rest
+                stream = str(doc.get("event", {}).get("module", "unknown"))
+                outputs.deadletters.append(self._failed(_document_bytes(doc), error, stream, None, 0.0, {}))
+                continue
             outputs.events.extend(doc_events)
             outputs.detections.extend(alerts)
         self._count(outputs)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the msticpy test data in ../shared, hypothesis profiles, and a real Kafka broker."""
+"""Shared fixtures: msticpy test data in ../shared (skipped where absent), hypothesis profiles, a Kafka broker."""
 
 from __future__ import annotations
 
@@ -28,12 +28,22 @@ def _find_shared() -> Path | None:
     return None
 
 
+SHARED_ABSENT = (
+    "needs other projects' data (msticpy test data, seed docs, peer logs) from ../shared beside the checkout "
+    "or $SECSTREAM_SHARED, which is absent; our own fixtures cover the same stages"
+)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The shared/ directory beside the checkout (seed docs and msticpy's test data)."""
+    """The shared/ directory beside the checkout (seed docs and msticpy's test data).
+
+    It holds other projects' data, which is never committed: where it is absent (a fresh clone) the tests
+    that read it skip with one reason, and small fixtures of our own cover what they guard.
+    """
     found = _find_shared()
     if found is None:
-        pytest.fail("shared/ with testdata/msticpy was not found beside the checkout; set SECSTREAM_SHARED")
+        pytest.skip(SHARED_ABSENT)
     return found
 
 

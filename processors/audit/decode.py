@@ -628,7 +628,8 @@ def _build(
         process["name"] = name
     if has_execve:
         process["args"] = args
-        process["args_count"] = argc if argc is not None else len(args)
+        # A claimed argc above the arguments present is flagged (argc_mismatch), never reported as the count.
+        process["args_count"] = min(argc, len(args)) if argc is not None else len(args)
         process["command_line"] = " ".join(args)
     if proctitle:
         process["title"] = " ".join(proctitle)

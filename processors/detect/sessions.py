@@ -55,7 +55,7 @@ class LogonSessionSettings:
         join_window_s: how far apart a pid-less pending session and its PAM open may be.
     """
 
-    max_sessions_per_host: int = 1024
+    max_sessions_per_host: int = 10_000
     ttl_s: float = 86400.0
     pending_ttl_s: float = 120.0
     join_window_s: float = 5.0

@@ -83,6 +83,9 @@ class ObservablesSettings:
         decode_base64: look for base64 payloads and analyse the decoded layers.
         base64: limits of the base64 unpacker.
         max_layer_text_chars: decoded text kept per layer in ``secstream.decoded`` (IoCs use all of it).
+        max_layers_per_event: decoded layers kept in one event's ``secstream.decoded`` (all fields together).
+        max_ioc_chars_per_event: characters of IoC values kept in one event's ``secstream.iocs`` (text made of
+            overlapping URLs yields far more IoC text than it has); the shortest values are kept first.
     """
 
     ioc_types: tuple[str, ...] | None = None
@@ -91,6 +94,8 @@ class ObservablesSettings:
     decode_base64: bool = True
     base64: Base64Settings = field(default_factory=Base64Settings)
     max_layer_text_chars: int = 4096
+    max_layers_per_event: int = 64
+    max_ioc_chars_per_event: int = 65_536
 
 
 @dataclass(slots=True)
@@ -311,6 +316,35 @@ def _summary(
     return summary
 
 
+def _cap_event(
+    layers: list[dict[str, Any]], iocs: dict[str, set[str]] | None, limits: list[str], cfg: ObservablesSettings
+) -> None:
+    """Hold one event's decoded layers and IoC text to the settings' caps, naming each cut in ``limits``."""
+    if len(layers) > cfg.max_layers_per_event:
+        del layers[cfg.max_layers_per_event :]
+        limits.append("max_layers_per_event")
+    if iocs and _cap_iocs(iocs, cfg.max_ioc_chars_per_event):
+        limits.append("max_ioc_chars_per_event")
+
+
+def _cap_iocs(iocs: dict[str, set[str]], budget: int) -> bool:
+    """Keep IoC values within ``budget`` characters in all (shortest first, so the most distinct values
+    survive); True when some were dropped."""
+    total = sum(len(value) for values in iocs.values() for value in values)
+    if total <= budget:
+        return False
+    ranked = sorted((len(value), ioc_type, value) for ioc_type, values in iocs.items() for value in values)
+    kept: dict[str, set[str]] = {}
+    for size, ioc_type, value in ranked:
+        if size > budget:
+            break
+        budget -= size
+        kept.setdefault(ioc_type, set()).add(value)
+    iocs.clear()
+    iocs.update(kept)
+    return True
+
+
 def annotate_event(
     doc: dict[str, Any],
     analysis_fields: Iterable[str] = DEFAULT_ANALYSIS_FIELDS,
@@ -361,6 +395,7 @@ def annotate_event(
             layers.append(entry)
         truncated = truncated or summary.truncated
         limits.extend(limit for limit in summary.limits if limit not in limits)
+    _cap_event(layers, iocs, limits, settings or _DEFAULT_SETTINGS)
     if not iocs and not layers and not truncated and not limits:
         return
     found = iocs or {}

@@ -77,6 +77,8 @@ class Base64Settings:
         max_candidates: distinct base64 candidates decoded per text.
         max_input_chars: leading characters of one input that are scanned.
         max_printable_bytes: bytes shown as hex in ``printable_bytes`` and the markup.
+        max_layers: decoded items (records) per input: empty or tiny archive members cost almost nothing
+            against ``max_total_bytes``, so nested archives could otherwise yield a hundred thousand.
     """
 
     min_length: int = 30
@@ -86,6 +88,7 @@ class Base64Settings:
     max_candidates: int = 100
     max_input_chars: int = 1_048_576
     max_printable_bytes: int = 65_536
+    max_layers: int = 256
 
 
 _DEFAULT_SETTINGS = Base64Settings()  # frozen, so one shared instance serves every call
@@ -590,6 +593,13 @@ class _Unpacker:
         if limit not in self.limits_hit:
             self.limits_hit.append(limit)
 
+    def layers_full(self) -> bool:
+        """True (and the limit recorded) once ``max_layers`` items are recorded: nothing more is decoded."""
+        if len(self.records) < self.settings.max_layers:
+            return False
+        self.hit("max_layers")
+        return True
+
     def remaining(self) -> int:
         return max(self.settings.max_total_bytes - self.used, 0)
 
@@ -608,6 +618,8 @@ class _Unpacker:
         decoded: str | None,
         encoding: str,
     ) -> None:
+        if self.layers_full():
+            return
         hashes = get_hashes(data)
         self.records.append(
             BinaryRecord(
@@ -666,6 +678,8 @@ class _Unpacker:
         return "".join(pieces)
 
     def decode_candidate(self, cand: str, depth: int, index: str) -> str | None:
+        if self.layers_full():
+            return None
         compact = cand.replace("\r", "").replace("\n", "")
         body = compact.rstrip("=")
         if len(body) < self.settings.min_length or not _looks_like_base64(body):
@@ -757,6 +771,8 @@ class _Unpacker:
 
     def container(self, data: bytes, ctype: str, depth: int, index: str, original: str, nested: bool) -> str | None:
         """Markup for a container's members, or None when it cannot be opened."""
+        if self.layers_full():
+            return None
         try:
             items = _members(ctype, data, self.remaining(), self.settings.max_members, self.hit)
         except _LimitHit as exc:

@@ -6,8 +6,11 @@ sudo, su, account management) and fills the ECS fields. Anything else stays a ge
 ``event.action: "log"`` document; a syslog line is never dropped.
 
 Time: an RFC 3164 timestamp has no year. The caller passes it (``year=``), or passes ``received=`` (epoch
-seconds of reception, from which the year is derived, stepping back one year when the month lies more
-than a month ahead of reception, i.e. a December line read in January). Nothing here reads the clock.
+seconds of reception, or of a replayed stream's clock): the year is then the one of the previous, the same
+and the next year that puts the line closest to that time, so a December line read in January is last
+year's and a January line read on New Year's Eve (a sender's clock slightly ahead) is next year's. Nothing
+here reads the clock. A timestamp outside what an ISO 8601 ``@timestamp`` can hold (years 1-9999) is a
+:class:`ParseError`.
 """
 
 from __future__ import annotations
@@ -90,6 +93,29 @@ def _event_id(host: str, iso: str, content: object) -> str:
     return stable_id("syslog", host, iso, content)
 
 
+def _closest_year(month: int, day: int, seconds_of_day: int, received: float) -> int:
+    """The year (of the received one and its neighbours) that puts ``month``/``day`` closest to ``received``;
+    the received year when the date exists in none of them (February 29th is checked by the caller)."""
+    seen = datetime.fromtimestamp(received, tz=UTC).year
+    best, best_distance = seen, float("inf")
+    for year in (seen - 1, seen, seen + 1):
+        try:
+            distance = abs(_day_epoch(year, month, day) + seconds_of_day - received)
+        except (ValueError, OverflowError):
+            continue
+        if distance < best_distance:
+            best, best_distance = year, distance
+    return best
+
+
+def _iso_or_error(timestamp: float, raw: str) -> str:
+    """``@timestamp`` for an epoch, or a ParseError when no ISO 8601 year (1-9999) can hold it."""
+    try:
+        return iso_timestamp(timestamp)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ParseError(f"timestamp out of range: {exc}", raw=raw) from None
+
+
 def _is_binary(line: str) -> bool:
     if line.isascii() and line.isprintable():
         return False
@@ -109,11 +135,11 @@ def _iso_epoch(text: str, raw: str) -> float:
         value = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as exc:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError) as exc:
         raise ParseError(f"invalid timestamp {text!r}", raw=raw) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _bsd_epoch(match: re.Match[str], year: int | None, received: float | None, raw: str) -> float:
@@ -137,15 +163,14 @@ def _bsd_epoch_of(
     raw: str,
 ) -> float:
     month = _MONTHS[month_name]
+    hours, minutes, seconds = int(hour), int(minute), int(second)
     if year_text:
         year = int(year_text)
     elif year is None:
         if received is None:
             raise ParseError("RFC 3164 timestamp has no year: the caller must pass year= or received=", raw=raw)
-        seen = datetime.fromtimestamp(received, tz=UTC)
-        year = seen.year - 1 if month > seen.month + 1 else seen.year
+        year = _closest_year(month, int(day), hours * 3600 + minutes * 60 + seconds, received)
     micro = int((frac[1:] + "000000")[:6]) if frac else 0
-    hours, minutes, seconds = int(hour), int(minute), int(second)
     try:
         if hours > 23 or minutes > 59 or seconds > 59:
             raise ValueError("time out of range")
@@ -259,6 +284,7 @@ def parse_syslog_line(
     default_host: str = "unknown",
     year: int | None = None,
     received: float | None = None,
+    origin: object = None,
 ) -> dict[str, Any]:
     """Parse one syslog line (RFC 3164 with or without PRI, RFC 5424, or rsyslog ISO-timestamp format).
 
@@ -268,6 +294,9 @@ def parse_syslog_line(
         year: year for RFC 3164 timestamps, which have none; the caller passes the current UTC year.
         received: epoch seconds when the line was received: the timestamp of lines that have none, and the
             source of the year when ``year`` is not given.
+        origin: where the line was read (a file and line number, a topic, partition and offset): part of
+            ``event.id``, so identical lines (sshd writes them within one second) get distinct ids while a
+            re-read of the same line keeps its id. None: the id depends on the line alone.
 
     Returns:
         The ECS syslog document, interpreted (see :func:`interpret`).
@@ -283,7 +312,7 @@ def parse_syslog_line(
         raise ParseError("binary data, not a syslog line", raw=line)
     fast = _FAST_3164.match(text)
     if fast is not None:
-        return _parse_fast_3164(line, text, fast, default_host, year, received)
+        return _parse_fast_3164(line, text, fast, default_host, year, received, origin)
     pri: int | None = None
     rest = text
     pri_match = _PRI.match(text)
@@ -296,24 +325,9 @@ def parse_syslog_line(
 
     head = _RFC5424_HEAD.match(rest) if pri is not None else None
     if head is not None and (head.group(2) == "-" or _ISO_TS.fullmatch(head.group(2) + " ")):
-        return _parse_5424(line, head, rest[head.end() :], meta, default_host, received)
+        return _parse_5424(line, head, rest[head.end() :], meta, default_host, received, origin)
 
-    timestamp: float
-    has_header = True
-    bsd = _BSD_TS.match(rest)
-    if bsd is not None:
-        timestamp = _bsd_epoch(bsd, year, received, line)
-        rest = rest[bsd.end() :]
-    else:
-        iso = _ISO_TS.match(rest)
-        if iso is not None:
-            timestamp = _iso_epoch(iso.group(1), line)
-            rest = rest[iso.end() :]
-        elif received is not None and pri is not None:
-            timestamp, has_header = received, False  # RFC 3164 4.3.3: no header, all of it is MSG
-        else:
-            raise ParseError("no syslog header (PRI or timestamp) found", raw=line)
-
+    timestamp, rest, has_header = _header_time(rest, pri, year, received, line)
     host = default_host
     appname: str | None = None
     procid: str | None = None
@@ -333,10 +347,25 @@ def parse_syslog_line(
     if procid:
         meta["procid"] = procid
     doc = _document(
-        iso=iso_timestamp(timestamp), host=host, message=rest.lstrip(), appname=appname, procid=procid,
-        syslog_meta=meta, id_content=text,
+        iso=_iso_or_error(timestamp, line), host=host, message=rest.lstrip(), appname=appname, procid=procid,
+        syslog_meta=meta, id_content=text if origin is None else (text, origin),
     )  # fmt: skip
     return interpret(doc)
+
+
+def _header_time(
+    rest: str, pri: int | None, year: int | None, received: float | None, line: str
+) -> tuple[float, str, bool]:
+    """The general path's timestamp: (epoch, the text after it, whether the line has a header)."""
+    bsd = _BSD_TS.match(rest)
+    if bsd is not None:
+        return _bsd_epoch(bsd, year, received, line), rest[bsd.end() :], True
+    iso = _ISO_TS.match(rest)
+    if iso is not None:
+        return _iso_epoch(iso.group(1), line), rest[iso.end() :], True
+    if received is not None and pri is not None:
+        return received, rest, False  # RFC 3164 4.3.3: no header, all of it is MSG
+    raise ParseError("no syslog header (PRI or timestamp) found", raw=line)
 
 
 # (month name, day text, year) -> (epoch of 00:00 UTC, "YYYY-MM-DDT"); None for an impossible date
@@ -361,7 +390,13 @@ def _bsd_day(month_name: str, day: str, year: int) -> tuple[int, str] | None:
 
 
 def _parse_fast_3164(
-    line: str, text: str, m: re.Match[str], default_host: str, year: int | None, received: float | None
+    line: str,
+    text: str,
+    m: re.Match[str],
+    default_host: str,
+    year: int | None,
+    received: float | None,
+    origin: object,
 ) -> dict[str, Any]:
     """The general path's result for a line :data:`_FAST_3164` matched, from that single match."""
     (pri_text, stamp, month_name, day, hour, minute, second, frac, year_text,
@@ -379,15 +414,14 @@ def _parse_fast_3164(
         }
     else:
         meta = {}
+    hours, minutes, seconds = int(hour), int(minute), int(second)
     if year_text:
         year = int(year_text)
     elif year is None:
         if received is None:
             raise ParseError("RFC 3164 timestamp has no year: the caller must pass year= or received=", raw=line)
-        seen = datetime.fromtimestamp(received, tz=UTC)
-        year = seen.year - 1 if _MONTHS[month_name] > seen.month + 1 else seen.year
+        year = _closest_year(_MONTHS[month_name], int(day), hours * 3600 + minutes * 60 + seconds, received)
     day_info = _bsd_day(month_name, day, year)
-    hours, minutes, seconds = int(hour), int(minute), int(second)
     if day_info is None or hours > 23 or minutes > 59 or seconds > 59:
         raise ParseError(f"invalid timestamp {stamp!r}", raw=line)
     midnight, prefix = day_info
@@ -397,7 +431,7 @@ def _parse_fast_3164(
     if 0 <= timestamp < _EXACT_EPOCH_LIMIT:  # the float gives back these digits (see schemas.documents.iso_timestamp)
         iso = f"{prefix}{hour}:{minute}:{second}.{micro // 1000:03d}Z"
     else:
-        iso = iso_timestamp(timestamp)
+        iso = _iso_or_error(timestamp, line)
     if host is not None:
         app, procid = app2, procid2
     else:
@@ -413,7 +447,7 @@ def _parse_fast_3164(
         appname=app,
         procid=procid,
         syslog_meta=meta,
-        id_content=text,
+        id_content=text if origin is None else (text, origin),
     )
     return interpret(doc)
 
@@ -425,6 +459,7 @@ def _parse_5424(
     meta: dict[str, Any],
     default_host: str,
     received: float | None,
+    origin: object,
 ) -> dict[str, Any]:
     version, ts_text, host, app, procid, msgid = head.groups()
     if ts_text == "-":
@@ -447,8 +482,9 @@ def _parse_5424(
             message = rest
     message = message.removeprefix("\ufeff")
     doc = _document(
-        iso=iso_timestamp(timestamp), host=_nil(host) or default_host, message=message, appname=_nil(app),
-        procid=_nil(procid), syslog_meta=meta, id_content=line.rstrip("\r\n"),
+        iso=_iso_or_error(timestamp, line), host=_nil(host) or default_host, message=message, appname=_nil(app),
+        procid=_nil(procid), syslog_meta=meta,
+        id_content=line.rstrip("\r\n") if origin is None else (line.rstrip("\r\n"), origin),
     )  # fmt: skip
     return interpret(doc)
 

@@ -55,13 +55,13 @@ def _config(args: argparse.Namespace) -> SecstreamConfig:
 
 
 def _servers(config: SecstreamConfig) -> str:
-    from streams.worker.app import bootstrap_servers
+    from streams.worker.kafka import bootstrap_servers
 
     return bootstrap_servers(config.kafka.broker)
 
 
 def _client_options(config: SecstreamConfig) -> dict[str, Any]:
-    from streams.worker.app import kafka_client_options
+    from streams.worker.kafka import kafka_client_options
 
     return kafka_client_options(config)
 

@@ -37,6 +37,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level ({', '.join(_LOG_LEVELS)})")
+    return value.upper()
+
+
+def _year(value: str) -> int:
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 9999):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a year (1-9999)")
+    return int(value)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: the reason and where to get help."""
 
@@ -50,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="secstream",
         description="Streaming worker for Linux security telemetry (auditd and syslog).",
     )
-    parser.add_argument("--log-level", default="INFO", help="minimum log level (default: INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=_log_level,
+        help="minimum log level: DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -69,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="write events.jsonl, detections.jsonl and deadletter.jsonl here (default: all documents to stdout)",
     )
     run.add_argument("--config", metavar="FILE", help="TOML configuration (default: built-in defaults)")
+    run.add_argument(
+        "--year",
+        type=_year,
+        metavar="YYYY",
+        help="year of RFC 3164 syslog timestamps, which have none (replays); overrides input.syslog_year "
+        "(default: the year closest to the audit input's clock, else to when a line is read)",
+    )
     run.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     run.set_defaults(handler=_cmd_run)
 

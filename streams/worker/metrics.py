@@ -7,13 +7,14 @@ acks, consumer lag. ``/healthz`` answers 200 while the worker runs and has joine
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from streams.graph import Outputs, PipelineStats
+from streams.worker.watermark import OrderCounters
 
 __all__ = ["WorkerMetrics", "register_web"]
 
@@ -43,7 +44,9 @@ class _StatsCollector:
         yield family(
             "audit_records", "Partial, late and duplicate audit records, overflow flushes.", "kind", stats.audit
         )
-        evictions = {k: v for k, v in stats.audit.items() if "evict" in str(k) or "overflow" in str(k)}
+        # The process trackers' evictions and the coalescer's overflow flushes (both bound a host's state).
+        evictions = {k: v for k, v in stats.proctree.items() if str(k).startswith("evicted_")}
+        evictions["coalescer_overflow"] = stats.audit.get("overflow", 0)
         yield family("evictions", "State evicted to stay within bounds.", "kind", evictions)
         lookups = CounterMetricFamily(
             "secstream_ti_lookups", "Threat-intel lookups per provider and status.", labels=["provider", "status"]
@@ -62,6 +65,39 @@ class _StatsCollector:
         yield CounterMetricFamily(
             "secstream_ti_rate_limited", "Lookups deferred by a rate limit or quota.", value=float(limited)
         )
+
+
+class _OrderCollector:
+    """Exports the event-time order's counters and, per internal audit partition, its held lines and lag."""
+
+    def __init__(self, counters: OrderCounters, gauges: Callable[[], Iterable[tuple[Any, int, float]]]) -> None:
+        self.counters = counters
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the order's metric families."""
+        lines = CounterMetricFamily(
+            "secstream_event_order_lines",
+            "Audit lines dropped as re-routed copies, or released before every raw partition passed them.",
+            labels=["reason"],
+        )
+        lines.add_metric(["rerouted"], float(self.counters.rerouted))
+        lines.add_metric(["forced_wait"], float(self.counters.forced_wait))
+        lines.add_metric(["forced_memory"], float(self.counters.forced_memory))
+        yield lines
+        held = GaugeMetricFamily(
+            "secstream_event_order_held", "Audit lines held for event-time order.", labels=["topic", "partition"]
+        )
+        lag = GaugeMetricFamily(
+            "secstream_watermark_lag_seconds",
+            "Event time between a host's newest line and its watermark, the largest over a partition's hosts.",
+            labels=["topic", "partition"],
+        )
+        for tp, count, behind in self.gauges():
+            held.add_metric([tp.topic, str(tp.partition)], float(count))
+            lag.add_metric([tp.topic, str(tp.partition)], behind)
+        yield held
+        yield lag
 
 
 class WorkerMetrics:
@@ -99,6 +135,10 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=self.registry,
         )
+
+    def watch_order(self, counters: OrderCounters, gauges: Callable[[], Iterable[tuple[Any, int, float]]]) -> None:
+        """Export the event-time order's counters and per-partition gauges (read at scrape time)."""
+        self.registry.register(_OrderCollector(counters, gauges))
 
     def count_outputs(self, outputs: Outputs) -> None:
         """Count one batch's documents per output."""

@@ -32,6 +32,7 @@ from aiokafka.structs import TopicPartition
 from streams.logging import get_logger
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.publish import OutRecord, Publisher
+from streams.worker.watermark import MARK_INTERVAL_S, last_event_time
 
 __all__ = ["RawRouter", "route_group"]
 
@@ -39,6 +40,10 @@ log = get_logger(__name__)
 
 Route = Callable[[str, Sequence[ConsumerRecord[bytes, bytes]]], list[OutRecord]]
 """(stream name, one partition's records) → the records to write (see ``WorkerRuntime.route``)."""
+
+Marks = Callable[[str, int, int, float | None, float | None], list[OutRecord]]
+"""(raw topic, partition, partition count, caught up at, newest event time) → the marks to write after a raw
+audit partition's routed lines (see ``WorkerRuntime.route_marks`` and :mod:`streams.worker.watermark`)."""
 
 
 def route_group(app_id: str) -> str:
@@ -75,6 +80,8 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
             the processing stage a Faust message; fetching as often as records arrive made one record
             per line on a fleet of many hosts (capacity fell under 10k lines/s with 256 hosts).
         commit_interval_s: at-least-once: how often delivered offsets are committed.
+        marks: writes a raw audit partition's progress after each of its batches, and every
+            ``MARK_INTERVAL_S`` while it routes nothing, for the process stage's event-time order.
     """
 
     def __init__(
@@ -90,6 +97,7 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         batch_within_s: float,
         linger_s: float = 0.1,
         commit_interval_s: float = 1.0,
+        marks: Marks | None = None,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer: AIOKafkaConsumer | None = None
@@ -111,6 +119,13 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         self._delivered: dict[TopicPartition, int] = {}
         """At-least-once: partition → next offset whose every earlier record's outputs are delivered."""
         self._committed: dict[TopicPartition, int] = {}
+        self._marks = marks
+        self._next: dict[TopicPartition, int] = {}
+        """Raw audit partition → the offset after its last routed record."""
+        self._event_time: dict[TopicPartition, float] = {}
+        """Raw audit partition → the newest event time routed from it."""
+        self._marked: dict[TopicPartition, float] = {}
+        """Raw audit partition → when (monotonic) its last mark was written."""
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failure: BaseException | None = None
@@ -169,6 +184,9 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
                     for tp, records in fetched.items():
                         if tp in self._owned and not self._stopping:
                             await self._route_partition(consumer, tp, records)
+                if self._marks is not None:
+                    async with self._lock:
+                        await self._heartbeat(consumer)
                 if not self.commits_in_transactions and time.monotonic() - last_commit >= self.commit_interval_s:
                     last_commit = time.monotonic()
                     async with self._lock:
@@ -184,9 +202,46 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
         stream = self.streams[tp.topic]
         outputs = self._route(stream, records)
         following = records[-1].offset + 1
+        if self._marks is not None and stream == "auditd":
+            newest = last_event_time(record.value for record in records[-8:])
+            if newest is not None and newest > self._event_time.get(tp, float("-inf")):
+                self._event_time[tp] = newest
+            self._next[tp] = following
+            outputs = outputs + self._mark(consumer, tp, following)
         await self.publisher.publish(tp, outputs, [_Delivered(self, tp, following)], following)
         self.metrics.stage_seconds.labels(stage=f"route_{stream}").observe(time.perf_counter() - started)
         self.metrics.observe_lag(tp, records[-1].offset, consumer.highwater(tp))
+
+    def _mark(self, consumer: AIOKafkaConsumer, tp: TopicPartition, following: int) -> list[OutRecord]:
+        """The marks of a raw audit partition read up to ``following``: caught up (with the time of the fetch
+        that showed its end) when nothing after it was on the broker then."""
+        if self._marks is None:
+            return []
+        # read_committed (exactly-once) stops at the last stable offset, not at the high-water mark
+        end = consumer.last_stable_offset(tp) if self.commits_in_transactions else consumer.highwater(tp)
+        polled = consumer.last_poll_timestamp(tp)
+        caught_up_at = polled / 1000 if end is not None and polled and following >= end else None
+        count = len(consumer.partitions_for_topic(tp.topic) or ()) or tp.partition + 1
+        self._marked[tp] = time.monotonic()
+        return self._marks(tp.topic, tp.partition, count, caught_up_at, self._event_time.get(tp))
+
+    async def _heartbeat(self, consumer: AIOKafkaConsumer) -> None:
+        """Mark the raw audit partitions that routed nothing for ``MARK_INTERVAL_S`` (lock held): a quiet
+        partition must not hold the event-time order of the hosts it carries no lines of."""
+        now = time.monotonic()
+        for tp in sorted(self._owned):
+            if self.streams[tp.topic] != "auditd" or now - self._marked.get(tp, 0.0) < MARK_INTERVAL_S:
+                continue
+            following = self._next.get(tp)
+            if following is None:
+                try:
+                    following = await asyncio.wait_for(consumer.position(tp), 1.0)
+                except (KafkaError, TimeoutError, AssertionError):  # not fetched yet, or just revoked
+                    continue
+                if following is None:
+                    continue
+                self._next[tp] = following
+            await self.publisher.publish(tp, self._mark(consumer, tp, following), [], following)
 
     def delivered_up_to(self, tp: TopicPartition, offset: int) -> None:
         """Record that every record of ``tp`` below ``offset`` has its outputs on the broker."""
@@ -224,6 +279,8 @@ class RawRouter(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's 
             for tp in gone:
                 self._delivered.pop(tp, None)
                 self._committed.pop(tp, None)
+                self._next.pop(tp, None)
+                self._marked.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Start the partitions' publishers, then start each one at its committed offset where it is known.

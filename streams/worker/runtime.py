@@ -31,7 +31,7 @@ import base64
 import functools
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ from streams.worker.metrics import WorkerMetrics
 from streams.worker.publish import OutRecord, Publisher
 from streams.worker.tables import HostStateStore
 from streams.worker.topics import TopicNames
+from streams.worker.watermark import MARK_HEADER, EventTimeOrder, OrderCounters, mark_value
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -195,6 +196,23 @@ def _parsed(docs: list[dict[str, Any]], view: PartitionView) -> Pending:
     return Pending(events=docs)
 
 
+ORDER_MAX_WAIT_S = 30.0
+"""Longest an audit line waits for a raw partition that may still carry earlier lines of its host (a
+stopped or unowned raw partition) before it goes to the coalescer anyway, counted. Below the ack-hold
+timeout (60 s at least), so that a held line is never acked before it is processed."""
+
+ORDER_MAX_LINES = 100_000
+"""Most audit lines one internal partition holds back for event-time order (under 1 KB each with their
+source and key, so under 100 MB); above it the oldest go to the coalescer anyway, counted."""
+
+
+def _has_header(headers: Any, name: str) -> bool:
+    if not headers:
+        return False
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return any(key == name for key, _ in items)
+
+
 _PACK_BYTES = 256 * 1024
 """Upper bound (line bytes) of one packed internal record, well below Kafka's default 1 MB message limit."""
 
@@ -274,7 +292,7 @@ class WorkerRuntime:
         self.topics = topics
         self.store = store
         self.publisher = publisher
-        self.metrics = WorkerMetrics(lambda: self.pipeline.stats if self._pipeline is not None else PipelineStats())
+        self.metrics = WorkerMetrics(self.stats)
         store.on_unreadable = self.metrics.bad_input.labels(reason="hoststate:unreadable").inc
         self.assigned = assigned
         self.highwater = highwater
@@ -301,6 +319,12 @@ class WorkerRuntime:
         """At-least-once: partition → time of its first batch since its last snapshot write."""
         self._snapshot_gap: dict[Any, float] = {}
         """At-least-once: partition → seconds its next snapshot write waits (from the cost of the last one)."""
+        self.order_counters = OrderCounters()
+        self._orders: dict[Any, EventTimeOrder] = {}
+        """Internal audit partition → its lines held for event-time order (:mod:`streams.worker.watermark`)."""
+        self._order_kept: dict[Any, list[Any]] = {}
+        """Internal audit partition → finished source events kept unacked while lines of them are held."""
+        self.metrics.watch_order(self.order_counters, self._order_gauges)
 
     @property
     def pipeline(self) -> Pipeline:
@@ -308,6 +332,14 @@ class WorkerRuntime:
         if self._pipeline is None:
             raise RuntimeError("the worker runtime has not been started")
         return self._pipeline
+
+    def stats(self) -> PipelineStats:
+        """The stage graph's counters, with the state-held ones (coalescers, process trackers) read from the
+        host states in memory now (a scrape: the embedded runner reads them at the end of its input)."""
+        if self._pipeline is None:
+            return PipelineStats()
+        self._pipeline.collect_state_counters(self.store.cached())
+        return self._pipeline.stats
 
     async def start(self) -> None:
         """Build the stage graph (its enrichment clients need the running event loop)."""
@@ -460,24 +492,87 @@ class WorkerRuntime:
     # -- stage 2: by-host → outputs -------------------------------------------------------------
 
     async def audit_batch(self, events: Sequence[Any]) -> None:
-        """Coalesce, decode, track, enrich and detect; ack each record once its event is out."""
+        """Coalesce, decode, track, enrich and detect; ack each record once its event is out.
+
+        Lines go to the coalescer in event-time order across raw partitions (:meth:`_order`); route-stage
+        marks (no lines) only move that order on.
+        """
         async with self.lock:
             batches = await self._batches(events)
             now = self.clock()
             default_host = self.config.input.default_host
             for tp, tp_events in batches:
-                lines: list[RawLine] = []
+                order = self._order(tp)
+                hosts: list[str] = []
                 free: list[Any] = []
                 for event in tp_events:
-                    raw, keys = decode_internal(event.message.value or b"", event.message.headers, now, default_host)
+                    message = event.message
+                    if _has_header(message.headers, MARK_HEADER):
+                        order.mark(message.value or b"")
+                        free.append(event)
+                        continue
+                    raw, keys = decode_internal(message.value or b"", message.headers, now, default_host)
                     if keys and self.hold_acks:
                         self.holds.hold(event, keys, now)
                     else:
                         free.append(event)
-                    lines.extend(raw)
+                    key = message.key
+                    host = key.decode("utf-8", "surrogateescape") if key else default_host
+                    routed_at = getattr(message, "timestamp", None) or now
+                    order.add(host, raw, routed_at, now, message.offset)
+                    hosts.append(host)
+                lines = self._release(tp, order, now, hosts)
                 self._last_offset[tp] = tp_events[-1].message.offset
                 await self._run(tp, functools.partial(self._audit_lines, lines), free)
                 self.metrics.observe_lag(tp, self._last_offset[tp], self.highwater(tp))
+
+    def _order(self, tp: Any) -> EventTimeOrder:
+        order = self._orders.get(tp)
+        if order is None:
+            order = self._orders[tp] = EventTimeOrder(
+                lateness_s=self.config.coalescer.event_timeout_s,
+                max_wait_s=ORDER_MAX_WAIT_S,
+                max_lines=ORDER_MAX_LINES,
+                counters=self.order_counters,
+            )
+        return order
+
+    def _release(self, tp: Any, order: EventTimeOrder, now: float, hosts: list[str] | None) -> list[RawLine]:
+        """The lines ``order`` hands over now, stamped with the time they reach the coalescer (its idle
+        flush counts from then); a bound that forced lines out is logged."""
+        counters = self.order_counters
+        before = counters.forced_wait, counters.forced_memory
+        lines = order.release(now, hosts)
+        for line in lines:
+            line.received = now
+        if (counters.forced_wait, counters.forced_memory) != before:
+            log.warning(
+                "order.forced",
+                partition=tp.partition,
+                waited=counters.forced_wait - before[0],
+                over_memory=counters.forced_memory - before[1],
+                held=order.queued(),
+                hint="a raw partition is stopped or far behind: these lines may make late fragments",
+            )
+        return lines
+
+    def _order_gauges(self) -> Iterator[tuple[Any, int, float]]:
+        """(internal partition, lines held, watermark lag in event-time seconds) per audit partition."""
+        for tp, order in self._orders.items():
+            yield tp, order.queued(), order.lag_s()
+
+    def route_marks(
+        self, topic: str, partition: int, partitions: int, caught_up_at: float | None, event_time: float | None
+    ) -> list[OutRecord]:
+        """A mark of raw partition ``topic:partition`` for every internal audit partition (see
+        :mod:`streams.worker.watermark`): written after the partition's routed lines, so it reaches each
+        internal partition after them."""
+        value = mark_value(topic, partition, partitions, caught_up_at, event_time)
+        headers = [(MARK_HEADER, b"1")]
+        return [
+            OutRecord(self.topics.auditd_by_host, value, None, number, headers)
+            for number in range(self.config.topics.partitions)
+        ]
 
     def _audit_lines(self, lines: list[RawLine], view: PartitionView) -> Pending:
         return self.pipeline.audit_lines(lines, view)
@@ -502,14 +597,34 @@ class WorkerRuntime:
             if expired:
                 self.metrics.hold_expired.inc(len(expired))
             expired_by_tp = _by_partition(expired)
-            for tp in set(self._hosts) | set(expired_by_tp):
+            for tp in set(self._hosts) | set(expired_by_tp) | set(self._orders):
                 if tp.topic != self.topics.auditd_by_host or tp not in assigned:
                     continue
-                await self._run(tp, lambda view: self.pipeline.tick(view, now), expired_by_tp.get(tp, []))
+                await self._run(tp, functools.partial(self._tick_partition, tp, now), expired_by_tp.get(tp, []))
             for tp in list(self._unsaved):  # the syslog partitions have no tick of their own
                 if tp.topic != self.topics.auditd_by_host and tp in assigned and self._snapshot_due(tp, now):
                     await self._run(tp, _nothing, [])
             self.metrics.held.set(self.holds.count())
+
+    def _tick_partition(self, tp: Any, now: float, view: PartitionView) -> Pending:
+        """Lines whose wait for event-time order is over, then the wall-clock idle flush of the hosts that
+        have nothing held back (a held line may still belong to one of their in-flight events)."""
+        order = self._orders.get(tp)
+        if order is None:
+            return self.pipeline.tick(view, now)
+        lines = self._release(tp, order, now, None)
+        pending = self.pipeline.audit_lines(lines, view) if lines else Pending()
+        quiet = PartitionView(self.store, {h for h in self._hosts[tp] if not order.waiting(h)}, tp.partition)
+        pending.extend(self.pipeline.tick(quiet, now))
+        return pending
+
+    def _flush_partition(self, tp: Any, view: PartitionView) -> Pending:
+        """Every held line, then every in-flight event (shutdown)."""
+        order = self._orders.get(tp)
+        lines = order.drain() if order is not None else []
+        pending = self.pipeline.audit_lines(lines, view) if lines else Pending()
+        pending.extend(self.pipeline.shutdown(view))
+        return pending
 
     async def shutdown(self) -> None:
         """Flush every in-flight event (partial where incomplete), send it, ack everything and stop.
@@ -520,10 +635,10 @@ class WorkerRuntime:
         """
         async with self.lock:
             self.stopping = True
-            for tp in list(self._hosts):
+            for tp in list(set(self._hosts) | set(self._orders)):
                 if tp.topic != self.topics.auditd_by_host or self.store.with_coalescer:
                     continue
-                await self._run(tp, self.pipeline.shutdown, [], flush=True)
+                await self._run(tp, functools.partial(self._flush_partition, tp), [], flush=True)
             for tp in list(self._unsaved):  # partitions whose snapshot and acks are still deferred
                 await self._run(tp, _nothing, [], flush=True)
             await self.publisher.close()
@@ -550,6 +665,8 @@ class WorkerRuntime:
                 self._deferred.pop(tp, None)  # never acked: the new owner reads them again
                 self._unsaved.pop(tp, None)
                 self._snapshot_gap.pop(tp, None)
+                self._orders.pop(tp, None)  # its held lines are unacked: the new owner reads them again
+                self._order_kept.pop(tp, None)
             self._ready -= revoked
             internal = {self.topics.auditd_by_host, self.topics.syslog_by_host}
             self.store.drop({tp.partition for tp in revoked if tp.topic in internal})
@@ -565,6 +682,7 @@ class WorkerRuntime:
         outputs = await self.pipeline.complete(pending, view)
         completed = time.perf_counter()
         free.extend(self.holds.release_all(tp) if flush else self.holds.release(self._emitted(outputs)))
+        free = self._unordered(tp, free)
         records = self._output_records(outputs)
         if self.store.with_coalescer or flush or self._snapshot_due(tp, self.clock()):
             snapshot_started = time.perf_counter()
@@ -577,8 +695,8 @@ class WorkerRuntime:
             free = []
             self._unsaved.setdefault(tp, self.clock())
         last = self._last_offset.get(tp)
-        lowest_held = self.holds.lowest_offset(tp)
-        commit = lowest_held if lowest_held is not None else (last + 1 if last is not None else None)
+        lowest = [o for o in (self.holds.lowest_offset(tp), self._lowest_ordered(tp)) if o is not None]
+        commit = min(lowest) if lowest else (last + 1 if last is not None else None)
         await self.publisher.publish(tp, records, free, commit)
         done = time.perf_counter()
         self.metrics.count_outputs(outputs)
@@ -587,6 +705,28 @@ class WorkerRuntime:
         self.metrics.stage_seconds.labels(stage="complete").observe(completed - parsed)
         self.metrics.stage_seconds.labels(stage="publish").observe(done - completed)
         self.metrics.held.set(self.holds.count())
+
+    def _unordered(self, tp: Any, free: list[Any]) -> list[Any]:
+        """The events of ``free`` (and of those kept back before) with no line held for event-time order:
+        one that has (a line without an audit header, or the rest of an event already out) stays unacked."""
+        order = self._orders.get(tp)
+        kept = self._order_kept.pop(tp, [])
+        if order is None:
+            return kept + free
+        ready: list[Any] = []
+        still: list[Any] = []
+        for event in kept + free:
+            (still if order.holding(event.message.offset) else ready).append(event)
+        if still:
+            self._order_kept[tp] = still
+        return ready
+
+    def _lowest_ordered(self, tp: Any) -> int | None:
+        """Exactly-once: the committed offset must not pass a line still held for event-time order (it is
+        in no host state yet); re-read after a crash, the lines released before it are duplicates the
+        coalescer drops."""
+        order = self._orders.get(tp)
+        return order.lowest_offset() if order is not None else None
 
     def _snapshot_due(self, tp: Any, now: float) -> bool:
         """Whether ``tp``'s host snapshots must be written with this batch (at-least-once)."""

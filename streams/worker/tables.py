@@ -157,6 +157,30 @@ async def read_changelog(
     return result
 
 
+DONE_KEPT = 1024
+"""At-least-once: the newest completed events per node kept in a host's snapshot (with their records'
+CRC-32s, about 90 bytes each)."""
+
+
+def _done_memory(coalescer: dict[str, Any]) -> dict[str, Any]:
+    """At-least-once: the coalescer's memory of completed events (and its counters), without what is in flight.
+
+    After a crash or a rebalance the process stage reads again from the lowest record not yet acked, and
+    with un-keyed input the records of one event are spread over many internal records: a record read
+    again can belong to an event that was emitted before the snapshot, whose other records come before
+    that offset. With the event remembered, its records read again are dropped as duplicates; without it,
+    the new owner would emit a second, partial copy of the event under the same id. In-flight events are
+    not kept: their records are unacked, so they are all read again. ``node_max`` is not kept either:
+    the records read again rebuild it, and an old one would time out events being rebuilt."""
+    return {
+        "in_flight": [],
+        "done": [{**node, "events": node["events"][-DONE_KEPT:]} for node in coalescer["done"]],
+        "node_max": [],
+        "wall_now": coalescer["wall_now"],
+        "counters": coalescer["counters"],
+    }
+
+
 class HostStateStore:
     """In-memory :class:`HostState` objects over the recovered snapshots of the assigned partitions.
 
@@ -296,9 +320,12 @@ class HostStateStore:
     def _restore(self, host: str, partition: int, raw: bytes) -> HostState | None:
         try:
             data = loads(raw)
+            done = data.pop("coalescer_done", None)  # ours, not a stage's part
             state = HostState.from_durable_snapshot(data)
             if "coalescer" in data:
                 state.coalescer = CoalescerState.from_snapshot(data["coalescer"])
+            elif done is not None:
+                state.coalescer = CoalescerState.from_snapshot(done)
         except Exception as exc:  # bytes from another process or version: never a reason to stop the worker
             self._unreadable(host, partition, repr(exc)[:200])
             return None
@@ -314,6 +341,10 @@ class HostStateStore:
         for host in hosts:
             self._states.pop(host, None)
             self._persisted.pop(host, None)
+
+    def cached(self) -> dict[str, HostState]:
+        """The host states in memory (those of the assigned partitions that were used), by host."""
+        return self._states
 
     def hosts(self) -> list[str]:
         """Hosts with a cached state."""
@@ -334,6 +365,8 @@ class HostStateStore:
             snapshot = state.durable_snapshot()
             if self.with_coalescer:
                 snapshot["coalescer"] = state.coalescer.snapshot()
+            else:
+                snapshot["coalescer_done"] = _done_memory(state.coalescer.snapshot())
             value = dumps(snapshot)
             if self._persisted.get(host) == value:
                 continue

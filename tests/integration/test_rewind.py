@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
-from streams.worker.app import rewind_uncommitted
+from streams.worker.patches import rewind_uncommitted
 
 pytestmark = pytest.mark.integration
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +83,100 @@ class TestRun:
         assert result.returncode == 0, result.stderr
         assert b"detections:" in result.stdout
         assert (tmp_path / "detections.jsonl").stat().st_size > 0
+
+
+def _errors(result: subprocess.CompletedProcess[bytes]) -> list[bytes]:
+    """stderr without the structured log lines: what a user reads."""
+    return [line for line in result.stderr.splitlines() if line.startswith(b"secstream")]
+
+
+class TestOneLineErrors:
+    @pytest.mark.parametrize(
+        ("args", "expected"),
+        [
+            (["--log-level", "BOGUS", "run"], b"is not a log level"),
+            (["run", "--config", "{tmp}"], b"is a directory, not a file"),
+            (["run", "--audit", "{tmp}"], b"is a directory, not a file"),
+            (["run", "--out", "{file}"], b"is a file, not a directory"),
+            (["run", "--year", "10000"], b"is not a year"),
+        ],
+    )
+    def test_user_errors_are_one_line_exit_2(self, tmp_path: Path, args: list[str], expected: bytes) -> None:
+        afile = tmp_path / "plain.txt"
+        afile.write_text("x")
+        result = _secstream(*(arg.format(tmp=tmp_path, file=afile) for arg in args))
+        assert result.returncode == 2
+        assert b"Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert expected in result.stderr
+
+    def test_a_bad_rule_file_is_one_line_and_leaves_no_output(self, tmp_path: Path) -> None:
+        rules = tmp_path / "rules.toml"
+        rules.write_text("[[rule]]\nid = 1\n")
+        config = tmp_path / "c.toml"
+        config.write_text(f'[detection]\nrule_files = ["{rules}"]\n')
+        result = _secstream("run", "--config", str(config), "--out", str(tmp_path / "out"), "--no-progress")
+        assert result.returncode == 2
+        assert b"Traceback" not in result.stderr
+        assert _errors(result)[-1].startswith(b"secstream run: detection.rule_files[0]: " + str(rules).encode())
+        assert not (tmp_path / "out").exists()
+
+    def test_broken_pipe_is_one_line(self) -> None:
+        """``secstream run | head -1``: the closed pipe is one line, exit 2, no traceback."""
+        command = f"{sys.executable} -m streams.cli run --no-progress | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+        result = subprocess.run(["bash", "-c", command], capture_output=True, timeout=120, check=False)
+        assert result.stdout.strip() == b"2"
+        assert b"Traceback" not in result.stderr
+        assert b"secstream run: cannot write to standard output: the reader closed the pipe" in result.stderr
+
+    def test_truncated_gzip_is_processed_up_to_the_damage_and_fails(self, tmp_path: Path) -> None:
+        whole = gzip.compress((bundled_config_dir() / "samples" / "syslog.log").read_bytes())
+        damaged = tmp_path / "syslog.log.gz"
+        damaged.write_bytes(whole[: len(whole) - 20])
+        result = _secstream("run", "--syslog", str(damaged), "--out", str(tmp_path / "out"), "--no-progress")
+        assert result.returncode == 1
+        assert b"input ends badly after line" in _errors(result)[-1]
+        assert (tmp_path / "out" / "events.jsonl").stat().st_size > 0
+
+    def test_a_named_pipe_is_input(self, tmp_path: Path) -> None:
+        """``mkfifo`` / ``<(tail -f ...)`` style input is read as live input, not refused."""
+        fifo = tmp_path / "audit.pipe"
+        os.mkfifo(fifo)
+        with subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "run", "--audit", str(fifo), "--out", str(tmp_path / "out")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as process:
+            with fifo.open("wb") as writer:
+                writer.write((bundled_config_dir() / "samples" / "audit.log").read_bytes())
+            _out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert (tmp_path / "out" / "events.jsonl").stat().st_size > 0
+
+
+class TestLiveInput:
+    def test_live_stdin_comes_out_before_the_end_and_sigterm_flushes(self, tmp_path: Path) -> None:
+        """Lines on a pipe that stays open are processed within a second or two; SIGTERM flushes the
+        events still in flight, prints the summary and exits 0, as the worker does."""
+        lines = (bundled_config_dir() / "samples" / "audit.log").read_bytes().splitlines(keepends=True)[:20]
+        out = tmp_path / "out"
+        with subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "run", "--audit", "-", "--out", str(out)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as process:
+            assert process.stdin is not None
+            process.stdin.write(b"".join(lines))
+            process.stdin.flush()
+            events = out / "events.jsonl"
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not (events.exists() and events.stat().st_size):
+                time.sleep(0.2)
+            assert events.stat().st_size > 0, "nothing came out while the pipe stayed open"
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        assert b"lines in" in stdout
+        assert b"stopped by SIGTERM" in stderr
+        assert events.read_bytes().endswith(b"\n")

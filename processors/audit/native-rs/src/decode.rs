@@ -646,7 +646,8 @@ impl EventDecoder {
         let command_line = args.join(" ");
         if has_execve {
             process.set_item(intern!(py, "args"), PyList::new(py, &args)?)?;
-            let count = argc.unwrap_or(args.len() as i64);
+            // A claimed argc above the arguments present is flagged (argc_mismatch), never reported as the count.
+            let count = argc.map_or(args.len() as i64, |claimed| claimed.min(args.len() as i64));
             process.set_item(intern!(py, "args_count"), count)?;
             process.set_item(intern!(py, "command_line"), &command_line)?;
         }

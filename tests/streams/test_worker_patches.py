@@ -8,7 +8,7 @@ import warnings
 import pytest
 from mode import Service
 
-from streams.worker.consumer import deliver_inline
+from streams.worker.patches import deliver_inline
 
 
 class _Consumer(Service):
