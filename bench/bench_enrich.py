@@ -86,7 +86,6 @@ def make_stream(events: int, observables: int, seed: int) -> list[dict[str, Any]
     stream = []
     for n in range(events):
         doc: dict[str, Any] = {
-            "schema_version": "1.0",
             "@timestamp": "2019-03-01T23:23:44.869Z",
             "event": {"id": f"{n:032x}", "kind": "event", "module": "auditd"},
             "host": {"name": "web-1"},

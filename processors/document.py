@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-__all__ = ["EXEC_SYSCALLS", "event_epoch", "get_parts", "get_path", "host_of"]
+__all__ = ["EXEC_SYSCALLS", "audit_user", "event_epoch", "get_parts", "get_path", "host_of", "syslog_details"]
 
 EXEC_SYSCALLS = frozenset({"execve", "execveat"})
 """The ``event.action`` of an audit event that starts a new program image."""
@@ -91,3 +91,20 @@ def host_of(doc: Mapping[str, Any]) -> str | None:
         name = host.get("name")
         return name if isinstance(name, str) else None
     return None
+
+
+def audit_user(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return the audit (login) user of an auditd document: ``secstream.user.audit``, or ``user.audit`` where
+    the decoder still writes it there (output contract 1.0); empty when neither."""
+    moved = ((doc.get("secstream") or {}).get("user") or {}).get("audit")
+    if isinstance(moved, Mapping):
+        return moved
+    legacy = (doc.get("user") or {}).get("audit")
+    return legacy if isinstance(legacy, Mapping) else {}
+
+
+def syslog_details(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return what syslog interpretation found beyond ECS (service, command, tty...): ``secstream.syslog``
+    (top-level ``syslog`` before output contract 2.0); empty when there is none."""
+    details = (doc.get("secstream") or {}).get("syslog")
+    return details if isinstance(details, Mapping) else {}

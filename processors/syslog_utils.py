@@ -75,12 +75,12 @@ def cluster_syslog_logons_df(logon_events: Any) -> Any:
     rows: list[tuple[str, datetime, datetime, str, str]] = []
     for _, _, doc in docs:
         for summary in tracker.process(doc, state):
-            session = summary["secstream"]["session"]
+            session, event = summary["secstream"]["session"], summary["event"]
             rows.append(
                 (
                     session["user"] or "Unknown",
-                    _naive_utc(datetime.fromisoformat(session["start"]).timestamp()),
-                    _naive_utc(datetime.fromisoformat(session["end"]).timestamp()),
+                    _naive_utc(datetime.fromisoformat(event["start"]).timestamp()),
+                    _naive_utc(datetime.fromisoformat(event["end"]).timestamp()),
                     summary["host"]["name"],
                     session["service"],
                 )

@@ -1,7 +1,8 @@
 """Builders shared by every stage: stable ids, timestamps, detection and dead-letter documents.
 
 Event documents are built by their own stage (audit decoding, syslog interpretation); the envelope
-fields they all share (``schema_version``, ``@timestamp``, ``event.id``) follow the helpers here.
+fields they all share (``ecs.version``, ``secstream.schema_version``, ``@timestamp``, ``event.id``) follow
+the helpers here. Every field is declared in :mod:`schemas.fields`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.attack import threat_fields
+from schemas.fields import CONTRACT_VERSION, ECS_VERSION
+
 __all__ = [
     "DEAD_LETTER_ORIGINAL_BYTES",
+    "ECS_VERSION",
     "SCHEMA_VERSION",
     "dead_letter",
     "detection",
@@ -23,7 +28,7 @@ __all__ = [
     "truncated_dead_letter",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = CONTRACT_VERSION
 _blake2b = hashlib.blake2b
 
 
@@ -100,51 +105,66 @@ def detection(
     message: str,
     source_event: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
+    description: str = "",
+    references: Sequence[str] = (),
+    ruleset: str = "secstream",
 ) -> dict[str, Any]:
-    """Build an ECS alert document.
+    """Build an ECS alert document (the fields Elastic Security reads from an external alert).
 
     The id is derived from the rule and the evidence, so the same evidence always yields the same
-    detection id. Process lineage, user and related IoCs are copied from ``source_event`` when given.
+    detection id. Process lineage, user, network and related IoCs are copied from ``source_event`` when
+    given. Techniques become ``threat.technique.*`` and sub-techniques ``threat.technique.subtechnique.*``,
+    with names, tactics and reference URLs (:func:`schemas.attack.threat_fields`).
 
     Args:
         rule_id: stable rule identifier.
         rule_name: human-readable rule name.
         rule_version: version of the rule definition.
-        severity: 0-100 (ECS ``event.severity``); 21 low, 47 medium, 73 high, 99 critical.
-        technique_ids: MITRE ATT&CK technique ids (``T1059.004``).
+        severity: 0-100 (ECS ``event.severity``, also ``event.risk_score``); 21 low, 47 medium, 73 high,
+            99 critical.
+        technique_ids: MITRE ATT&CK technique and sub-technique ids (``T1059.004``).
         host: host name.
         timestamp: epoch seconds of the triggering event.
         evidence_event_ids: ids of the events that triggered the rule.
         message: one-line description of what was seen.
         source_event: the triggering event document, for lineage and IoCs.
         extra: additional fields merged under ``secstream``.
+        description: what the rule looks for (``rule.description``).
+        references: URLs about the rule or what it detects (``rule.reference``).
+        ruleset: the rule set (``rule.ruleset``): ``secstream`` for the built-in rules and detectors.
     """
     evidence = sorted(set(evidence_event_ids))
+    rule: dict[str, Any] = {"id": rule_id, "name": rule_name, "version": rule_version}
+    rule.update(description=description or rule_name, ruleset=ruleset)
+    if references:
+        rule["reference"] = list(references)
     doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
         "@timestamp": iso_timestamp(timestamp),
+        "ecs": {"version": ECS_VERSION},
         "message": message,
         "event": {
             "id": stable_id("detection", rule_id, *evidence),
             "kind": "alert",
             "severity": severity,
+            "risk_score": float(severity),
             "module": "secstream",
+            "dataset": "secstream.alert",
+            "category": ["intrusion_detection"],
+            "type": ["info"],
         },
-        "rule": {"id": rule_id, "name": rule_name, "version": rule_version},
-        "threat": {
-            "framework": "MITRE ATT&CK",
-            "technique": {"id": list(technique_ids)},
-        },
+        "rule": rule,
+        "threat": threat_fields(technique_ids),
         "host": {"name": host},
-        "secstream": {"evidence": {"event_ids": evidence}, **(dict(extra) if extra else {})},
+        "secstream": {"schema_version": SCHEMA_VERSION, "evidence": {"event_ids": evidence}, **(extra or {})},
     }
     if source_event is not None:
         for key in ("process", "user", "related", "source", "destination"):
             if key in source_event:
                 doc[key] = source_event[key]
-        iocs = source_event.get("secstream", {}).get("iocs")
-        if iocs:
-            doc["secstream"]["iocs"] = iocs
+        copied = source_event.get("secstream", {})
+        for key in ("iocs", "process", "user"):
+            if copied.get(key):
+                doc["secstream"][key] = copied[key]
     return doc
 
 
@@ -176,8 +196,9 @@ def dead_letter(
         original: the raw input.
         reason: why it could not be processed.
         error_type: the error class name.
-        stream: the input stream (``auditd`` or ``syslog``).
-        host: the host, when known.
+        stream: the input stream (``auditd`` or ``syslog``; ``secstream`` for an alert too large to send):
+            ``event.module``, and ``event.dataset`` is ``<stream>.deadletter``.
+        host: the host, when known (``host.name`` is ``unknown`` otherwise).
         timestamp: when it was seen (epoch seconds); the id does not depend on it.
         source: where it came from (``topic``, ``partition``, ``offset`` or ``file``, ``line``).
         keep: the most bytes of the original kept.
@@ -193,22 +214,27 @@ def dead_letter(
     where = dict(source) if source else {}
     identity = raw.hex() if whole is None else whole[1]
     doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
         "@timestamp": iso_timestamp(timestamp if timestamp is not None else 0.0),
+        "ecs": {"version": ECS_VERSION},
+        "message": f"{stream} input not processed: {reason}",
         "event": {
             "id": stable_id("deadletter", stream, *sorted(where.items()), identity),
             "kind": "pipeline_error",
+            "module": stream,
+            "dataset": f"{stream}.deadletter",
             "original": text,
             "reason": reason,
-            "dataset": stream,
         },
         "error": {"message": reason, "type": error_type},
-        "secstream": {"original_base64": base64.b64encode(raw).decode("ascii"), "source": where},
+        "host": {"name": host or "unknown"},
+        "secstream": {
+            "schema_version": SCHEMA_VERSION,
+            "original_base64": base64.b64encode(raw).decode("ascii"),
+            "source": where,
+        },
     }
     if whole is not None:
         doc["secstream"].update(original_size=whole[0], original_sha256=whole[1], original_truncated=True)
-    if host:
-        doc["host"] = {"name": host}
     return doc
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from processors.document import EXEC_SYSCALLS, event_epoch
+from processors.document import EXEC_SYSCALLS, audit_user, event_epoch, syslog_details
 from schemas.documents import detection
 
 __all__ = [
@@ -43,6 +43,12 @@ RISKY_SUDO_COMMAND_RULE_ID = "secstream.risky_sudo.command"
 RISKY_SUDO_SPEED_RULE_ID = "secstream.risky_sudo.speed"
 
 
+def _techniques(alert: Mapping[str, Any]) -> list[str]:
+    """The technique and sub-technique ids of an alert."""
+    technique = (alert.get("threat") or {}).get("technique") or {}
+    return [*technique.get("id", []), *(technique.get("subtechnique") or {}).get("id", [])]
+
+
 def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
     """Return ``(user, command line)`` when the document is a command execution, else None.
 
@@ -57,13 +63,13 @@ def command_of(doc: Mapping[str, Any]) -> tuple[str, str] | None:
     action = event.get("action")
     if event.get("module") == "auditd" and action in EXEC_SYSCALLS:
         user = doc.get("user") or {}
-        audit = user.get("audit") or {}
+        audit = audit_user(doc)
         name = user.get("name") or audit.get("name") or user.get("id") or audit.get("id") or "unknown"
         command = (doc.get("process") or {}).get("command_line") or ""
         return str(name), str(command)
     if action == "sudo_command" and event.get("outcome") == "success":
         user = doc.get("user") or {}
-        return str(user.get("name") or "unknown"), str((doc.get("syslog") or {}).get("command") or "")
+        return str(user.get("name") or "unknown"), str(syslog_details(doc).get("command") or "")
     return None
 
 
@@ -191,6 +197,10 @@ class CommandSpeedDetector:
                 timestamp=hit[-1][0],
                 evidence_event_ids=[entry[1] for entry in hit],
                 message=f"{len(hit)} commands by {user} within {delta:.3f}s",
+                description=(
+                    f"More than {self.settings.events} commands by one user on one host within less than "
+                    f"{self.settings.time_s:g} seconds (msticpy's cmd_speed)."
+                ),
                 source_event=doc,
                 extra={
                     "cmd_speed": {
@@ -342,13 +352,17 @@ class RiskySudoDetector:
                     rule_name="Suspicious event pattern in sudo session" if speed else "Risky command in sudo session",
                     rule_version="1",
                     severity=self.settings.speed_severity if speed else self.settings.command_severity,
-                    technique_ids=sorted(
-                        {*self.settings.technique, *(hit.get("threat", {}).get("technique", {}).get("id", []))}
-                    ),
+                    technique_ids=sorted({*self.settings.technique, *_techniques(hit)}),
                     host=str((doc.get("host") or {}).get("name", "unknown")),
                     timestamp=now,
                     evidence_event_ids=[*evidence, event_id],
                     message=f"{session.get('service')} session of {session.get('user')}: {what}",
+                    description=(
+                        "A command burst in a sudo or su session (msticpy's risky_sudo_sessions)."
+                        if speed
+                        else "A detection rule matched a command of a sudo or su session (msticpy's "
+                        "risky_sudo_sessions)."
+                    ),
                     source_event=doc,
                     extra={
                         "session": dict(session),

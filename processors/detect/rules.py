@@ -18,11 +18,15 @@ Rule files:
       log_types = ["auditd", "syslog"]  # event.module values it applies to
       fields = ["process.command_line"] # optional; default depends on the log type
       description = "..."
+      references = ["https://..."]      # optional: rule.reference
       version = "1"
 
 * the same as JSON: ``{"rules": [{...}, ...]}``;
 * msticpy's format: ``{"Syslog": ["regex", ...]}`` - each log type gets rules ``<logtype>-001``, ... with
   severity 47 and technique T1059.004.
+
+An alert's ``rule.ruleset`` is ``secstream`` for the rules shipped in ``processors/detect/data``, ``msticpy``
+for msticpy-format files, and the file's name without its suffix for a user's own rule file.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ _log = structlog.get_logger(module=__name__)
 
 DEFAULT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "auditd": ("process.command_line",),
-    "syslog": ("syslog.command", "message"),
+    "syslog": ("secstream.syslog.command", "message"),
 }
 _TECHNIQUE = re.compile(r"T[0-9]{4}(?:\.[0-9]{3})?")
 _REFERENCE_SEVERITY = 47
@@ -99,6 +103,8 @@ class Rule:
         description: what the rule looks for.
         version: version of the rule definition (``rule.version``).
         match_decoded: also search the decoded base64 layers (``secstream.decoded[*].text``).
+        references: URLs about the rule or what it detects (``rule.reference``).
+        ruleset: the rule set it comes from (``rule.ruleset``).
     """
 
     id: str
@@ -111,6 +117,8 @@ class Rule:
     description: str = ""
     version: str = "1"
     match_decoded: bool = True
+    references: tuple[str, ...] = ()
+    ruleset: str = "secstream"
     regex: _Pattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -176,11 +184,23 @@ def _as_strings(value: Any, key: str) -> tuple[str, ...]:
 
 
 _RULE_KEYS = frozenset(
-    {"id", "name", "severity", "technique", "pattern", "log_types", "fields", "description", "version", "match_decoded"}
+    {
+        "id",
+        "name",
+        "severity",
+        "technique",
+        "pattern",
+        "log_types",
+        "fields",
+        "description",
+        "version",
+        "match_decoded",
+        "references",
+    }
 )
 
 
-def _rule_from_mapping(raw: Any, index: int) -> Rule:
+def _rule_from_mapping(raw: Any, index: int, ruleset: str) -> Rule:
     if not isinstance(raw, dict):
         raise ConfigError("each rule must be a table/object", key=f"rules[{index}]")
     rule_id = str(raw.get("id", ""))
@@ -204,12 +224,14 @@ def _rule_from_mapping(raw: Any, index: int) -> Rule:
         description=str(raw.get("description", "")),
         version=str(raw.get("version", "1")),
         match_decoded=bool(raw.get("match_decoded", True)),
+        references=_as_strings(raw.get("references", []), f"{key}.references"),
+        ruleset=ruleset,
     )
 
 
-def _rules_from_data(data: Any, source: str) -> list[Rule]:
+def _rules_from_data(data: Any, source: str, ruleset: str) -> list[Rule]:
     if isinstance(data, dict) and isinstance(data.get("rules"), list):
-        return [_rule_from_mapping(raw, i) for i, raw in enumerate(data["rules"])]
+        return [_rule_from_mapping(raw, i, ruleset) for i, raw in enumerate(data["rules"])]
     if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
         rules: list[Rule] = []
         for log_type, patterns in data.items():
@@ -225,6 +247,7 @@ def _rules_from_data(data: Any, source: str) -> list[Rule]:
                         pattern=pattern,
                         log_types=(log_type.lower(),),
                         description=f"msticpy-format rule {pattern!r} from {source}",
+                        ruleset="msticpy",
                     )
                 )
         return rules
@@ -257,7 +280,8 @@ def load_rules(path: str | Path) -> list[Rule]:
             data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot parse rules file: {exc}", key=str(file)) from exc
-        rules.extend(_rules_from_data(data, str(file)))
+        shipped = file.resolve().parent == _DATA.resolve()
+        rules.extend(_rules_from_data(data, str(file), "secstream" if shipped else file.stem))
     seen: set[str] = set()
     for rule in rules:
         if rule.id in seen:
@@ -464,6 +488,9 @@ class RuleEngine:
                     message=f"{rule.name}: {text[:200]}",
                     source_event=doc,
                     extra={"rule_match": {"field": where, "value": text[:_MAX_EVIDENCE_TEXT]}},
+                    description=rule.description,
+                    references=rule.references,
+                    ruleset=rule.ruleset,
                 )
             )
         return detections

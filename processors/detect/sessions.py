@@ -14,8 +14,9 @@ Pairing (unlike msticpy's ``cluster_syslog_logons_df``, which pairs opens and cl
 
 Every document that belongs to a session gets ``secstream.session`` = {id, start, user, service,
 source_ip}. When a session closes, :meth:`LogonSessionTracker.process` returns one *session summary*
-event document (``event.action: "session_summary"``, ``event.dataset: "secstream.session"``,
-``secstream.session`` with ``end``, ``duration_s`` and ``event_count``); it detects nothing by itself.
+event document (``event.action: "session_summary"``, ``event.dataset: "<module>.session"``, the session's
+times in ``event.start``, ``event.end`` and ``event.duration``, ``secstream.session`` with ``event_count``);
+it detects nothing by itself.
 
 State is bounded: at most ``max_sessions_per_host`` open sessions per host (the least recently active is
 dropped first), sessions idle longer than ``ttl_s`` and pending sessions never opened after
@@ -30,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from processors.document import event_epoch
-from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
+from processors.document import audit_user, event_epoch, syslog_details
+from schemas.documents import ECS_VERSION, SCHEMA_VERSION, iso_timestamp, stable_id
 
 __all__ = ["LogonSessionSettings", "LogonSessionState", "LogonSessionTracker"]
 
@@ -262,7 +263,7 @@ class LogonSessionTracker:
                 if candidates:
                     return candidates[0], False
             return None, False
-        extra = doc.get("syslog") or {}
+        extra = syslog_details(doc)
         user = doc.get("user") or {}
         if action == "ssh_login":
             if event.get("outcome") != "success":
@@ -322,13 +323,13 @@ class LogonSessionTracker:
                 return None, False
             return record, action in _AUDIT_CLOSE
         user = doc.get("user") or {}
-        audit_user = user.get("audit") or {}
+        login = audit_user(doc)
         # PAM's account (acct=) is user.effective on user-space audit records
         name = (
-            _norm(audit_user.get("name"))
+            _norm(login.get("name"))
             or _norm((user.get("effective") or {}).get("name"))
             or _norm(user.get("name"))
-            or _norm(audit_user.get("id"))
+            or _norm(login.get("id"))
         )
         ip = _norm((doc.get("source") or {}).get("ip"))
         service = _norm((doc.get("process") or {}).get("name")) or "auditd"
@@ -451,9 +452,6 @@ class LogonSessionTracker:
         duration = max(0.0, now - record["start_ts"])
         session = {
             "id": record["id"],
-            "start": iso_timestamp(record["start_ts"]),
-            "end": iso_timestamp(now),
-            "duration_s": round(duration, 3),
             "user": record["user"],
             "session_user": record["session_user"],
             "service": record["service"],
@@ -461,23 +459,26 @@ class LogonSessionTracker:
             "pid": record["pid"],
             "event_count": record["event_count"],
         }
+        module = event.get("module", "syslog")
         summary: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
             "@timestamp": iso_timestamp(now),
+            "ecs": {"version": ECS_VERSION},
             "message": f"{record['service']} session of {record['user']} closed after {duration:.0f}s",
             "event": {
                 "id": stable_id("session_summary", record["id"], event.get("id")),
                 "kind": "event",
-                "module": event.get("module", "syslog"),
-                "dataset": "secstream.session",
+                "module": module,
+                "dataset": f"{module}.session",
                 "action": "session_summary",
                 "category": ["session"],
                 "type": ["end"],
                 "outcome": "success",
+                "start": iso_timestamp(record["start_ts"]),
+                "end": iso_timestamp(now),
                 "duration": int(duration * 1e9),
             },
             "host": {"name": host},
-            "secstream": {"session": session},
+            "secstream": {"schema_version": SCHEMA_VERSION, "session": session},
         }
         if record["user"]:
             summary["user"] = {"name": record["user"]}

@@ -58,6 +58,7 @@ from typing import Any
 
 import orjson
 
+from processors.document import audit_user
 from processors.errors import ParseError
 from schemas.documents import iso_timestamp
 
@@ -101,7 +102,7 @@ class ProcessTrackerSettings:
     """Settings of the process tracker.
 
     Args:
-        ancestor_depth: how many ancestors (nearest first, the parent included) go into ``process.ancestors``.
+        ancestor_depth: how many ancestors (nearest first, the parent included) go into ``secstream.process.ancestors``.
         exited_grace_s: seconds of event time an exited process is kept (late children can still find it).
         idle_ttl_s: seconds of event time after which a live process not seen is evicted.
         max_per_host: maximum number of process nodes kept per host.
@@ -470,10 +471,9 @@ class ProcessTracker:
     def process(self, doc: Mapping[str, Any], state: ProcessTrackerState) -> dict[str, Any]:
         """Update the tree from one decoded auditd document and return it with lineage added.
 
-        Documents without ``process.pid`` are returned unchanged (as a shallow copy). Exec, fork and exit
-        syscalls that succeeded update the tree; every process document gets ``process.entity_id`` and
-        ``process.start`` (when its process is known), ``process.parent``, ``process.ancestors`` and the
-        session/entry leaders. The input is not modified.
+        Documents without ``process.pid`` come back as a shallow copy. Successful exec, fork and exit update the
+        tree; a process document gets ``process.entity_id``, ``start``, ``parent``, the leaders and
+        ``secstream.process`` (nearest ``ancestors``; the decoder's ``process.ppid``). The input is not modified.
 
         Args:
             doc: an auditd ECS document (see the ECS contract).
@@ -513,7 +513,7 @@ class ProcessTracker:
         # only exec and fork events add nodes: most events need neither the outcome nor the audit user
         adds_node = syscall in EXEC_SYSCALLS or syscall in FORK_SYSCALLS
         failed = adds_node and (event.get("outcome") == "failure" or data.get("success") == "no")
-        auid = _section(_section(doc.get("user")).get("audit")).get("id") if adds_node else None
+        auid = audit_user(doc).get("id") if adds_node else None
         auid = str(auid) if auid is not None else None
 
         node: ProcessNode | None
@@ -555,7 +555,8 @@ class ProcessTracker:
         if session is not None and session in state.sessions:
             rec = state.sessions[session]
             rec.last_seen = max(rec.last_seen, now)
-        out["process"] = self._annotate(dict(proc_in), node, ppid, now, session, state)
+        out["process"], ancestors = self._annotate(dict(proc_in), node, ppid, now, session, state)
+        out["secstream"] = _with_lineage(doc.get("secstream"), ancestors, ppid)
         return out
 
     def evict(self, state: ProcessTrackerState, now_event_time: float) -> int:
@@ -932,7 +933,11 @@ class ProcessTracker:
         now: float,
         session: str | None,
         state: ProcessTrackerState,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """``proc`` with entity id, start, parent and leaders (without the reported ppid), and the nearest
+        ancestors."""
+        proc.pop("ppid", None)  # not ECS: secstream.process.ppid
+        ancestors: list[dict[str, Any]] = []
         parent: ProcessNode | None = None
         if node is not None:
             proc["entity_id"] = node.entity_id
@@ -953,11 +958,9 @@ class ProcessTracker:
                     break
                 ancestors.append(nxt.summary())
                 current = nxt
-            proc["ancestors"] = ancestors[: self.settings.ancestor_depth]
-        else:
-            if ppid is not None:
-                proc["parent"] = {"pid": ppid}
-            proc["ancestors"] = []
+            del ancestors[self.settings.ancestor_depth :]
+        elif ppid is not None:
+            proc["parent"] = {"pid": ppid}
         ses = node.session if node is not None and node.session is not None else session
         rec = state.sessions.get(ses) if ses is not None else None
         if rec is not None:
@@ -965,7 +968,18 @@ class ProcessTracker:
                 proc["session_leader"] = dict(rec.leader)
             if rec.entry is not None:
                 proc["entry_leader"] = dict(rec.entry)
-        return proc
+        return proc, ancestors
+
+
+def _with_lineage(secstream: Any, ancestors: list[dict[str, Any]], ppid: int | None) -> dict[str, Any]:
+    """A copy of the document's ``secstream`` with ``secstream.process``: the nearest ancestors (ECS has no
+    field for them) and the parent pid the event reported (``process.parent`` is the tracked parent)."""
+    out = dict(secstream) if isinstance(secstream, Mapping) else {}
+    lineage: dict[str, Any] = {"ancestors": ancestors}
+    if ppid is not None:
+        lineage["ppid"] = ppid
+    out["process"] = lineage
+    return out
 
 
 def _sort_key(doc: Mapping[str, Any]) -> tuple[float, int]:

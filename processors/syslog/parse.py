@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processors.errors import ParseError
-from schemas.documents import SCHEMA_VERSION, iso_timestamp, stable_id
+from schemas.documents import ECS_VERSION, SCHEMA_VERSION, iso_timestamp, stable_id
 
 __all__ = [
     "FACILITY_NAMES",
@@ -240,19 +240,23 @@ def _document(
 ) -> dict[str, Any]:
     """The generic syslog event document (interpretation fills in the rest)."""
     doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
         "@timestamp": iso,
+        "ecs": {"version": ECS_VERSION},
         "message": message,
         "event": {
             "id": _event_id(host, iso, id_content),
             "kind": "event",
             "module": "syslog",
-            "dataset": "syslog",
+            "dataset": "syslog.log",
             "action": "log",
+            # a message no interpreter recognises is still a host's log record (ECS: host/info)
+            "category": ["host"],
+            "type": ["info"],
             "outcome": "unknown",
         },
         "host": {"name": host},
         "log": {"syslog": syslog_meta},
+        "secstream": {"schema_version": SCHEMA_VERSION},
     }
     if appname:
         process: dict[str, Any] = {"name": appname}
@@ -464,7 +468,7 @@ def _parse_5424(
         timestamp = received
     else:
         timestamp = _iso_epoch(ts_text, line)
-    meta["version"] = int(version)
+    meta["version"] = version  # ECS: keyword
     for key, value in (("appname", _nil(app)), ("procid", _nil(procid)), ("msgid", _nil(msgid))):
         if value is not None:
             meta[key] = value
@@ -648,7 +652,8 @@ def _source(doc: dict[str, Any], address: str, port: str | None) -> None:
 
 
 def _syslog(doc: dict[str, Any], **fields: Any) -> None:
-    target = doc.setdefault("syslog", {})
+    """Record what the message says beyond ECS under ``secstream.syslog`` (the document has ``secstream``)."""
+    target = doc["secstream"].setdefault("syslog", {})
     target.update({k: v for k, v in fields.items() if v is not None and v != ""})
 
 

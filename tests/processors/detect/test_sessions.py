@@ -37,7 +37,6 @@ def _run(docs: list[dict[str, Any]], state: LogonSessionState | None = None) -> 
 
 def _exec(ts: float, serial: int, user: str = "alice", host: str = "h", ses: str | None = None) -> dict[str, Any]:
     return {
-        "schema_version": "1.0",
         "@timestamp": iso_timestamp(ts),
         "event": {"id": stable_id("auditd", host, ts, serial), "kind": "event", "module": "auditd", "action": "execve"},
         "host": {"name": host},
@@ -59,7 +58,9 @@ class TestLogonSessionTracker:
         EVENTS.validate(summary)
         session = summary["secstream"]["session"]
         assert session["user"] == "peteb" and session["source_ip"] == "203.0.113.7"
-        assert session["start"] == "2019-07-10T15:13:25.000Z" and session["end"] == "2019-07-10T15:20:00.000Z"
+        assert summary["event"]["start"] == "2019-07-10T15:13:25.000Z"
+        assert summary["event"]["end"] == "2019-07-10T15:20:00.000Z"
+        assert summary["event"]["duration"] == 395 * 10**9 and summary["event"]["dataset"] == "syslog.session"
         assert session["event_count"] == 3
         assert {d["secstream"]["session"]["id"] for d in docs} == {session["id"]}
 
@@ -74,8 +75,8 @@ class TestLogonSessionTracker:
         got = {
             (
                 s["secstream"]["session"]["user"],
-                s["secstream"]["session"]["start"][11:16],
-                s["secstream"]["session"]["end"][11:16],
+                s["event"]["start"][11:16],
+                s["event"]["end"][11:16],
             )
             for s in _run(docs)
         }
@@ -120,7 +121,7 @@ class TestLogonSessionTracker:
             "event": {"id": "3" * 32, "kind": "event", "module": "auditd", "action": "user_end"},
         }
         (summary,) = tracker.process(end, state)
-        assert summary["secstream"]["session"]["duration_s"] == 100.0
+        assert summary["event"]["duration"] == 100 * 10**9
         assert state.hosts == {}
 
     def test_bounded(self) -> None:
@@ -223,7 +224,7 @@ class TestRiskySudoDetector:
         assert sorted(h["rule"]["id"] for h in found) == ["secstream.risky_sudo.command", "secstream.risky_sudo.speed"]
         for hit in found:
             DETECTIONS.validate(hit)
-            assert "T1548.003" in hit["threat"]["technique"]["id"]
+            assert "T1548.003" in hit["threat"]["technique"]["subtechnique"]["id"]
         assert RiskySudoState.from_snapshot(risky_state.snapshot()).sessions == risky_state.sessions
 
     def test_a_sudo_command_outside_any_session_keeps_no_state(self) -> None:

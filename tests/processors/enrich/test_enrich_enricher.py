@@ -26,7 +26,6 @@ OPEN = RateLimits(per_minute=60_000, burst=1000, max_concurrency=16)
 def event(n: int, src: str | None = None, dst: str | None = None, **iocs: list[str]) -> dict[str, Any]:
     """A minimal valid event document."""
     doc: dict[str, Any] = {
-        "schema_version": "1.0",
         "@timestamp": "2019-03-01T23:23:44.869Z",
         "event": {"id": f"{n:032x}", "kind": "event", "module": "auditd"},
         "host": {"name": "web-1"},

@@ -46,7 +46,6 @@ def doc(
     if ppid is not None:
         proc["ppid"] = ppid
     return {
-        "schema_version": "1.0",
         "@timestamp": iso_timestamp(t),
         "event": {
             "id": stable_id("auditd", host, t, pid, syscall),
@@ -74,7 +73,9 @@ class TestLineage:
         last = outs[-1]["process"]
         assert last["parent"]["pid"] == 14
         assert last["parent"]["entity_id"] == outs[4]["process"]["entity_id"]
-        assert [a["pid"] for a in last["ancestors"]] == [14, 13, 12, 11]
+        lineage = outs[-1]["secstream"]["process"]
+        assert [a["pid"] for a in lineage["ancestors"]] == [14, 13, 12, 11] and lineage["ppid"] == 14
+        assert "ppid" not in last and "ancestors" not in last  # not ECS: under secstream.process
         assert outs[0]["process"]["parent"] == {"pid": 9}
         validator = jsonschema.Draft202012Validator(schema_for("events"))
         for out in outs:
@@ -170,7 +171,7 @@ class TestPidReuse:
         tracker.process(doc(5, 20, 10, "/bin/child"), state)
         new = tracker.process(doc(3, 10, 1, "/bin/new"), state)
         again = tracker.process(doc(6, 30, 20, "/bin/grandchild"), state)
-        assert again["process"]["ancestors"][1]["entity_id"] == new["process"]["entity_id"]
+        assert again["secstream"]["process"]["ancestors"][1]["entity_id"] == new["process"]["entity_id"]
         assert state.backfilled == 1
 
 
@@ -216,7 +217,7 @@ class TestBackfill:
         assert first["process"]["parent"] == {"pid": 10}
         parent = tracker.process(doc(1, 10, 1, "/bin/parent"), state)
         later = tracker.process(doc(3, 30, 20, "/bin/grandchild"), state)
-        assert later["process"]["ancestors"][1]["entity_id"] == parent["process"]["entity_id"]
+        assert later["secstream"]["process"]["ancestors"][1]["entity_id"] == parent["process"]["entity_id"]
         assert state.backfilled == 1
 
     def test_no_backfill_after_window(self) -> None:

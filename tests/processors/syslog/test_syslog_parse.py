@@ -86,7 +86,7 @@ class TestRfc5424:
         )
         doc = _valid(parse_syslog_line(line))
         meta = doc["log"]["syslog"]
-        assert meta["version"] == 1 and meta["msgid"] == "ID47" and meta["appname"] == "evntslog"
+        assert meta["version"] == "1" and meta["msgid"] == "ID47" and meta["appname"] == "evntslog"
         assert meta["structured_data"] == {
             "exampleSDID@32473": {"iut": "3", "eventSource": 'App"X]'},
             "other@1": {"a": "b"},
@@ -169,7 +169,7 @@ class TestInterpret:
             "Jul 10 15:13:30 h sudo:    peteb : TTY=pts/0 ; PWD=/home/a b ; USER=root ; COMMAND=/bin/sh -c 'a ; b'",
             year=2019,
         )
-        assert doc["syslog"] == {
+        assert doc["secstream"]["syslog"] == {
             "service": "sudo", "tty": "pts/0", "pwd": "/home/a b", "command": "/bin/sh -c 'a ; b'", "result": "success",
         }  # fmt: skip
 
@@ -183,8 +183,8 @@ class TestInterpret:
             "Jul 10 15:13:41 h sudo: m : user NOT in sudoers ; TTY=pts/1 ; PWD=/ ; USER=root ; COMMAND=/bin/sh",
             year=2019,
         )
-        assert one["syslog"]["result"] == "3 incorrect password attempts"
-        assert two["syslog"]["result"] == "user NOT in sudoers"
+        assert one["secstream"]["syslog"]["result"] == "3 incorrect password attempts"
+        assert two["secstream"]["syslog"]["result"] == "user NOT in sudoers"
         assert one["event"]["outcome"] == two["event"]["outcome"] == "failure"
 
     def test_pam_session_by_user(self) -> None:
@@ -194,7 +194,7 @@ class TestInterpret:
             year=2019,
         )
         assert doc["user"] == {"name": "peteb", "target": {"name": "root"}}
-        assert doc["syslog"] == {"service": "sudo", "session_user": "root", "by_uid": "1000"}
+        assert doc["secstream"]["syslog"] == {"service": "sudo", "session_user": "root", "by_uid": "1000"}
 
     def test_ssh_hostname_source(self) -> None:
         """A source that is not an ip stays in source.address/domain, without source.ip."""

@@ -57,7 +57,7 @@ def test_temporal_joins_siblings_through_the_process_tree(engine: SigmaEngine) -
     alert = temporal[0]
     assert len(alert["secstream"]["evidence"]["event_ids"]) == 2
     assert alert["secstream"]["sigma"]["correlation"]["type"] == "temporal"
-    assert alert["threat"]["technique"]["subtechnique"] == {"id": ["T1059.004"]}
+    assert alert["threat"]["technique"]["subtechnique"]["id"] == ["T1059.004"]
     # generate is false: the downloader and shell rules raise nothing of their own
     assert not any(a["rule"]["name"] in ("Fixture downloader", "Fixture shell interpreter") for a in alerts)
     # in order shell-then-downloader did not happen (the interactive -bash is not a child of pid 100)

@@ -53,11 +53,20 @@ def test_alerts_carry_the_rule_attack_and_evidence(tmp_path: Path) -> None:
     alert = detections[0]
     jsonschema.validate(alert, SCHEMA)
     assert alert["rule"]["uuid"] == alert["rule"]["id"] == "5f0c1d2e-0001-4a00-8000-000000000004"
-    assert alert["rule"]["author"] == "secstream tests" and "by secstream tests" in alert["message"]
+    assert alert["rule"]["author"] == ["secstream tests"] and "by secstream tests" in alert["message"]
     assert alert["rule"]["ruleset"] == "rules" and alert["rule"]["version"] == "2026-12-07"
     assert alert["event"]["severity"] == 47
-    assert alert["threat"]["technique"] == {"id": ["T1098"], "subtechnique": {"id": ["T1098.004"]}}
-    assert alert["threat"]["tactic"] == {"id": ["TA0003"], "name": ["Persistence"]}
+    assert alert["threat"]["technique"]["id"] == ["T1098"]
+    assert alert["threat"]["technique"]["subtechnique"] == {
+        "id": ["T1098.004"],
+        "name": ["SSH Authorized Keys"],
+        "reference": ["https://attack.mitre.org/techniques/T1098/004/"],
+    }
+    assert alert["threat"]["tactic"] == {
+        "id": ["TA0003"],
+        "name": ["Persistence"],
+        "reference": ["https://attack.mitre.org/tactics/TA0003/"],
+    }
     assert alert["secstream"]["sigma"] == {"source": "auditd", "level": "medium", "row_type": "PATH"}
     assert len(alert["secstream"]["evidence"]["event_ids"]) == 1
     assert alert["process"]["executable"] == "/usr/bin/bash"
