@@ -510,6 +510,32 @@ class ProcessTracker:
         syscall = str(data.get("syscall") or event.get("action") or "")
         session = auditd.get("session")
         session = str(session) if session is not None else None
+        node = self._update_tree(state, host, doc, (pid, ppid, now), (syscall, data, event), session)
+        if node is not None and now > node.last_seen:
+            node.last_seen = now
+        if session is not None and session in state.sessions:
+            rec = state.sessions[session]
+            rec.last_seen = max(rec.last_seen, now)
+        out["process"], ancestors = self._annotate(dict(proc_in), node, ppid, now, session, state)
+        out["secstream"] = _with_lineage(doc.get("secstream"), ancestors, ppid)
+        return out
+
+    def _update_tree(
+        self,
+        state: ProcessTrackerState,
+        host: str,
+        doc: Mapping[str, Any],
+        process: tuple[int, int | None, float],
+        call: tuple[str, Mapping[str, Any], Mapping[str, Any]],
+        session: str | None,
+    ) -> ProcessNode | None:
+        """Apply a successful exec, fork or exit to the tree; return the node of the pid (None if unknown).
+
+        ``process`` is (pid, ppid, event time); ``call`` is (syscall, ``auditd.data``, ``event``).
+        """
+        pid, ppid, now = process
+        syscall, data, event = call
+        proc_in = doc["process"]
         # only exec and fork events add nodes: most events need neither the outcome nor the audit user
         adds_node = syscall in EXEC_SYSCALLS or syscall in FORK_SYSCALLS
         failed = adds_node and (event.get("outcome") == "failure" or data.get("success") == "no")
@@ -550,14 +576,43 @@ class ProcessTracker:
             elif syscall in EXIT_SYSCALLS:
                 self._on_exit(state, pid, now)
                 node = self._find(state, pid, now, allow_exited=True)
-        if node is not None and now > node.last_seen:
-            node.last_seen = now
-        if session is not None and session in state.sessions:
-            rec = state.sessions[session]
-            rec.last_seen = max(rec.last_seen, now)
-        out["process"], ancestors = self._annotate(dict(proc_in), node, ppid, now, session, state)
-        out["secstream"] = _with_lineage(doc.get("secstream"), ancestors, ppid)
-        return out
+        return node
+
+    def _pop_due(
+        self, state: ProcessTrackerState, now: float, until: float
+    ) -> tuple[list[ProcessNode], list[ProcessNode], list[tuple[float, int, Any]]]:
+        """Take the timers due by ``until`` off the heap and drop the links, exits and sessions that are due.
+
+        Returns:
+            The exited and the idle processes that are due (the caller decides which go), and the timers
+            that fail the exact test, to be pushed back.
+        """
+        grace, idle, window = self._windows
+        exited_due, idle_due, window_due = now - grace, now - idle, now - window
+        timers, nodes = state.timers, state.nodes
+        exited: list[ProcessNode] = []
+        idle_nodes: list[ProcessNode] = []
+        not_yet: list[tuple[float, int, Any]] = []
+        while timers and timers[0][0] <= until:
+            due, kind, key = heapq.heappop(timers)
+            if kind != _NODE:
+                later = _expire_entry(state, kind, key, due, (window_due, window, idle_due, idle))
+                if later is not None:
+                    not_yet.append((later, kind, key))
+                continue
+            node = nodes.get(key)
+            if node is None or due != node.due:
+                continue  # dropped, or a later timer replaced this one
+            node.due = math.inf
+            if node.exited_at is not None:
+                if node.exited_at <= exited_due and node.last_seen <= exited_due:
+                    exited.append(node)
+                    continue
+            elif max(node.last_seen, node.start) <= idle_due:
+                idle_nodes.append(node)
+                continue
+            not_yet.append((_due_of(node, grace, idle), _NODE, key))
+        return exited, idle_nodes, not_yet
 
     def evict(self, state: ProcessTrackerState, now_event_time: float) -> int:
         """Drop what is due at ``now_event_time`` and return the number of processes evicted.
@@ -583,59 +638,9 @@ class ProcessTracker:
         until = now_event_time + _DUE_MARGIN_S
         if (not timers or timers[0][0] > until) and len(state.nodes) <= self.settings.max_per_host:
             return 0
-        grace, idle, window = windows
-        exited_due, idle_due, window_due = now_event_time - grace, now_event_time - idle, now_event_time - window
-        nodes, links, exits, sessions = state.nodes, state.links, state.exits, state.sessions
-        exited: list[ProcessNode] = []
-        idle_nodes: list[ProcessNode] = []
-        not_yet: list[tuple[float, int, Any]] = []  # timers that fail the exact test: pushed back after the loop
-        while timers and timers[0][0] <= until:
-            due, kind, key = heapq.heappop(timers)
-            if kind == _NODE:
-                node = nodes.get(key)
-                if node is None or due != node.due:
-                    continue  # dropped, or a later timer replaced this one
-                node.due = math.inf
-                if node.exited_at is not None:
-                    if node.exited_at <= exited_due and node.last_seen <= exited_due:
-                        exited.append(node)
-                        continue
-                elif max(node.last_seen, node.start) <= idle_due:
-                    idle_nodes.append(node)
-                    continue
-                not_yet.append((_due_of(node, grace, idle), _NODE, key))
-            elif kind == _LINK:
-                ppid, eid = key
-                kids = links.get(ppid)
-                start = kids.get(eid) if kids is not None else None
-                if kids is None or start is None:
-                    continue
-                if start <= window_due:
-                    del kids[eid]
-                    if not kids:
-                        del links[ppid]
-                else:
-                    not_yet.append((start + window, _LINK, key))
-            elif kind == _EXIT:
-                pid, at = key
-                times = exits.get(pid)
-                if times is None or at not in times:
-                    continue
-                if at <= window_due:
-                    times.remove(at)
-                    if not times:
-                        del exits[pid]
-                else:
-                    not_yet.append((at + window, _EXIT, key))
-            else:
-                rec = sessions.get(key)
-                if rec is None or due != rec.due:
-                    continue
-                rec.due = math.inf
-                if rec.last_seen <= idle_due:
-                    del sessions[key]
-                else:
-                    not_yet.append((rec.last_seen + idle, _SESSION, key))
+        grace = windows[0]
+        nodes, sessions = state.nodes, state.sessions
+        exited, idle_nodes, not_yet = self._pop_due(state, now_event_time, until)
         # Whether an exited process is still an ancestor is decided on the tree as it was before this call:
         # dropping an unreferenced process never breaks a live one's chain, so the order here is free.
         depth = self.settings.ancestor_depth
@@ -654,9 +659,9 @@ class ProcessTracker:
         evicted += self._evict_overflow(state, self.settings.max_per_host)
         for due, kind, key in not_yet:
             if kind == _NODE:
-                node = nodes.get(key)
-                if node is not None:  # else dropped for overflow just now
-                    state._schedule(node, due)
+                pending = nodes.get(key)
+                if pending is not None:  # else dropped for overflow just now
+                    state._schedule(pending, due)
             elif kind == _SESSION:
                 sessions[key].due = due
                 heapq.heappush(timers, (due, kind, key))
@@ -1016,3 +1021,45 @@ def build_lineage(
         state = states.setdefault(host, ProcessTrackerState(host=host))
         out.append(tracker.process(doc, state))
     return out
+
+
+def _expire_entry(
+    state: ProcessTrackerState, kind: int, key: Any, due: float, limits: tuple[float, float, float, float]
+) -> float | None:
+    """Drop a due fork link, unmatched exit or idle session; return when to look again if it is not due yet.
+
+    ``limits`` is (window due, window, idle due, idle) as :meth:`ProcessTracker._pop_due` computes them.
+    """
+    window_due, window, idle_due, idle = limits
+    if kind == _LINK:
+        ppid, eid = key
+        kids = state.links.get(ppid)
+        start = kids.get(eid) if kids is not None else None
+        if kids is None or start is None:
+            return None
+        if start > window_due:
+            return start + window
+        del kids[eid]
+        if not kids:
+            del state.links[ppid]
+        return None
+    if kind == _EXIT:
+        pid, at = key
+        times = state.exits.get(pid)
+        if times is None or at not in times:
+            return None
+        if at > window_due:
+            return float(at) + window
+        times.remove(at)
+        if not times:
+            del state.exits[pid]
+        return None
+    rec = state.sessions.get(key)
+    if rec is None or due != rec.due:
+        return None
+    rec.due = math.inf
+    if rec.last_seen > idle_due:
+        later: float = rec.last_seen + idle
+        return later
+    del state.sessions[key]
+    return None
