@@ -258,11 +258,7 @@ class LogonSessionTracker:
         process = doc.get("process") or {}
         pid = _norm(process.get("pid"))
         if action == "log" or action not in _SYSLOG_ACTIONS:
-            if pid is not None:
-                candidates = index.by_pid.get((pid, _norm(process.get("name"))))
-                if candidates:
-                    return candidates[0], False
-            return None, False
+            return self._by_pid(index, pid, process)
         extra = syslog_details(doc)
         user = doc.get("user") or {}
         if action == "ssh_login":
