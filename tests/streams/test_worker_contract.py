@@ -123,7 +123,7 @@ async def _worker(
         HostStateStore("changelog", lambda partitions: _no_changelog(partitions)),
         publisher=broker,  # type: ignore[arg-type]  # the stand-in answers what the runtime calls
         assigned=lambda: internal,
-        clock=lambda: 1_700_000_000.0,
+        clock=lambda: 2_000_000_000.0,  # after every event time of the sample log
     )
     await runtime.start()
     raw: list[list[SimpleNamespace]] = [[] for _ in range(RAW_PARTITIONS)]

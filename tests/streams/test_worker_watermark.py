@@ -37,6 +37,10 @@ def _stable(doc: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+RECEIVED = 2_000_000_000.0
+"""When every line was read: a fixed wall clock after every event time (a record dated far ahead of its
+receive time is refused as from the future)."""
+
 def _host(line: bytes) -> str:
     return line.split(b" ", 1)[0].removeprefix(b"node=").decode()
 
@@ -44,7 +48,7 @@ def _host(line: bytes) -> str:
 def embedded(config: SecstreamConfig, lines: list[bytes]) -> list[dict[str, Any]]:
     """The embedded runner's way: every line in file order, then the end-of-input flush."""
     pipeline, states = Pipeline(config), HostStates()
-    pending = pipeline.audit_lines([RawLine(line, received=1.0) for line in lines], states)
+    pending = pipeline.audit_lines([RawLine(line, received=RECEIVED) for line in lines], states)
     pending.extend(pipeline.shutdown(states))
     return [_stable(doc) for doc in asyncio.run(pipeline.complete(pending, states)).events]
 
@@ -77,7 +81,7 @@ def through_order(
         by_host: dict[str, list[RawLine]] = {}
         for offset, line in batch:
             source = {"topic": RAW, "partition": number, "offset": offset}
-            by_host.setdefault(_host(line), []).append(RawLine(line, source=source, received=1.0))
+            by_host.setdefault(_host(line), []).append(RawLine(line, source=source, received=RECEIVED))
         for host, host_lines in by_host.items():
             internal_offset += 1
             order.add(host, host_lines, clock, clock, internal_offset)
