@@ -41,6 +41,7 @@ RECEIVED = 2_000_000_000.0
 """When every line was read: a fixed wall clock after every event time (a record dated far ahead of its
 receive time is refused as from the future)."""
 
+
 def _host(line: bytes) -> str:
     return line.split(b" ", 1)[0].removeprefix(b"node=").decode()
 
